@@ -1,0 +1,76 @@
+/**
+ * Opens the relay's database: PostgreSQL through `pg` when a URL is given,
+ * otherwise embedded PGlite in a data directory. Both speak the same SQL.
+ */
+import { mkdirSync } from 'node:fs'
+import { Kysely, PostgresDialect, sql } from 'kysely'
+import pg from 'pg'
+import { PGliteDialect } from './pglite-dialect.js'
+import type { Database } from './types.js'
+
+export type StorageKind = 'postgres' | 'pglite'
+
+export interface Storage {
+  readonly db: Kysely<Database>
+  readonly kind: StorageKind
+  /** Throws when the database cannot answer a trivial query. */
+  ping(): Promise<void>
+  close(): Promise<void>
+}
+
+export interface StorageOptions {
+  /** postgres://… URL; when absent, PGlite in `dataDir`. */
+  databaseUrl?: string | undefined
+  /** PGlite data directory (created if missing); `memory://` for an in-memory database. */
+  dataDir: string
+  /** Postgres pool size. */
+  poolSize?: number
+  /** Told about errors on idle pooled connections (the next query also fails). */
+  onPoolError?: (err: Error) => void
+}
+
+const INT8_OID = 20
+
+/** Seqs, ids and counts are int8 in SQL and always below 2^53: read them as numbers. */
+const pgTypes = {
+  getTypeParser(oid: number, format?: 'text' | 'binary') {
+    if (oid === INT8_OID) return (value: string) => Number(value)
+    return pg.types.getTypeParser(oid, format as 'text')
+  },
+}
+
+export async function openStorage(options: StorageOptions): Promise<Storage> {
+  if (options.databaseUrl) {
+    const pool = new pg.Pool({
+      connectionString: options.databaseUrl,
+      max: options.poolSize ?? 10,
+      types: pgTypes,
+      connectionTimeoutMillis: 5_000,
+    })
+    // An idle client losing its server must not crash the process; the next query reports it.
+    pool.on('error', (err) => options.onPoolError?.(err))
+    return wrap(new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }), 'postgres')
+  }
+  const { PGlite } = await import('@electric-sql/pglite')
+  const inMemory = options.dataDir.startsWith('memory://')
+  if (!inMemory) mkdirSync(options.dataDir, { recursive: true })
+  const lite = new PGlite(inMemory ? undefined : options.dataDir)
+  await lite.waitReady
+  return wrap(new Kysely<Database>({ dialect: new PGliteDialect(lite) }), 'pglite')
+}
+
+function wrap(db: Kysely<Database>, kind: StorageKind): Storage {
+  let closed = false
+  return {
+    db,
+    kind,
+    async ping() {
+      await sql`select 1`.execute(db)
+    },
+    async close() {
+      if (closed) return
+      closed = true
+      await db.destroy()
+    },
+  }
+}
