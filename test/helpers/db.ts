@@ -1,7 +1,7 @@
 /**
  * Fresh databases for tests: each call makes a new Postgres database (dropped by
- * `cleanup`) or an in-memory PGlite. When CI is set and Postgres is unreachable,
- * Postgres tests fail instead of skipping.
+ * `cleanup`) or an in-memory PGlite. Postgres tests never skip: an unreachable
+ * server (TEST_DATABASE_URL) fails them.
  */
 import { randomBytes } from 'node:crypto'
 import pg from 'pg'
@@ -60,17 +60,6 @@ export async function createTestDatabase(kind: StorageKind, opts: { migrate?: bo
       await storage.close()
       await drop()
     },
-  }
-}
-
-/** Whether Postgres answers; in CI an unreachable Postgres is an error, never a skip. */
-export async function postgresAvailable(): Promise<boolean> {
-  try {
-    await admin((c) => c.query('select 1'))
-    return true
-  } catch (err) {
-    if (process.env.CI) throw new Error(`CI is set but Postgres at ${TEST_DATABASE_URL} is unreachable: ${String(err)}`)
-    return false
   }
 }
 
