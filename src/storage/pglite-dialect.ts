@@ -28,7 +28,7 @@ class PGliteConnection implements DatabaseConnection {
         : await this.pg.query<R>(query.sql, query.parameters as unknown[])
     const affected = result.affectedRows
     return {
-      rows: result.rows,
+      rows: result.rows as R[],
       ...(affected !== undefined ? { numAffectedRows: BigInt(affected) } : {}),
     }
   }
