@@ -2,10 +2,10 @@
  * Migrations from schema.sql: `-- migrate:N` sections applied in order, each in
  * its own transaction, under an advisory lock so two processes cannot race.
  */
-import { existsSync, readFileSync } from 'node:fs'
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { sql } from 'kysely'
+import { packageRoot } from '../package-root.js'
 import type { Storage } from './db.js'
 
 export interface Migration {
@@ -41,15 +41,8 @@ export function parseMigrations(text: string): Migration[] {
   return migrations
 }
 
-/** schema.sql sits at the package root, above src/ (tsx) or dist/src/ (built). */
 export function schemaPath(): string {
-  let dir = dirname(fileURLToPath(import.meta.url))
-  for (let i = 0; i < 5; i++) {
-    const candidate = join(dir, 'schema.sql')
-    if (existsSync(candidate)) return candidate
-    dir = dirname(dir)
-  }
-  throw new Error('schema.sql not found above ' + fileURLToPath(import.meta.url))
+  return join(packageRoot(), 'schema.sql')
 }
 
 export function loadMigrations(): Migration[] {

@@ -1,0 +1,43 @@
+/** `/xrpc/_health` and `/`: liveness that proves the database answers. */
+import type { Storage } from '../storage/db.js'
+import { VERSION } from '../package-root.js'
+import type { HttpServer } from './http-server.js'
+
+const PING_TIMEOUT_MS = 3_000
+
+export function registerHealthRoutes(http: HttpServer, storage: Storage): void {
+  const health = async () => {
+    try {
+      await withTimeout(storage.ping(), PING_TIMEOUT_MS)
+      return { json: { status: 'ok', version: VERSION } }
+    } catch (err) {
+      return {
+        status: 503,
+        json: { status: 'error', version: VERSION, error: 'DatabaseUnavailable', message: `database unreachable: ${errorMessage(err)}` },
+      }
+    }
+  }
+  http.query('_health', health)
+  http.route('GET', '/_health', health)
+  http.route('GET', '/', () => ({
+    text:
+      `atrelay ${VERSION}: an AT Protocol relay.\n\n` +
+      'Firehose: /xrpc/com.atproto.sync.subscribeRepos\n' +
+      'Sync API: /xrpc/com.atproto.sync.*\n' +
+      'Health:   /xrpc/_health\n',
+  }))
+}
+
+function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err)
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout
+  return Promise.race([
+    promise.finally(() => clearTimeout(timer)),
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms)
+    }),
+  ])
+}

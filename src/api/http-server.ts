@@ -1,0 +1,224 @@
+/**
+ * The relay's HTTP front: XRPC routing, JSON errors, CORS, the Server header,
+ * WebSocket upgrades by path, and a graceful close. No framework: the surface
+ * is small and this keeps the request path short.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import type { Duplex } from 'node:stream'
+import type { Logger } from 'pino'
+import type { ListenAddress } from '../config.js'
+import { VERSION } from '../package-root.js'
+import { XrpcError } from './xrpc-error.js'
+
+export const SERVER_HEADER = `atrelay/${VERSION} (atproto-relay)`
+const MAX_JSON_BODY = 64 * 1024
+
+export interface RequestContext {
+  req: IncomingMessage
+  res: ServerResponse
+  url: URL
+  params: URLSearchParams
+  /** Parsed JSON body of a procedure (POST), or undefined. */
+  body: unknown
+}
+
+/** What a handler returns: JSON, a redirect, or nothing when it wrote the response itself. */
+export type HandlerResult =
+  | { json: unknown; status?: number; headers?: Record<string, string> }
+  | { redirect: string }
+  | { text: string; contentType?: string; status?: number }
+  | undefined
+
+export type Handler = (ctx: RequestContext) => Promise<HandlerResult> | HandlerResult
+export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer) => void
+
+type Kind = 'query' | 'procedure'
+
+export class HttpServer {
+  private readonly server: Server
+  private readonly xrpc = new Map<string, { kind: Kind; handler: Handler; allowGet?: boolean }>()
+  private readonly routes = new Map<string, Handler>()
+  private readonly prefixRoutes: { method: string; prefix: string; handler: Handler }[] = []
+  private readonly upgrades = new Map<string, UpgradeHandler>()
+
+  constructor(private readonly logger: Logger) {
+    this.server = createServer((req, res) => void this.dispatch(req, res))
+    this.server.on('upgrade', (req, socket, head) => this.upgrade(req, socket, head))
+    this.server.on('clientError', (_err, socket) => socket.destroy())
+  }
+
+  /** A GET XRPC method. */
+  query(nsid: string, handler: Handler): void {
+    this.xrpc.set(nsid, { kind: 'query', handler })
+  }
+
+  /** A POST XRPC method; `allowGet` also accepts the 2023 GET form with query parameters. */
+  procedure(nsid: string, handler: Handler, opts: { allowGet?: boolean } = {}): void {
+    this.xrpc.set(nsid, { kind: 'procedure', handler, allowGet: opts.allowGet ?? false })
+  }
+
+  /** A plain route, e.g. `route('GET', '/')`. */
+  route(method: string, path: string, handler: Handler): void {
+    this.routes.set(`${method} ${path}`, handler)
+  }
+
+  /** Every path under `prefix` (e.g. `/admin/`). */
+  routePrefix(method: string, prefix: string, handler: Handler): void {
+    this.prefixRoutes.push({ method, prefix, handler })
+  }
+
+  /** A WebSocket endpoint. */
+  upgradeRoute(path: string, handler: UpgradeHandler): void {
+    this.upgrades.set(path, handler)
+  }
+
+  async listen(address: ListenAddress): Promise<AddressInfo> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject)
+      this.server.listen(address.port, address.host, () => {
+        this.server.off('error', reject)
+        resolve()
+      })
+    })
+    return this.server.address() as AddressInfo
+  }
+
+  address(): AddressInfo | null {
+    return this.server.address() as AddressInfo | null
+  }
+
+  /** Stop accepting, let in-flight requests finish (bounded), then close lingering sockets. */
+  async close(graceMs = 5_000): Promise<void> {
+    if (!this.server.listening) return
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()))
+    this.server.closeIdleConnections()
+    const timer = setTimeout(() => this.server.closeAllConnections(), graceMs)
+    await closed
+    clearTimeout(timer)
+  }
+
+  private async dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    res.setHeader('Server', SERVER_HEADER)
+    res.setHeader('Access-Control-Allow-Origin', '*')
+    const url = new URL(req.url ?? '/', 'http://relay.invalid')
+    try {
+      if (req.method === 'OPTIONS') {
+        res.writeHead(204, {
+          'Access-Control-Allow-Methods': 'GET, POST, OPTIONS',
+          'Access-Control-Allow-Headers': req.headers['access-control-request-headers'] ?? '*',
+          'Access-Control-Max-Age': '86400',
+        })
+        res.end()
+        return
+      }
+      const result = await this.handle(req, res, url)
+      if (!res.headersSent && !res.writableEnded) this.send(res, result)
+    } catch (err) {
+      this.sendError(res, err, url)
+    }
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<HandlerResult> {
+    const method = req.method ?? 'GET'
+    const path = url.pathname
+    if (path.startsWith('/xrpc/')) {
+      const nsid = path.slice('/xrpc/'.length)
+      const entry = this.xrpc.get(nsid)
+      if (!entry) {
+        if (this.upgrades.has(path)) throw new XrpcError(426, 'InvalidRequest', 'this endpoint needs a WebSocket upgrade')
+        throw new XrpcError(501, 'MethodNotImplemented', `method not implemented: ${nsid}`)
+      }
+      const wanted = entry.kind === 'query' ? 'GET' : 'POST'
+      const get = method === 'GET' || method === 'HEAD'
+      if (!(method === wanted || (wanted === 'GET' && get) || (entry.allowGet && get)))
+        throw new XrpcError(400, 'InvalidRequest', `${nsid} must be called with ${wanted}`)
+      const body = method === 'POST' ? await readJsonBody(req) : undefined
+      return entry.handler({ req, res, url, params: url.searchParams, body })
+    }
+    const handler =
+      this.routes.get(`${method} ${path}`) ??
+      (method === 'HEAD' ? this.routes.get(`GET ${path}`) : undefined) ??
+      this.prefixRoutes.find((r) => r.method === method && path.startsWith(r.prefix))?.handler
+    if (!handler) throw new XrpcError(404, 'NotFound', `no route for ${method} ${path}`)
+    const body = method === 'POST' && isJson(req) ? await readJsonBody(req) : undefined
+    return handler({ req, res, url, params: url.searchParams, body })
+  }
+
+  private send(res: ServerResponse, result: HandlerResult): void {
+    if (!result) {
+      res.writeHead(200)
+      res.end()
+    } else if ('redirect' in result) {
+      res.writeHead(302, { Location: result.redirect })
+      res.end()
+    } else if ('json' in result) {
+      const body = JSON.stringify(result.json)
+      res.writeHead(result.status ?? 200, {
+        'Content-Type': 'application/json; charset=utf-8',
+        'Content-Length': Buffer.byteLength(body),
+        ...result.headers,
+      })
+      res.end(body)
+    } else {
+      res.writeHead(result.status ?? 200, { 'Content-Type': result.contentType ?? 'text/plain; charset=utf-8' })
+      res.end(result.text)
+    }
+  }
+
+  private sendError(res: ServerResponse, err: unknown, url: URL): void {
+    const xrpc =
+      err instanceof XrpcError ? err : new XrpcError(500, 'InternalServerError', 'internal error; see the relay log')
+    if (!(err instanceof XrpcError)) this.logger.error({ err, path: url.pathname }, 'request failed')
+    if (res.headersSent) {
+      res.destroy()
+      return
+    }
+    const body = JSON.stringify({ error: xrpc.error, message: xrpc.message })
+    res.writeHead(xrpc.status, {
+      'Content-Type': 'application/json; charset=utf-8',
+      'Content-Length': Buffer.byteLength(body),
+      ...xrpc.headers,
+    })
+    res.end(body)
+  }
+
+  private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const path = new URL(req.url ?? '/', 'http://relay.invalid').pathname
+    const handler = this.upgrades.get(path)
+    if (!handler) {
+      const body = JSON.stringify({ error: 'NotFound', message: `no WebSocket endpoint at ${path}` })
+      socket.end(
+        `HTTP/1.1 404 Not Found\r\nServer: ${SERVER_HEADER}\r\nContent-Type: application/json\r\n` +
+          `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+      )
+      return
+    }
+    try {
+      handler(req, socket, head)
+    } catch (err) {
+      this.logger.error({ err, path }, 'upgrade failed')
+      socket.destroy()
+    }
+  }
+}
+
+function isJson(req: IncomingMessage): boolean {
+  return (req.headers['content-type'] ?? '').includes('json')
+}
+
+async function readJsonBody(req: IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length
+    if (size > MAX_JSON_BODY) throw new XrpcError(413, 'PayloadTooLarge', `request body over ${MAX_JSON_BODY} bytes`)
+    chunks.push(chunk)
+  }
+  if (size === 0) return undefined
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8'))
+  } catch {
+    throw new XrpcError(400, 'InvalidRequest', 'request body is not valid JSON')
+  }
+}

@@ -1,0 +1,83 @@
+#!/usr/bin/env node
+/**
+ * atrelay command line: `serve` runs the relay, `migrate` applies the schema.
+ */
+import { ConfigError, loadConfig, type Config } from './config.js'
+import { createLogger } from './logger.js'
+import { VERSION } from './package-root.js'
+import { startRelay } from './relay.js'
+import { openStorage } from './storage/db.js'
+import { migrate, SchemaTooNewError } from './storage/migrate.js'
+
+const USAGE = `atrelay ${VERSION}: an AT Protocol relay
+
+Usage:
+  atrelay serve      run the relay (migrates the database first)
+  atrelay migrate    apply database migrations and exit
+  atrelay help       show this text
+
+Configuration comes from environment variables; see config/example.env.`
+
+async function serve(config: Config): Promise<void> {
+  const logger = createLogger(config.logLevel)
+  const relay = await startRelay(config, logger)
+  let signals = 0
+  const shutdown = (signal: string) => {
+    if (++signals > 1) {
+      logger.warn({ signal }, 'second signal: exiting now')
+      process.exit(1)
+    }
+    logger.info({ signal }, 'shutting down')
+    relay.stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        logger.error({ err }, 'shutdown failed')
+        process.exit(1)
+      },
+    )
+  }
+  process.on('SIGINT', () => shutdown('SIGINT'))
+  process.on('SIGTERM', () => shutdown('SIGTERM'))
+}
+
+async function migrateOnly(config: Config): Promise<void> {
+  const storage = await openStorage({ databaseUrl: config.databaseUrl, dataDir: config.dataDir })
+  try {
+    const applied = await migrate(storage)
+    console.log(applied.length ? `applied migrations ${applied.join(', ')}` : 'database schema is up to date')
+  } finally {
+    await storage.close()
+  }
+}
+
+async function main(argv: string[]): Promise<number> {
+  const command = argv[0] ?? 'help'
+  if (command === 'help' || command === '--help' || command === '-h') {
+    console.log(USAGE)
+    return 0
+  }
+  const config = loadConfig()
+  switch (command) {
+    case 'serve':
+      await serve(config)
+      return -1 // keep running
+    case 'migrate':
+      await migrateOnly(config)
+      return 0
+    default:
+      console.error(`atrelay: unknown command "${command}"\n\n${USAGE}`)
+      return 2
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code >= 0) process.exit(code)
+  },
+  (err: unknown) => {
+    // Configuration and schema problems are the operator's to fix: one clear line, no stack.
+    if (err instanceof ConfigError || err instanceof SchemaTooNewError) console.error(`atrelay: ${err.message}`)
+    else console.error('atrelay: fatal:', err)
+    process.exit(1)
+  },
+)

@@ -1,0 +1,179 @@
+/**
+ * Typed configuration from environment variables. Every setting is declared once
+ * in SETTINGS (name, default, meaning, parser); `config/example.env` and the
+ * README document the same list, and a test keeps them in step.
+ * A bad value stops start-up with one line naming the variable.
+ */
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError'
+  constructor(
+    readonly variable: string,
+    problem: string,
+  ) {
+    super(`${variable}: ${problem}`)
+  }
+}
+
+export interface ListenAddress {
+  /** undefined: every interface */
+  host: string | undefined
+  port: number
+}
+
+export type FutureCursorPolicy = 'reset' | 'stop'
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+
+export interface Config {
+  databaseUrl: string | undefined
+  dataDir: string
+  dbPoolSize: number
+  apiListen: ListenAddress
+  metricsListen: ListenAddress
+  logLevel: LogLevel
+  adminPassword: string | undefined
+  plcUrl: string
+  allowInsecureHosts: boolean
+  trustedDomains: string[]
+  defaultAccountLimit: number
+  trustedAccountLimit: number
+  newHostsPerDay: number
+  disableRequestCrawl: boolean
+  lenient: boolean
+  futureCursor: FutureCursorPolicy
+  verifyWorkers: number
+  initialSeq: number
+  replayWindowMs: number
+  consumerMaxLag: number
+  maxFutureRevMs: number
+  identityCacheSize: number
+  identityTtlMs: number
+  identityErrorTtlMs: number
+  hostConcurrency: number
+}
+
+type Env = Record<string, string | undefined>
+
+interface Setting<K extends keyof Config> {
+  env: string
+  key: K
+  default: string | undefined
+  doc: string
+  parse: (raw: string, env: string) => Config[K]
+}
+
+// ---- parsers -------------------------------------------------------------
+
+function int(min: number, max: number) {
+  return (raw: string, env: string): number => {
+    if (!/^-?\d+$/.test(raw.replace(/_/g, ''))) throw new ConfigError(env, `expected an integer, got "${raw}"`)
+    const n = Number(raw.replace(/_/g, ''))
+    if (!Number.isSafeInteger(n) || n < min || n > max)
+      throw new ConfigError(env, `expected an integer from ${min} to ${max}, got "${raw}"`)
+    return n
+  }
+}
+
+function bool(raw: string, env: string): boolean {
+  const v = raw.trim().toLowerCase()
+  if (['true', '1', 'yes', 'on'].includes(v)) return true
+  if (['false', '0', 'no', 'off', ''].includes(v)) return false
+  throw new ConfigError(env, `expected true or false, got "${raw}"`)
+}
+
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }
+
+/** "72h", "5m", "30s", "250ms", "1d" → milliseconds. */
+export function parseDuration(raw: string, env: string): number {
+  const m = /^(\d+)(ms|s|m|h|d)$/.exec(raw.trim())
+  if (!m) throw new ConfigError(env, `expected a duration like 72h, 5m, 30s or 250ms, got "${raw}"`)
+  return Number(m[1]) * DURATION_UNITS[m[2]!]!
+}
+
+/** ":2470", "127.0.0.1:2470", "[::1]:2470" → host and port. */
+export function parseListen(raw: string, env: string): ListenAddress {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]*)):(\d{1,5})$/.exec(raw.trim())
+  const port = m ? Number(m[3]) : NaN
+  if (!m || port > 65535) throw new ConfigError(env, `expected [host]:port such as :2470 or 127.0.0.1:2470, got "${raw}"`)
+  const host = m[1] ?? (m[2] || undefined)
+  return { host, port }
+}
+
+function url(protocols: string[]) {
+  return (raw: string, env: string): string => {
+    let u: URL
+    try {
+      u = new URL(raw)
+    } catch {
+      throw new ConfigError(env, `expected a URL, got "${raw}"`)
+    }
+    if (!protocols.includes(u.protocol)) throw new ConfigError(env, `expected a ${protocols.join(' or ')} URL, got "${raw}"`)
+    return raw.replace(/\/+$/, '')
+  }
+}
+
+function oneOf<T extends string>(values: readonly T[]) {
+  return (raw: string, env: string): T => {
+    if (!(values as readonly string[]).includes(raw)) throw new ConfigError(env, `expected one of ${values.join(', ')}, got "${raw}"`)
+    return raw as T
+  }
+}
+
+function domainList(raw: string, env: string): string[] {
+  const items = raw
+    .split(',')
+    .map((s) => s.trim().toLowerCase())
+    .filter(Boolean)
+  for (const item of items)
+    if (!/^(\*\.)?[a-z0-9-]+(\.[a-z0-9-]+)*$/.test(item))
+      throw new ConfigError(env, `expected comma-separated domains or *.suffix patterns, got "${item}"`)
+  return items
+}
+
+const text = (raw: string): string => raw
+const optionalText = (raw: string): string | undefined => raw || undefined
+
+// ---- the settings ---------------------------------------------------------
+
+const s = <K extends keyof Config>(setting: Setting<K>): Setting<K> => setting
+
+export const SETTINGS = [
+  s({ env: 'DATABASE_URL', key: 'databaseUrl', default: undefined, doc: 'PostgreSQL URL (postgres://…). Unset: embedded PGlite in RELAY_DATA_DIR.', parse: (raw, env) => (raw ? url(['postgres:', 'postgresql:'])(raw, env) : undefined) }),
+  s({ env: 'RELAY_DATA_DIR', key: 'dataDir', default: './data', doc: 'Directory for the embedded PGlite database (created if missing).', parse: text }),
+  s({ env: 'RELAY_DB_POOL_SIZE', key: 'dbPoolSize', default: '20', doc: 'PostgreSQL connection pool size.', parse: int(1, 1000) }),
+  s({ env: 'RELAY_API_LISTEN', key: 'apiListen', default: ':2470', doc: 'Address for the API and firehose ([host]:port).', parse: parseListen }),
+  s({ env: 'RELAY_METRICS_LISTEN', key: 'metricsListen', default: ':2471', doc: 'Address for Prometheus /metrics ([host]:port).', parse: parseListen }),
+  s({ env: 'LOG_LEVEL', key: 'logLevel', default: 'info', doc: 'fatal, error, warn, info, debug, trace or silent.', parse: oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const) }),
+  s({ env: 'RELAY_ADMIN_PASSWORD', key: 'adminPassword', default: undefined, doc: 'Admin API password (user "admin"). Unset: a random one is generated and logged once at start-up.', parse: optionalText }),
+  s({ env: 'RELAY_PLC_URL', key: 'plcUrl', default: 'https://plc.directory', doc: 'PLC directory used to resolve did:plc.', parse: url(['https:', 'http:']) }),
+  s({ env: 'RELAY_ALLOW_INSECURE_HOSTS', key: 'allowInsecureHosts', default: 'false', doc: 'Development only: allow localhost:<port> hosts over plain ws/http and loopback addresses.', parse: bool }),
+  s({ env: 'RELAY_TRUSTED_DOMAINS', key: 'trustedDomains', default: '*.host.bsky.network', doc: 'Comma-separated hostnames or *.suffix patterns given the trusted account limit.', parse: domainList }),
+  s({ env: 'RELAY_DEFAULT_ACCOUNT_LIMIT', key: 'defaultAccountLimit', default: '100', doc: 'Accounts per untrusted host; more are throttled until the limit is raised.', parse: int(0, 1_000_000_000) }),
+  s({ env: 'RELAY_TRUSTED_ACCOUNT_LIMIT', key: 'trustedAccountLimit', default: '10000000', doc: 'Accounts per trusted host.', parse: int(0, 1_000_000_000) }),
+  s({ env: 'RELAY_NEW_HOSTS_PER_DAY', key: 'newHostsPerDay', default: '50', doc: 'New hosts admitted per 24 h through public requestCrawl.', parse: int(0, 1_000_000) }),
+  s({ env: 'RELAY_DISABLE_REQUEST_CRAWL', key: 'disableRequestCrawl', default: 'false', doc: 'Refuse public requestCrawl (admins can still add hosts).', parse: bool }),
+  s({ env: 'RELAY_LENIENT', key: 'lenient', default: 'false', doc: 'Log and count Sync 1.1 strict-check failures (MST inversion, missing prevData) instead of dropping.', parse: bool }),
+  s({ env: 'RELAY_FUTURE_CURSOR', key: 'futureCursor', default: 'reset', doc: 'When a host answers FutureCursor (it reset its sequence): reset (reconnect live) or stop.', parse: oneOf(['reset', 'stop'] as const) }),
+  s({ env: 'RELAY_VERIFY_WORKERS', key: 'verifyWorkers', default: '0', doc: 'Verification worker threads; 0 verifies inline on the main thread.', parse: int(0, 64) }),
+  s({ env: 'RELAY_INITIAL_SEQ', key: 'initialSeq', default: '1', doc: 'Floor for the relay seq (start above a relay being replaced).', parse: int(1, Number.MAX_SAFE_INTEGER) }),
+  s({ env: 'RELAY_REPLAY_WINDOW', key: 'replayWindowMs', default: '72h', doc: 'How long events stay available for cursor replay.', parse: parseDuration }),
+  s({ env: 'RELAY_CONSUMER_MAX_LAG', key: 'consumerMaxLag', default: '100000', doc: 'Events a live consumer may fall behind before ConsumerTooSlow.', parse: int(1, 100_000_000) }),
+  s({ env: 'RELAY_MAX_FUTURE_REV', key: 'maxFutureRevMs', default: '5m', doc: 'How far in the future a commit rev may be.', parse: parseDuration }),
+  s({ env: 'RELAY_IDENTITY_CACHE_SIZE', key: 'identityCacheSize', default: '250000', doc: 'DID documents kept in memory (LRU; the identity table keeps the rest).', parse: int(1, 100_000_000) }),
+  s({ env: 'RELAY_IDENTITY_TTL', key: 'identityTtlMs', default: '24h', doc: 'How long a resolved DID document is trusted.', parse: parseDuration }),
+  s({ env: 'RELAY_IDENTITY_ERROR_TTL', key: 'identityErrorTtlMs', default: '2m', doc: 'How long a failed resolution is remembered.', parse: parseDuration }),
+  s({ env: 'RELAY_HOST_CONCURRENCY', key: 'hostConcurrency', default: '40', doc: 'Events of one host processed at once (different DIDs).', parse: int(1, 10_000) }),
+] as const
+
+/** Every environment variable the relay reads. */
+export const CONFIG_VARIABLES: string[] = SETTINGS.map((setting) => setting.env)
+
+export function loadConfig(env: Env = process.env): Config {
+  const out: Partial<Record<keyof Config, unknown>> = {}
+  for (const setting of SETTINGS) {
+    const raw = env[setting.env]
+    const value = raw !== undefined ? raw : setting.default
+    out[setting.key] = value === undefined ? undefined : (setting.parse as (r: string, e: string) => unknown)(value, setting.env)
+  }
+  return out as Config
+}
