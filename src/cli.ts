@@ -2,6 +2,7 @@
 /**
  * atrelay command line: `serve` runs the relay, `migrate` applies the schema.
  */
+import { existsSync } from 'node:fs'
 import { ConfigError, loadConfig, type Config } from './config.js'
 import { createLogger } from './logger.js'
 import { VERSION } from './package-root.js'
@@ -56,6 +57,8 @@ async function main(argv: string[]): Promise<number> {
     console.log(USAGE)
     return 0
   }
+  // Node >= 20.12 reads .env natively; variables already set in the environment win.
+  if (existsSync('.env')) process.loadEnvFile('.env')
   const config = loadConfig()
   switch (command) {
     case 'serve':
