@@ -1,0 +1,397 @@
+/**
+ * The sequencer: assigns the relay's seq to accepted events, builds each
+ * outbound frame once, and commits events in batches (bounded by size and
+ * time) in one transaction together with account heads, host cursors and the
+ * seq high-water mark. Frames are published to listeners only after commit.
+ *
+ * A failed batch is retried with backoff, unchanged: its seqs stay reserved
+ * and later events wait behind it, so seqs are never reused or reordered and
+ * nothing uncommitted is ever published.
+ */
+import { setTimeout as sleep } from 'node:timers/promises'
+import { sql, type Transaction } from 'kysely'
+import type { Logger } from 'pino'
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
+import { frameWithSeq } from '../atproto/frame.js'
+import type { Storage } from '../storage/db.js'
+import { EventKind, type Database, type EventKindCode } from '../storage/types.js'
+import { EventLog, type EventRow } from './event-log.js'
+import { HostCursorTracker } from './host-cursors.js'
+import {
+  SequencerError,
+  type AcceptedEvent,
+  type CommittedEvent,
+  type CommittedEventSource,
+} from './types.js'
+
+/** `relay_state` key holding the highest committed seq (survives retention and takedowns). */
+export const SEQ_STATE_KEY = 'seq'
+
+export interface SequencerOptions {
+  storage: Storage
+  /** RELAY_INITIAL_SEQ: the first seq ever assigned is at least this. */
+  initialSeq: number
+  maxBatchEvents?: number
+  maxBatchDelayMs?: number
+  /** Seqs per event-log partition. */
+  partitionSize?: number
+  /** Retention window of the event log (RELAY_REPLAY_WINDOW). */
+  replayWindowMs?: number
+  /** How often retention runs; 0 disables the timer. */
+  retentionIntervalMs?: number
+  /** How long stop() waits for a failing database before giving up on queued events. */
+  stopTimeoutMs?: number
+  logger: Logger
+  registry: Registry
+}
+
+interface Pending {
+  evt: AcceptedEvent
+  seq: number
+  kind: EventKindCode
+  frame: Uint8Array
+  resolve: (seq: number) => void
+  reject: (err: Error) => void
+}
+
+const KIND_CODES: Record<AcceptedEvent['kind'], EventKindCode> = EventKind
+
+export class Sequencer implements CommittedEventSource {
+  readonly eventLog: EventLog
+  private readonly storage: Storage
+  private readonly logger: Logger
+  private readonly initialSeq: number
+  private readonly maxBatchEvents: number
+  private readonly maxBatchDelayMs: number
+  private readonly stopTimeoutMs: number
+  private readonly cursors = new HostCursorTracker()
+  private readonly listeners: ((events: CommittedEvent[]) => void)[] = []
+  private queue: Pending[] = []
+  private assigned = 0
+  private committed = 0
+  private started = false
+  private stopping = false
+  private abandon = false
+  private timer: NodeJS.Timeout | undefined
+  private loop: Promise<void> | undefined
+  private consecutiveFailures = 0
+
+  private readonly mSeq: Gauge
+  private readonly mCommitted: Counter
+  private readonly mBatchSize: Histogram
+  private readonly mCommitSeconds: Histogram
+  private readonly mFailures: Counter
+  private readonly mFailing: Gauge
+
+  constructor(opts: SequencerOptions) {
+    this.storage = opts.storage
+    this.logger = opts.logger
+    this.initialSeq = opts.initialSeq
+    this.maxBatchEvents = opts.maxBatchEvents ?? 500
+    this.maxBatchDelayMs = opts.maxBatchDelayMs ?? 10
+    this.stopTimeoutMs = opts.stopTimeoutMs ?? 30_000
+    if (!Number.isSafeInteger(opts.initialSeq) || opts.initialSeq < 0) {
+      throw new RangeError(`initialSeq must be a non-negative integer, got ${opts.initialSeq}`)
+    }
+    this.eventLog = new EventLog({
+      storage: opts.storage,
+      ...(opts.partitionSize !== undefined ? { partitionSize: opts.partitionSize } : {}),
+      ...(opts.replayWindowMs !== undefined ? { replayWindowMs: opts.replayWindowMs } : {}),
+      ...(opts.retentionIntervalMs !== undefined ? { retentionIntervalMs: opts.retentionIntervalMs } : {}),
+      currentSeq: () => this.committed,
+      logger: opts.logger,
+      registry: opts.registry,
+    })
+    const registers = [opts.registry]
+    this.mSeq = new Gauge({ name: 'relay_sequencer_seq', help: 'Newest committed relay seq', registers })
+    this.mCommitted = new Counter({
+      name: 'relay_sequencer_events_committed_total',
+      help: 'Events committed to the log',
+      registers,
+    })
+    this.mBatchSize = new Histogram({
+      name: 'relay_sequencer_batch_events',
+      help: 'Events per committed batch',
+      buckets: [1, 5, 20, 50, 100, 200, 500, 1000, 2000],
+      registers,
+    })
+    this.mCommitSeconds = new Histogram({
+      name: 'relay_sequencer_commit_seconds',
+      help: 'Time to commit one batch transaction',
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers,
+    })
+    this.mFailures = new Counter({
+      name: 'relay_sequencer_commit_failures_total',
+      help: 'Failed batch commits (each is retried)',
+      registers,
+    })
+    this.mFailing = new Gauge({
+      name: 'relay_sequencer_commit_consecutive_failures',
+      help: 'Consecutive failed attempts of the current batch (0 when healthy)',
+      registers,
+    })
+    const queue = () => this.queue.length
+    new Gauge({
+      name: 'relay_sequencer_queued_events',
+      help: 'Events waiting to be committed',
+      registers,
+      collect() {
+        this.set(queue())
+      },
+    })
+  }
+
+  /** Reads the last committed seq and continues above it. */
+  async start(): Promise<void> {
+    if (this.started) return
+    const hw = await this.storage.db
+      .selectFrom('relay_state')
+      .select('value')
+      .where('key', '=', SEQ_STATE_KEY)
+      .executeTakeFirst()
+    const stored = typeof hw?.value === 'number' ? hw.value : Number(hw?.value ?? 0)
+    const newest = (await this.eventLog.newestSeq()) ?? 0
+    this.committed = Math.max(this.initialSeq - 1, stored, newest, 0)
+    this.assigned = this.committed
+    this.mSeq.set(this.committed)
+    await this.eventLog.ensurePartitions(this.committed + 1)
+    this.eventLog.start()
+    this.started = true
+    this.stopping = false
+    this.logger.info({ seq: this.committed }, 'sequencer started')
+  }
+
+  /** Resolves with the event's seq once it is durably committed. */
+  submit(evt: AcceptedEvent): Promise<number> {
+    if (!this.started) return Promise.reject(new SequencerError('not-started', 'sequencer not started'))
+    if (this.stopping) return Promise.reject(new SequencerError('stopped', 'sequencer is stopping'))
+    const kind = KIND_CODES[evt.kind]
+    if (kind === undefined) {
+      return Promise.reject(new SequencerError('invalid-event', `unknown event kind ${String(evt.kind)}`))
+    }
+    let frame: Uint8Array
+    try {
+      frame = frameWithSeq(evt.t, evt.body, this.assigned + 1)
+    } catch (err) {
+      return Promise.reject(err as Error)
+    }
+    const seq = ++this.assigned
+    if (evt.upstream !== undefined) this.cursors.begin(evt.upstream.hostId, evt.upstream.seq)
+    return new Promise<number>((resolve, reject) => {
+      this.queue.push({ evt, seq, kind, frame, resolve, reject })
+      this.schedule()
+    })
+  }
+
+  /** Ingest started processing this upstream event: the host cursor cannot pass it until it is submitted and committed, or handled. */
+  beginUpstream(hostId: number, upstreamSeq: number): void {
+    this.cursors.begin(hostId, upstreamSeq)
+  }
+
+  /** A deliberately dropped upstream event: the host cursor may advance past it. */
+  markHandled(hostId: number, upstreamSeq: number): void {
+    this.cursors.handled(hostId, upstreamSeq)
+    this.schedule()
+  }
+
+  /** Forget in-flight tracking for a host whose upstream sequence was reset. */
+  resetHost(hostId: number): void {
+    this.cursors.reset(hostId)
+  }
+
+  /** The host cursor as handled in memory (may be ahead of the database by one batch). */
+  hostCursor(hostId: number): number | undefined {
+    return this.cursors.cursor(hostId)
+  }
+
+  /** Listeners run synchronously after each commit, in seq order. Returns an unsubscribe function. */
+  onCommitted(listener: (events: CommittedEvent[]) => void): () => void {
+    this.listeners.push(listener)
+    return () => {
+      const i = this.listeners.indexOf(listener)
+      if (i >= 0) this.listeners.splice(i, 1)
+    }
+  }
+
+  /** The newest committed (and published) seq. */
+  currentSeq(): number {
+    return this.committed
+  }
+
+  /** Events submitted but not yet committed: ingest can use it for backpressure. */
+  queuedEvents(): number {
+    return this.queue.length
+  }
+
+  /** Commits what is queued, then stops. Queued events are rejected if the database stays down past stopTimeoutMs. */
+  async stop(): Promise<void> {
+    if (!this.started) return
+    this.stopping = true
+    if (this.timer !== undefined) clearTimeout(this.timer)
+    this.timer = undefined
+    if (this.loop === undefined) this.runLoop()
+    const deadline = sleep(this.stopTimeoutMs, 'timeout' as const, { ref: false })
+    const outcome = await Promise.race([this.loop?.then(() => 'done' as const), deadline])
+    if (outcome === 'timeout') {
+      this.abandon = true
+      await this.loop
+    }
+    await this.eventLog.stop()
+    this.started = false
+    this.logger.info({ seq: this.committed }, 'sequencer stopped')
+  }
+
+  private schedule(): void {
+    if (this.loop !== undefined) return
+    if (this.queue.length >= this.maxBatchEvents || this.stopping) {
+      if (this.timer !== undefined) clearTimeout(this.timer)
+      this.timer = undefined
+      this.runLoop()
+    } else if (this.timer === undefined) {
+      this.timer = setTimeout(() => {
+        this.timer = undefined
+        this.runLoop()
+      }, this.maxBatchDelayMs)
+    }
+  }
+
+  private runLoop(): void {
+    if (this.loop !== undefined) return
+    this.loop = this.drain().finally(() => {
+      this.loop = undefined
+      if (this.queue.length > 0 && !this.abandon) this.schedule()
+    })
+  }
+
+  /** Commits batches until nothing is queued (group commit: events arriving during a commit form the next batch). */
+  private async drain(): Promise<void> {
+    while (this.queue.length > 0 || this.cursors.hasUnwritten()) {
+      const batch = this.queue.slice(0, this.maxBatchEvents)
+      const ok = await this.commitWithRetry(batch)
+      if (!ok) {
+        this.rejectAll(new SequencerError('stopped', 'sequencer stopped before the event could be committed'))
+        return
+      }
+      this.queue.splice(0, batch.length)
+      this.afterCommit(batch)
+    }
+  }
+
+  private async commitWithRetry(batch: Pending[]): Promise<boolean> {
+    for (let attempt = 0; ; attempt++) {
+      if (this.abandon) return false
+      try {
+        await this.commitBatch(batch)
+        if (this.consecutiveFailures > 0) {
+          this.logger.info({ attempts: attempt + 1, seq: batch[batch.length - 1]?.seq }, 'sequencer commit recovered')
+        }
+        this.consecutiveFailures = 0
+        this.mFailing.set(0)
+        return true
+      } catch (err) {
+        this.consecutiveFailures++
+        this.mFailures.inc()
+        this.mFailing.set(this.consecutiveFailures)
+        const fields = {
+          err,
+          attempt: attempt + 1,
+          firstSeq: batch[0]?.seq,
+          lastSeq: batch[batch.length - 1]?.seq,
+          queued: this.queue.length,
+        }
+        if (this.consecutiveFailures >= 5) this.logger.error(fields, 'sequencer commit keeps failing; events are held, not lost')
+        else this.logger.warn(fields, 'sequencer commit failed; retrying')
+        const delay = Math.min(50 * 2 ** Math.min(attempt, 10), 5_000)
+        await sleep(delay, undefined, { ref: false })
+      }
+    }
+  }
+
+  private async commitBatch(batch: Pending[]): Promise<void> {
+    const last = batch[batch.length - 1]
+    if (last !== undefined) await this.eventLog.ensurePartitions(last.seq)
+    for (const p of batch) {
+      if (p.evt.upstream !== undefined) this.cursors.committing(p.evt.upstream.hostId, p.evt.upstream.seq)
+    }
+    const cursorWrites = this.cursors.pendingWrites()
+    const rows: EventRow[] = batch.map((p) => ({
+      seq: p.seq,
+      accountId: p.evt.accountId,
+      kind: p.kind,
+      frame: p.frame,
+      commitCid: p.evt.head?.commitCid ?? null,
+    }))
+    // One row per account: a second upsert of the same key in one statement is an error.
+    const heads = new Map<number, NonNullable<AcceptedEvent['head']>>()
+    for (const p of batch) if (p.evt.head !== undefined) heads.set(p.evt.accountId, p.evt.head)
+
+    const started = performance.now()
+    await this.storage.db.transaction().execute(async (trx) => {
+      if (rows.length > 0) await EventLog.insert(trx, rows)
+      if (heads.size > 0) await upsertHeads(trx, heads)
+      if (cursorWrites.size > 0) await writeHostCursors(trx, cursorWrites)
+      if (last !== undefined) await writeHighWater(trx, last.seq)
+    })
+    this.mCommitSeconds.observe((performance.now() - started) / 1000)
+    this.cursors.persisted(cursorWrites)
+  }
+
+  private afterCommit(batch: Pending[]): void {
+    if (batch.length === 0) return
+    const last = batch[batch.length - 1] as Pending
+    this.committed = last.seq
+    this.mSeq.set(last.seq)
+    this.mCommitted.inc(batch.length)
+    this.mBatchSize.observe(batch.length)
+    const events: CommittedEvent[] = new Array(batch.length)
+    for (let i = 0; i < batch.length; i++) {
+      const p = batch[i] as Pending
+      if (p.evt.upstream !== undefined) this.cursors.committed(p.evt.upstream.hostId, p.evt.upstream.seq)
+      events[i] = { seq: p.seq, accountId: p.evt.accountId, did: p.evt.did, kind: p.kind, t: p.evt.t, frame: p.frame }
+      p.resolve(p.seq)
+    }
+    for (const listener of this.listeners) {
+      try {
+        listener(events)
+      } catch (err) {
+        this.logger.error({ err, seq: last.seq }, 'committed-event listener threw')
+      }
+    }
+  }
+
+  private rejectAll(err: Error): void {
+    const queued = this.queue
+    this.queue = []
+    for (const p of queued) p.reject(err)
+    if (queued.length > 0) this.logger.error({ dropped: queued.length }, 'sequencer stopped with uncommitted events (not acknowledged upstream)')
+  }
+}
+
+async function upsertHeads(trx: Transaction<Database>, heads: Map<number, NonNullable<AcceptedEvent['head']>>) {
+  const values = [...heads].map(
+    ([accountId, h]) => sql`(${accountId}::int8, ${h.rev}::text, ${h.commitCid}::bytea, ${h.dataCid}::bytea)`,
+  )
+  // Rows for accounts deleted meanwhile are skipped rather than failing the whole batch on the foreign key.
+  await sql`
+    insert into account_head (account_id, rev, commit_cid, data_cid)
+    select v.account_id, v.rev, v.commit_cid, v.data_cid
+    from (values ${sql.join(values)}) as v (account_id, rev, commit_cid, data_cid)
+    where exists (select 1 from account a where a.id = v.account_id)
+    on conflict (account_id) do update
+      set rev = excluded.rev, commit_cid = excluded.commit_cid, data_cid = excluded.data_cid`.execute(trx)
+}
+
+async function writeHostCursors(trx: Transaction<Database>, writes: Map<number, number>) {
+  const values = [...writes].map(([hostId, cursor]) => sql`(${hostId}::int8, ${cursor}::int8)`)
+  await sql`
+    update host set cursor = v.cursor
+    from (values ${sql.join(values)}) as v (id, cursor)
+    where host.id = v.id`.execute(trx)
+}
+
+async function writeHighWater(trx: Transaction<Database>, seq: number) {
+  await sql`
+    insert into relay_state (key, value, updated_at) values (${SEQ_STATE_KEY}, ${JSON.stringify(seq)}::jsonb, now())
+    on conflict (key) do update set value = excluded.value, updated_at = excluded.updated_at`.execute(trx)
+}

@@ -1,0 +1,48 @@
+import type { EventKindCode } from '../storage/types.js'
+
+export type AcceptedKind = 'commit' | 'sync' | 'identity' | 'account'
+
+/** An event that passed ingest and is handed to the sequencer. */
+export interface AcceptedEvent {
+  accountId: number
+  did: string
+  kind: AcceptedKind
+  /** '#commit', '#sync', '#identity' or '#account' */
+  t: string
+  /** Canonical body bytes; the sequencer splices its seq in. */
+  body: Uint8Array
+  /** The account's new head, for #commit and #sync. */
+  head?: { rev: string; commitCid: Uint8Array; dataCid: Uint8Array }
+  /** Where it came from, for the host cursor. */
+  upstream?: { hostId: number; seq: number }
+}
+
+/** An event after its batch committed: what the firehose publishes. */
+export interface CommittedEvent {
+  seq: number
+  accountId: number
+  did: string
+  kind: EventKindCode
+  t: string
+  /** The complete outbound frame (header + body with the relay seq). */
+  frame: Uint8Array
+}
+
+/** What the firehose needs from a sequencer. */
+export interface CommittedEventSource {
+  onCommitted(listener: (events: CommittedEvent[]) => void): void
+  /** The newest committed (and published) seq. */
+  currentSeq(): number
+}
+
+export type SequencerErrorReason = 'not-started' | 'stopped' | 'invalid-event'
+
+export class SequencerError extends Error {
+  constructor(
+    readonly reason: SequencerErrorReason,
+    message: string,
+  ) {
+    super(message)
+    this.name = 'SequencerError'
+  }
+}
