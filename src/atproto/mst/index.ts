@@ -1,0 +1,7 @@
+export { MstError, type MstErrorReason } from './errors.js'
+export { keyHeight, commonPrefixLength, compareKeys, keyBytes } from './key.js'
+export { decodeNode, encodeNode, EMPTY_NODE_BYTES, MAX_NODE_ENTRIES, MAX_KEY_BYTES, type NodeData } from './node-codec.js'
+export { MstTree, MstNode, emptyRootCid, type MstLoadOptions, type Link } from './tree.js'
+export { mstLookup } from './lookup.js'
+export { invertOps, normaliseOps, type MstOp } from './invert.js'
+export { buildMst, applyOps, coveringProof, mstEntries, layeredBlocks, type ApplyOpsResult } from './build.js'

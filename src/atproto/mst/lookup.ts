@@ -1,0 +1,28 @@
+import { copyBytes } from '../cid.js'
+import type { ReadonlyBlockMap } from '../blocks.js'
+import { keyBytes, keysEqual, lowerBound } from './key.js'
+import { loadNode, loadRoot, type MstLoadOptions } from './tree.js'
+
+/**
+ * Value CID stored at `key` in the tree rooted at `root` (a fresh copy), or
+ * null if the key is absent. Only the nodes on the key's path are decoded;
+ * throws MstError('missing-block') if that path needs a block not in `blocks`,
+ * MstError('bad-mst') if a node on it is malformed.
+ */
+export function mstLookup(
+  root: Uint8Array,
+  blocks: ReadonlyBlockMap,
+  key: string | Uint8Array,
+  opts?: MstLoadOptions,
+): Uint8Array | null {
+  const k = keyBytes(key)
+  let node = loadRoot(blocks, root, opts)
+  while (node !== null) {
+    const i = lowerBound(node.keys, k)
+    if (i < node.keys.length && keysEqual(node.keys[i]!, k)) return copyBytes(node.vals[i]!)
+    const kid = node.kids[i]!
+    if (kid === null) return null
+    node = loadNode(blocks, kid as Uint8Array, node.layer - 1, opts)
+  }
+  return null
+}
