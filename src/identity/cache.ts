@@ -1,0 +1,124 @@
+/**
+ * The two cache layers in front of resolution: a bounded in-memory LRU, and
+ * the `identity` table so a restart does not re-resolve every DID.
+ */
+import { sql } from 'kysely'
+import { LRUCache } from 'lru-cache'
+import { parseDidKey } from '../atproto/keys.js'
+import type { Storage } from '../storage/db.js'
+import type { IdentityRow } from '../storage/types.js'
+import { parsePdsEndpoint, type IdentityResult } from './did-doc.js'
+
+export interface CachedIdentity {
+  result: IdentityResult
+  /** When the resolution that produced `result` started (ms since epoch). */
+  fetchedAt: number
+  /** When to resolve again (ms since epoch). */
+  expiresAt: number
+}
+
+/** Memory stays flat however many DIDs pass through: at most `max` entries. */
+export class IdentityMemoryCache {
+  private readonly lru: LRUCache<string, CachedIdentity>
+
+  constructor(max: number) {
+    this.lru = new LRUCache({ max })
+  }
+
+  get(did: string): CachedIdentity | undefined {
+    return this.lru.get(did)
+  }
+
+  /** Stores `entry` unless a newer resolution of the same DID is already there. */
+  set(did: string, entry: CachedIdentity): void {
+    const current = this.lru.peek(did)
+    if (current && current.fetchedAt > entry.fetchedAt) return
+    this.lru.set(did, entry)
+  }
+
+  delete(did: string): void {
+    this.lru.delete(did)
+  }
+
+  get size(): number {
+    return this.lru.size
+  }
+
+  get max(): number {
+    return this.lru.max
+  }
+}
+
+export class IdentityStoreError extends Error {
+  override readonly name = 'IdentityStoreError'
+  readonly reason = 'bad_row'
+}
+
+/** Converts a result to the `identity` table's columns. */
+export function identityToRow(result: IdentityResult, fetchedAt: number) {
+  return {
+    did: result.did,
+    status: result.status,
+    signing_key: result.status === 'ok' ? result.signingKey.didKey : null,
+    pds_endpoint: result.status === 'ok' ? result.pdsEndpoint : null,
+    handle: result.status === 'ok' ? result.handle : null,
+    error: result.status === 'ok' ? null : result.error,
+    fetched_at: new Date(fetchedAt),
+  }
+}
+
+/** Rebuilds a result from a row; throws `IdentityStoreError` for a row that cannot be used. */
+export function rowToIdentity(row: IdentityRow): { result: IdentityResult; fetchedAt: number } {
+  const fetchedAt = new Date(row.fetched_at).getTime()
+  if (row.status !== 'ok') {
+    return { result: { status: row.status, did: row.did, error: row.error ?? '' }, fetchedAt }
+  }
+  const pds = row.pds_endpoint ? parsePdsEndpoint(row.pds_endpoint) : null
+  if (!row.signing_key || !pds) throw new IdentityStoreError(`identity row for ${row.did} lacks key or PDS`)
+  let signingKey
+  try {
+    signingKey = parseDidKey(row.signing_key)
+  } catch (err) {
+    throw new IdentityStoreError(`identity row for ${row.did} has a bad key: ${(err as Error).message}`)
+  }
+  return {
+    result: { status: 'ok', did: row.did, signingKey, pdsEndpoint: pds.endpoint, pdsHost: pds.host, handle: row.handle },
+    fetchedAt,
+  }
+}
+
+/** Reads and writes the `identity` table. */
+export class IdentityStore {
+  constructor(private readonly storage: Storage) {}
+
+  async load(did: string): Promise<{ result: IdentityResult; fetchedAt: number } | undefined> {
+    const row = await this.storage.db.selectFrom('identity').selectAll().where('did', '=', did).executeTakeFirst()
+    return row ? rowToIdentity(row) : undefined
+  }
+
+  /** Upserts; an older resolution never overwrites a newer one. */
+  async save(result: IdentityResult, fetchedAt: number): Promise<void> {
+    const row = identityToRow(result, fetchedAt)
+    await this.storage.db
+      .insertInto('identity')
+      .values(row)
+      .onConflict((oc) =>
+        oc
+          .column('did')
+          .doUpdateSet({
+            status: (eb) => eb.ref('excluded.status'),
+            signing_key: (eb) => eb.ref('excluded.signing_key'),
+            pds_endpoint: (eb) => eb.ref('excluded.pds_endpoint'),
+            handle: (eb) => eb.ref('excluded.handle'),
+            error: (eb) => eb.ref('excluded.error'),
+            fetched_at: (eb) => eb.ref('excluded.fetched_at'),
+          })
+          .where('identity.fetched_at', '<=', sql<Date>`excluded.fetched_at`),
+      )
+      .execute()
+  }
+
+  async delete(did: string): Promise<void> {
+    await this.storage.db.deleteFrom('identity').where('did', '=', did).execute()
+  }
+}
