@@ -9,6 +9,7 @@ import type { Config } from './config.js'
 import { registerHealthRoutes } from './api/health.js'
 import { HttpServer } from './api/http-server.js'
 import { MetricsServer } from './api/metrics-server.js'
+import { registerSyncQueries } from './api/sync-queries.js'
 import { openStorage, type Storage } from './storage/db.js'
 import { migrate } from './storage/migrate.js'
 
@@ -40,6 +41,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
 
   const http = new HttpServer(logger)
   registerHealthRoutes(http, storage)
+  registerSyncQueries(http, { storage })
 
   const metrics = new MetricsServer(registry)
   const apiAddress = await http.listen(config.apiListen)

@@ -46,9 +46,9 @@ export function cidToString(cid: Uint8Array): string {
   return CID.toString(CID.decode(cid))
 }
 
-/** Binary CID bytes from a `bafy…` string; throws on invalid input. */
+/** Binary CID bytes from a `bafy…` string; throws on invalid input. (`toBinary` would add the 0x00 multibase prefix.) */
 export function cidFromString(text: string): Uint8Array {
-  return CID.toBinary(CID.fromString(text))
+  return copyBytes(CID.fromString(text).bytes)
 }
 
 /** A copy that does not pin the buffer it was sliced from (decoded CIDs are views into frames). */

@@ -1,0 +1,277 @@
+/**
+ * The com.atproto.sync query methods a relay answers, current and 2023.
+ * Data the relay keeps (heads, statuses, hosts, the event log) is answered from
+ * Postgres; repo data it does not keep is a 302 to the account's PDS, after the
+ * relay's own account checks.
+ */
+import { sql } from 'kysely'
+import { combinedStatus, type CombinedStatus } from '../atproto/account-status.js'
+import { cidEquals, cidFromString, cidToString } from '../atproto/cid.js'
+import type { HostStats } from '../ingest/host-stats.js'
+import type { Storage } from '../storage/db.js'
+import { EventKind } from '../storage/types.js'
+import type { HttpServer, RequestContext } from './http-server.js'
+import { Params } from './params.js'
+import { XrpcError } from './xrpc-error.js'
+
+const NS = 'com.atproto.sync.'
+
+export interface SyncQueryDeps {
+  storage: Storage
+  /** Per-host event counters for getHostStatus (optional: absent in a relay without ingest). */
+  stats?: HostStats
+}
+
+interface AccountRow {
+  id: number
+  did: string
+  local_status: string
+  upstream_status: string
+  hostname: string
+  ssl: boolean
+  rev: string | null
+  commit_cid: Uint8Array | null
+}
+
+export function registerSyncQueries(http: HttpServer, deps: SyncQueryDeps): void {
+  const { db } = deps.storage
+
+  async function findAccount(did: string): Promise<AccountRow | undefined> {
+    return db
+      .selectFrom('account')
+      .innerJoin('host', 'host.id', 'account.host_id')
+      .leftJoin('account_head', 'account_head.account_id', 'account.id')
+      .select([
+        'account.id',
+        'account.did',
+        'account.local_status',
+        'account.upstream_status',
+        'host.hostname',
+        'host.ssl',
+        'account_head.rev',
+        'account_head.commit_cid',
+      ])
+      .where('account.did', '=', did)
+      .executeTakeFirst()
+  }
+
+  async function requireAccount(did: string): Promise<AccountRow> {
+    const account = await findAccount(did)
+    if (!account) throw new XrpcError(404, 'RepoNotFound', `Could not find repo for DID: ${did}`)
+    return account
+  }
+
+  /** Refuses an account that is not active, with the lexicon error for its status. */
+  function requireActive(account: AccountRow): void {
+    const status = combinedStatus(account.local_status, account.upstream_status)
+    if (status.active) return
+    throw inactiveError(account.did, status)
+  }
+
+  const pdsUrl = (account: AccountRow, nsid: string, query: URLSearchParams) =>
+    `${account.ssl ? 'https' : 'http'}://${account.hostname}/xrpc/${nsid}?${query.toString()}`
+
+  // ---- heads and statuses -------------------------------------------------
+
+  http.query(NS + 'getLatestCommit', async ({ params }) => {
+    const did = new Params(params).required('did', 'did')
+    const account = await requireAccount(did)
+    requireActive(account)
+    if (!account.rev || !account.commit_cid)
+      throw new XrpcError(404, 'RepoNotSynchronized', `The relay has not yet seen a commit for ${did}`)
+    return { json: { cid: cidToString(account.commit_cid), rev: account.rev } }
+  })
+
+  http.query(NS + 'getHead', async ({ params }) => {
+    const did = new Params(params).required('did', 'did')
+    const account = await findAccount(did)
+    if (!account || !account.commit_cid) throw new XrpcError(404, 'HeadNotFound', `No head for repo: ${did}`)
+    requireActive(account)
+    return { json: { root: cidToString(account.commit_cid) } }
+  })
+
+  http.query(NS + 'getRepoStatus', async ({ params }) => {
+    const did = new Params(params).required('did', 'did')
+    const account = await requireAccount(did)
+    const status = combinedStatus(account.local_status, account.upstream_status)
+    return {
+      json: {
+        did: account.did,
+        active: status.active,
+        ...(status.status ? { status: status.status } : {}),
+        ...(status.active && account.rev ? { rev: account.rev } : {}),
+      },
+    }
+  })
+
+  http.query(NS + 'listRepos', async ({ params }) => {
+    const p = new Params(params)
+    const limit = p.integer('limit', { min: 1, max: 1000, default: 500 })
+    const after = p.cursor()
+    // Ordered by account id: ids only grow, so accounts added while a client pages appear at the end, never shifting pages.
+    const rows = await db
+      .selectFrom('account')
+      .innerJoin('account_head', 'account_head.account_id', 'account.id')
+      .select(['account.id', 'account.did', 'account.local_status', 'account.upstream_status', 'account_head.rev', 'account_head.commit_cid'])
+      .where('account.id', '>', after ?? 0)
+      .orderBy('account.id')
+      .limit(limit + 1)
+      .execute()
+    const page = rows.slice(0, limit)
+    return {
+      json: {
+        ...(rows.length > limit ? { cursor: String(page[page.length - 1]!.id) } : {}),
+        repos: page.map((r) => {
+          const status = combinedStatus(r.local_status, r.upstream_status)
+          return {
+            did: r.did,
+            head: cidToString(r.commit_cid),
+            rev: r.rev,
+            active: status.active,
+            ...(status.status ? { status: status.status } : {}),
+          }
+        }),
+      },
+    }
+  })
+
+  // ---- hosts -------------------------------------------------------------
+
+  http.query(NS + 'listHosts', async ({ params }) => {
+    const p = new Params(params)
+    const limit = p.integer('limit', { min: 1, max: 1000, default: 200 })
+    const after = p.cursor()
+    // Host ids follow first_seen: oldest first, stable under concurrent admissions.
+    const rows = await db
+      .selectFrom('host')
+      .select(['id', 'hostname', 'cursor', 'account_count', 'status'])
+      .where('id', '>', after ?? 0)
+      .orderBy('id')
+      .limit(limit + 1)
+      .execute()
+    const page = rows.slice(0, limit)
+    return {
+      json: {
+        ...(rows.length > limit ? { cursor: String(page[page.length - 1]!.id) } : {}),
+        hosts: page.map((h) => ({ hostname: h.hostname, seq: h.cursor, accountCount: h.account_count, status: h.status })),
+      },
+    }
+  })
+
+  http.query(NS + 'getHostStatus', async ({ params }) => {
+    const hostname = new Params(params).required('hostname').trim().toLowerCase()
+    const host = await db.selectFrom('host').selectAll().where('hostname', '=', hostname).executeTakeFirst()
+    if (!host) throw new XrpcError(404, 'HostNotFound', `Host not known to this relay: ${hostname}`)
+    const throttled = await db
+      .selectFrom('account')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('host_id', '=', host.id)
+      .where('local_status', '=', 'throttled')
+      .executeTakeFirstOrThrow()
+    const events = deps.stats?.snapshot(host.hostname)
+    return {
+      json: {
+        hostname: host.hostname,
+        seq: host.cursor,
+        accountCount: host.account_count,
+        status: host.status,
+        // additive fields for operators and PDS admins: why events are (not) flowing
+        accountLimit: host.account_limit,
+        throttledAccounts: Number(throttled.n),
+        trusted: host.trusted,
+        ...(host.lenient !== null ? { lenient: host.lenient } : {}),
+        firstSeen: new Date(host.first_seen).toISOString(),
+        ...(events
+          ? { events: { received: events.received, accepted: events.accepted, dropped: events.dropped, discontinuities: events.discontinuities }, lastEventAt: events.lastEventAt }
+          : {}),
+        ...(host.last_error
+          ? { lastError: { message: host.last_error, at: host.last_error_at ? new Date(host.last_error_at).toISOString() : null } }
+          : events?.lastError
+            ? { lastError: events.lastError }
+            : {}),
+      },
+    }
+  })
+
+  // ---- repo data: redirected to the authoritative PDS ---------------------
+
+  const redirect =
+    (target: string, validate: (p: Params) => void) =>
+    async ({ params }: RequestContext) => {
+      const p = new Params(params)
+      const did = p.required('did', 'did')
+      validate(p)
+      const account = await requireAccount(did)
+      requireActive(account)
+      return { redirect: pdsUrl(account, target, params) }
+    }
+
+  http.query(NS + 'getRepo', redirect(NS + 'getRepo', (p) => p.optional('since', 'tid')))
+  http.query(NS + 'getRecord', redirect(NS + 'getRecord', (p) => (p.required('collection', 'nsid'), p.required('rkey', 'record-key'))))
+  http.query(NS + 'getBlocks', redirect(NS + 'getBlocks', (p) => p.list('cids', 'cid', { required: true })))
+  http.query(NS + 'getBlob', redirect(NS + 'getBlob', (p) => p.required('cid', 'cid')))
+  http.query(
+    NS + 'listBlobs',
+    redirect(NS + 'listBlobs', (p) => {
+      p.optional('since', 'tid')
+      p.integer('limit', { min: 1, max: 1000, default: 500 })
+      p.optional('cursor')
+    }),
+  )
+  // 2023: getCheckout returned the whole repo; today that is getRepo (without the removed `commit` param).
+  http.query(NS + 'getCheckout', async ({ params }) => {
+    const p = new Params(params)
+    const did = p.required('did', 'did')
+    p.optional('commit', 'cid')
+    const account = await requireAccount(did)
+    requireActive(account)
+    return { redirect: pdsUrl(account, NS + 'getRepo', new URLSearchParams({ did })) }
+  })
+
+  // 2023: the account's commit path, from the event log (the relay keeps the replay window, not history).
+  http.query(NS + 'getCommitPath', async ({ params }) => {
+    const p = new Params(params)
+    const did = p.required('did', 'did')
+    const latest = p.optional('latest', 'cid')
+    const earliest = p.optional('earliest', 'cid')
+    const account = await requireAccount(did)
+    requireActive(account)
+    const rows = await db
+      .selectFrom('event')
+      .select(['commit_cid'])
+      .where('account_id', '=', account.id)
+      .where('kind', 'in', [EventKind.commit, EventKind.sync])
+      .where(sql<boolean>`commit_cid is not null`)
+      .orderBy('seq')
+      .execute()
+    let commits = rows.map((r) => r.commit_cid!)
+    if (earliest) {
+      const target = cidFromString(earliest)
+      const i = commits.findIndex((c) => cidEquals(c, target))
+      if (i < 0) throw new XrpcError(400, 'InvalidRequest', `earliest commit ${earliest} is not within the relay's replay window`)
+      commits = commits.slice(i)
+    }
+    if (latest) {
+      const target = cidFromString(latest)
+      const i = commits.findIndex((c) => cidEquals(c, target))
+      if (i < 0) throw new XrpcError(400, 'InvalidRequest', `latest commit ${latest} is not within the relay's replay window`)
+      commits = commits.slice(0, i + 1)
+    }
+    return { json: { commits: commits.map(cidToString) } }
+  })
+}
+
+function inactiveError(did: string, status: CombinedStatus): XrpcError {
+  switch (status.status) {
+    case 'takendown':
+      return new XrpcError(403, 'RepoTakendown', `Repo has been taken down: ${did}`)
+    case 'suspended':
+      return new XrpcError(403, 'RepoSuspended', `Repo has been suspended: ${did}`)
+    case 'deactivated':
+      return new XrpcError(403, 'RepoDeactivated', `Repo has been deactivated: ${did}`)
+    case 'deleted':
+      return new XrpcError(404, 'RepoNotFound', `Repo has been deleted: ${did}`)
+    default:
+      return new XrpcError(403, 'RepoInactive', `Repo is not active (${status.status ?? 'inactive'}): ${did}`)
+  }
+}
