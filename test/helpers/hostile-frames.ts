@@ -1,0 +1,70 @@
+/**
+ * Frames a relay must refuse. Each is built from a real account so that only
+ * the one property under test is wrong; none advances the account's state.
+ */
+import { randomBytes } from 'node:crypto'
+import { bytes, encodeEventFrame, type PdsEvent } from './frames.js'
+import { generateKeypair, type CommitEvent, type TestAccount, type WriteSpec } from './repo-builder.js'
+import { tidAtOffset } from './tid.js'
+
+function defaultWrite(): WriteSpec {
+  return { action: 'create', collection: 'app.bsky.feed.like', record: { $type: 'app.bsky.feed.like', subject: { uri: 'at://did:plc:aaaaaaaaaaaaaaaaaaaaaaaa/app.bsky.feed.post/3jzfcijpj2z2a', cid: 'bafyreihvrjfjsrl5ikl2csp2u5i2uyhzxhb3e4qpiqx4f3rzbalbofiz3e' }, createdAt: new Date().toISOString() } }
+}
+
+/** A well-formed commit signed with a key that is not the account's. */
+export async function forgedSignatureCommit(account: TestAccount, writes: WriteSpec | WriteSpec[] = defaultWrite()): Promise<CommitEvent> {
+  return account.commit(writes, { signWith: generateKeypair(account.keyType), apply: false })
+}
+
+/** A validly signed commit whose `body.repo` names another DID. */
+export async function wrongRepoCommit(account: TestAccount, otherDid: string, writes: WriteSpec | WriteSpec[] = defaultWrite()): Promise<CommitEvent> {
+  return account.commit(writes, { repoField: otherDid, apply: false })
+}
+
+/** A validly signed commit reusing the current rev (or `rev` if given): a replay by rev. */
+export async function replayedRevCommit(account: TestAccount, writes: WriteSpec | WriteSpec[] = defaultWrite(), rev = account.rev): Promise<CommitEvent> {
+  return account.commit(writes, { rev, apply: false })
+}
+
+/** A validly signed commit whose rev is `aheadMs` in the future (default 1 hour). */
+export async function futureRevCommit(account: TestAccount, writes: WriteSpec | WriteSpec[] = defaultWrite(), aheadMs = 3_600_000): Promise<CommitEvent> {
+  return account.commit(writes, { rev: tidAtOffset(aheadMs), apply: false })
+}
+
+/** A validly signed commit whose `prevData` does not match the previous data root (a discontinuity). */
+export async function wrongPrevDataCommit(account: TestAccount, writes: WriteSpec | WriteSpec[] = defaultWrite()): Promise<CommitEvent> {
+  const event = await account.commit(writes, { apply: false })
+  event.body.prevData = event.body.commit
+  return event
+}
+
+/** Random bytes: not CBOR at all (deterministic length, random content). */
+export function garbageFrame(size = 256): Uint8Array {
+  return new Uint8Array(randomBytes(size))
+}
+
+/** A valid frame cut short, so the body's CBOR ends early. */
+export function truncatedFrame(frame: Uint8Array, keep = Math.floor(frame.length / 2)): Uint8Array {
+  return frame.slice(0, keep)
+}
+
+/**
+ * An otherwise valid `#commit` frame padded past the 5 MB frame limit with an
+ * unknown body field (unknown fields are legal, so only the size is wrong).
+ */
+export async function oversizeFrame(account: TestAccount, seq: number, totalBytes = 5_100_000): Promise<Uint8Array> {
+  const event = await account.commit(defaultWrite(), { apply: false })
+  const padded: PdsEvent = { t: event.t, body: { ...event.body, zpad: bytes(new Uint8Array(totalBytes)) } }
+  return encodeEventFrame(padded, seq)
+}
+
+/** A validly signed commit whose `blocks` CAR exceeds `minBlocksBytes` (default just over the 2 MB limit). */
+export async function oversizeBlocksCommit(account: TestAccount, minBlocksBytes = 2_050_000): Promise<CommitEvent> {
+  const chunk = 100_000
+  const count = Math.ceil(minBlocksBytes / chunk) + 1
+  const writes: WriteSpec[] = []
+  for (let i = 0; i < count; i++) {
+    writes.push({ action: 'create', collection: 'com.example.blob', record: { $type: 'com.example.blob', data: new Uint8Array(randomBytes(chunk)) } })
+  }
+  return account.commit(writes, { apply: false })
+}
