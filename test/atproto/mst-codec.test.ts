@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import fc from 'fast-check'
-import { CidLinkWrapper, decode, encode, toBytes, type BytesWrapper } from '@atcute/cbor'
+import { CidLinkWrapper, decode, encode, fromBytes, toBytes, type Bytes } from '@atcute/cbor'
 import {
   buildMst,
   decodeNode,
@@ -14,7 +14,7 @@ import { exampleKeys, mstErrorReason, valueCid } from './mst-util.js'
 const utf8 = new TextEncoder()
 
 interface GenericEntry {
-  k: BytesWrapper
+  k: Bytes
   p: number
   t: CidLinkWrapper | null
   v: CidLinkWrapper
@@ -22,7 +22,7 @@ interface GenericEntry {
 
 /** The node as a generic DRISL value, built from our decoded form (prefix compression recomputed). */
 function toGeneric(keys: Uint8Array[], vals: Uint8Array[], kids: (Uint8Array | null)[]): unknown {
-  let prev = new Uint8Array(0)
+  let prev: Uint8Array = new Uint8Array(0)
   const e: GenericEntry[] = keys.map((key, i) => {
     let p = 0
     while (p < prev.length && p < key.length && prev[p] === key[p]) p++
@@ -165,9 +165,9 @@ describe('MST node codec', () => {
 })
 
 /** Re-apply maximal prefix compression to a node written with p = 0 everywhere. */
-function toGenericFrom(node: { e: { k: BytesWrapper; v: CidLinkWrapper }[]; l: null }): unknown {
+function toGenericFrom(node: { e: { k: Bytes; v: CidLinkWrapper }[]; l: null }): unknown {
   return toGeneric(
-    node.e.map((x) => x.k.buf),
+    node.e.map((x) => fromBytes(x.k)),
     node.e.map((x) => x.v.bytes),
     [null, ...node.e.map(() => null)],
   )
