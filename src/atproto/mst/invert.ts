@@ -63,7 +63,8 @@ export function normaliseOps(ops: readonly MstOp[], requirePrev = true): NormalO
  * `blocks` (hash-verified by the caller), and return the previous root CID.
  * Throws MstError: `bad-op` for malformed/duplicate ops or ops that do not
  * match the tree, `missing-block` when the slice lacks a node the inversion
- * must open, `bad-mst` for malformed nodes.
+ * must open, `bad-mst` for malformed nodes. With no ops, returns `root`
+ * (copied) without reading any block.
  */
 export function invertOps(
   root: Uint8Array,
@@ -72,6 +73,8 @@ export function invertOps(
   opts?: MstLoadOptions,
 ): Uint8Array {
   const normal = normaliseOps(ops)
+  // No ops: the tree is unchanged and no block needs to be opened.
+  if (normal.length === 0) return copyBytes(root)
   const tree = MstTree.load(root, blocks, opts)
   for (const { op, key } of normal) {
     if (op.action === 'create') {
