@@ -16,6 +16,7 @@ COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY package.json schema.sql ./
 COPY config ./config
+COPY assets ./assets
 RUN mkdir -p /data && chown node:node /data
 USER node
 EXPOSE 2470 2471

@@ -4,6 +4,8 @@
  */
 import { existsSync } from 'node:fs'
 import { ConfigError, loadConfig, type Config } from './config.js'
+import { ADMIN_USAGE, runAdminCommand, UsageError } from './cli/admin-commands.js'
+import { AdminClientError } from './cli/admin-client.js'
 import { createLogger } from './logger.js'
 import { VERSION } from './package-root.js'
 import { startRelay } from './relay.js'
@@ -16,6 +18,8 @@ Usage:
   atrelay serve      run the relay (migrates the database first)
   atrelay migrate    apply database migrations and exit
   atrelay help       show this text
+
+${ADMIN_USAGE}
 
 Configuration comes from environment variables; see config/example.env.`
 
@@ -67,6 +71,12 @@ async function main(argv: string[]): Promise<number> {
     case 'migrate':
       await migrateOnly(config)
       return 0
+    case 'hosts':
+    case 'domains':
+    case 'accounts':
+    case 'pull-hosts':
+      await runAdminCommand(argv, { adminUrl: config.adminUrl, adminPassword: config.adminPassword })
+      return 0
     default:
       console.error(`atrelay: unknown command "${command}"\n\n${USAGE}`)
       return 2
@@ -79,7 +89,8 @@ main(process.argv.slice(2)).then(
   },
   (err: unknown) => {
     // Configuration and schema problems are the operator's to fix: one clear line, no stack.
-    if (err instanceof ConfigError || err instanceof SchemaTooNewError) console.error(`atrelay: ${err.message}`)
+    if (err instanceof ConfigError || err instanceof SchemaTooNewError || err instanceof AdminClientError || err instanceof UsageError)
+      console.error(`atrelay: ${err.message}`)
     else console.error('atrelay: fatal:', err)
     process.exit(1)
   },

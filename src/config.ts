@@ -50,6 +50,7 @@ export interface Config {
   identityTtlMs: number
   identityErrorTtlMs: number
   hostConcurrency: number
+  adminUrl: string
 }
 
 type Env = Record<string, string | undefined>
@@ -163,6 +164,7 @@ export const SETTINGS = [
   s({ env: 'RELAY_IDENTITY_TTL', key: 'identityTtlMs', default: '24h', doc: 'How long a resolved DID document is trusted.', parse: parseDuration }),
   s({ env: 'RELAY_IDENTITY_ERROR_TTL', key: 'identityErrorTtlMs', default: '2m', doc: 'How long a failed resolution is remembered.', parse: parseDuration }),
   s({ env: 'RELAY_HOST_CONCURRENCY', key: 'hostConcurrency', default: '40', doc: 'Events of one host processed at once (different DIDs).', parse: int(1, 10_000) }),
+  s({ env: 'RELAY_ADMIN_URL', key: 'adminUrl', default: 'http://127.0.0.1:2470', doc: 'For the admin CLI commands: the running relay to talk to.', parse: url(['http:', 'https:']) }),
 ] as const
 
 /** Every environment variable the relay reads. */

@@ -1,0 +1,60 @@
+/** A small client for a running relay's admin API, used by the CLI. */
+
+export class AdminClientError extends Error {
+  override readonly name = 'AdminClientError'
+}
+
+export class AdminClient {
+  private readonly auth: string
+
+  constructor(
+    private readonly baseUrl: string,
+    password: string | undefined,
+  ) {
+    if (!password) throw new AdminClientError('RELAY_ADMIN_PASSWORD is not set: the admin API needs the relay admin password')
+    this.auth = 'Basic ' + Buffer.from(`admin:${password}`).toString('base64')
+  }
+
+  get<T>(path: string): Promise<T> {
+    return this.call<T>('GET', path)
+  }
+
+  post<T>(path: string, body: unknown): Promise<T> {
+    return this.call<T>('POST', path, body)
+  }
+
+  private async call<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const url = new URL(`/admin/api/${path}`, this.baseUrl)
+    let res: Response
+    try {
+      res = await fetch(url, {
+        method,
+        headers: { Authorization: this.auth, ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}) },
+        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+        signal: AbortSignal.timeout(30_000),
+      })
+    } catch (err) {
+      throw new AdminClientError(`cannot reach the relay at ${this.baseUrl}: ${(err as Error).message}`)
+    }
+    const data = (await res.json().catch(() => ({}))) as { error?: string; message?: string }
+    if (res.status === 401) throw new AdminClientError('the relay refused the admin password (check RELAY_ADMIN_PASSWORD)')
+    if (!res.ok) throw new AdminClientError(`${data.error ?? res.status}: ${data.message ?? res.statusText}`)
+    return data as T
+  }
+}
+
+/** Pages through another relay's public listHosts. */
+export async function* listRemoteHosts(relayUrl: string, pageSize = 500): AsyncGenerator<{ hostname: string; status?: string; seq?: number; accountCount?: number }> {
+  let cursor: string | undefined
+  for (let page = 0; page < 100_000; page++) {
+    const url = new URL('/xrpc/com.atproto.sync.listHosts', relayUrl)
+    url.searchParams.set('limit', String(pageSize))
+    if (cursor) url.searchParams.set('cursor', cursor)
+    const res = await fetch(url, { signal: AbortSignal.timeout(30_000) })
+    if (!res.ok) throw new AdminClientError(`listHosts on ${relayUrl} failed: HTTP ${res.status}`)
+    const data = (await res.json()) as { cursor?: string; hosts: { hostname: string; status?: string; seq?: number; accountCount?: number }[] }
+    yield* data.hosts
+    if (!data.cursor || data.hosts.length === 0) return
+    cursor = data.cursor
+  }
+}

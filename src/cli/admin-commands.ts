@@ -1,0 +1,132 @@
+/**
+ * `atrelay hosts|domains|accounts|pull-hosts …`: operator commands against a
+ * running relay's admin API. Tables for people, `--json` for scripts.
+ */
+import type { AdminAccount, AdminHost } from '../api/admin/controls.js'
+import { AdminClient, AdminClientError, listRemoteHosts } from './admin-client.js'
+
+export const ADMIN_USAGE = `Admin commands (talk to a running relay: RELAY_ADMIN_URL, RELAY_ADMIN_PASSWORD):
+  atrelay hosts list [--status S]           hosts with status, accounts, events and drops
+  atrelay hosts add <hostname>              admit a host (bypasses the daily limit)
+  atrelay hosts block|unblock <hostname>
+  atrelay hosts limit <hostname> <n>        set a host's account limit
+  atrelay domains list | ban <domain> | unban <domain>
+  atrelay accounts status|takedown|restore <did>
+  atrelay pull-hosts --from <relay url>     import another relay's hosts (listHosts)
+  Add --json for machine-readable output.`
+
+export class UsageError extends Error {
+  override readonly name = 'UsageError'
+}
+
+export function table(rows: Record<string, unknown>[], columns: string[]): string {
+  const cells = rows.map((r) => columns.map((c) => String(r[c] ?? '')))
+  const widths = columns.map((c, i) => Math.max(c.length, ...cells.map((row) => row[i]!.length)))
+  const line = (values: string[]) => values.map((v, i) => v.padEnd(widths[i]!)).join('  ').trimEnd()
+  return [line(columns.map((c) => c.toUpperCase())), ...cells.map(line)].join('\n')
+}
+
+interface Io {
+  out: (text: string) => void
+}
+
+export async function runAdminCommand(
+  argv: string[],
+  env: { adminUrl: string; adminPassword: string | undefined },
+  io: Io = { out: (t) => console.log(t) },
+): Promise<void> {
+  const json = argv.includes('--json')
+  const args = argv.filter((a) => a !== '--json')
+  const [group, action, ...rest] = args
+  const need = (n: number, what: string) => {
+    if (rest.length < n) throw new UsageError(`missing ${what}\n\n${ADMIN_USAGE}`)
+    return rest
+  }
+  const client = () => new AdminClient(env.adminUrl, env.adminPassword)
+  const print = (data: unknown, human: () => string) => io.out(json ? JSON.stringify(data, null, 2) : human())
+
+  if (group === 'hosts') {
+    if (action === 'list') {
+      const statusIndex = rest.indexOf('--status')
+      const status = statusIndex >= 0 ? rest[statusIndex + 1] : undefined
+      const { hosts } = await client().get<{ hosts: AdminHost[] }>('hosts')
+      const shown = status ? hosts.filter((h) => h.status === status) : hosts
+      return print(shown, () =>
+        table(
+          shown.map((h) => ({
+            host: h.hostname,
+            status: h.status,
+            accounts: `${h.accountCount}/${h.accountLimit}`,
+            'events/s': h.eventsPerSecond.toFixed(1),
+            dropped: Object.values(h.events.dropped).reduce((a, b) => a + b, 0),
+            cursor: h.cursor,
+            'last error': h.lastError?.message ?? '',
+          })),
+          ['host', 'status', 'accounts', 'events/s', 'dropped', 'cursor', 'last error'],
+        ),
+      )
+    }
+    if (action === 'add' || action === 'block' || action === 'unblock') {
+      const [hostname] = need(1, 'hostname')
+      const path = action === 'add' ? 'hosts' : `hosts/${action}`
+      await client().post(path, { hostname })
+      return print({ ok: true, hostname, action }, () => `${action === 'add' ? 'added' : action + 'ed'} ${hostname}`)
+    }
+    if (action === 'limit') {
+      const [hostname, n] = need(2, 'hostname and limit')
+      const accountLimit = Number(n)
+      if (!Number.isSafeInteger(accountLimit) || accountLimit < 0) throw new UsageError(`limit must be a non-negative integer, got "${n}"`)
+      await client().post('hosts/limit', { hostname, accountLimit })
+      return print({ ok: true, hostname, accountLimit }, () => `${hostname}: account limit ${accountLimit}`)
+    }
+  }
+  if (group === 'domains') {
+    if (action === 'list') {
+      const { domains } = await client().get<{ domains: { domain: string; createdAt: string }[] }>('domains')
+      return print(domains, () => table(domains, ['domain', 'createdAt']))
+    }
+    if (action === 'ban' || action === 'unban') {
+      const [domain] = need(1, 'domain')
+      await client().post(`domains/${action}`, { domain })
+      return print({ ok: true, domain, action }, () => `${action}ned ${domain}`)
+    }
+  }
+  if (group === 'accounts') {
+    const [did] = need(1, 'DID')
+    if (action === 'status') {
+      const a = await client().get<AdminAccount>(`accounts?did=${encodeURIComponent(did!)}`)
+      return print(a, () => table([{ ...a, status: a.active ? 'active' : a.status }], ['did', 'hostname', 'status', 'localStatus', 'upstreamStatus', 'rev']))
+    }
+    if (action === 'takedown' || action === 'restore') {
+      await client().post(`accounts/${action}`, { did })
+      return print({ ok: true, did, action }, () => `${action === 'takedown' ? 'took down' : 'restored'} ${did}`)
+    }
+  }
+  if (group === 'pull-hosts') {
+    const fromIndex = args.indexOf('--from')
+    const from = fromIndex >= 0 ? args[fromIndex + 1] : undefined
+    if (!from) throw new UsageError(`pull-hosts needs --from <relay url>\n\n${ADMIN_USAGE}`)
+    const c = client()
+    const result = { added: [] as string[], failed: [] as { hostname: string; error: string }[], skipped: [] as string[] }
+    for await (const host of listRemoteHosts(from)) {
+      if (host.status === 'banned') {
+        result.skipped.push(host.hostname)
+        continue
+      }
+      try {
+        await c.post('hosts', { hostname: host.hostname })
+        result.added.push(host.hostname)
+      } catch (err) {
+        if (!(err instanceof AdminClientError)) throw err
+        result.failed.push({ hostname: host.hostname, error: err.message })
+      }
+    }
+    return print(result, () =>
+      [
+        `added ${result.added.length}, skipped ${result.skipped.length} banned, failed ${result.failed.length}`,
+        ...result.failed.map((f) => `  ${f.hostname}: ${f.error}`),
+      ].join('\n'),
+    )
+  }
+  throw new UsageError(`unknown command: ${args.join(' ')}\n\n${ADMIN_USAGE}`)
+}
