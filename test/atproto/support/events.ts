@@ -6,7 +6,7 @@
 import { createPrivateKey, sign as cryptoSign } from 'node:crypto'
 import { CidLinkWrapper, encode, toBytes } from '@atcute/cbor'
 import { P256Keypair, Secp256k1Keypair, type Keypair } from '@atproto/crypto'
-import { MemoryBlockstore, Repo, WriteOpAction, type RecordWriteOp } from '@atproto/repo'
+import { MemoryBlockstore, Repo, WriteOpAction, type RecordCreateOp, type RecordWriteOp } from '@atproto/repo'
 import secp256k1 from 'secp256k1'
 import { cidForCbor, sha256 } from '../../../src/atproto/cid.js'
 import { decodeFrame, encodeMessageFrame, type MessageFrame } from '../../../src/atproto/frame.js'
@@ -157,7 +157,7 @@ export class TestRepo {
     const did = `did:plc:testrepo${(didCounter++).toString().padStart(16, '0')}`
     const storage = new MemoryBlockstore()
     const collection = opts.collection ?? 'app.bsky.feed.post'
-    const writes: RecordWriteOp[] = []
+    const writes: RecordCreateOp[] = []
     for (let i = 0; i < (opts.records ?? 0); i++) writes.push(createWrite(collection, i))
     const repo = await Repo.create(storage, did, keypair, writes)
     return new TestRepo(did, curve, privateKey, keypair, parseDidKey(keypair.did()), storage, repo)
@@ -205,7 +205,7 @@ export class TestRepo {
 
 let rkeyCounter = 0
 
-export function createWrite(collection: string, i: number, text = `post number ${i}`): RecordWriteOp {
+export function createWrite(collection: string, i: number, text = `post number ${i}`): RecordCreateOp {
   return {
     action: WriteOpAction.Create,
     collection,
