@@ -9,10 +9,14 @@ const FIREHOSE_TYPE = { '#identity': 'identity', '#account': 'account', '#sync':
  *  - no Firehose errors (signature / MST proof / lexicon validation / parse / handler);
  *  - every raw frame has its verified Firehose counterpart(s) with the same seq and content,
  *    and the Firehose produced nothing the raw reader did not see;
- *  - per account, #commit `since` equals the previous #commit/#sync rev, and prevData is
- *    present on every non-genesis commit.
+ *  - per account, #commit `since` equals the rev of the previous #commit or #sync commit
+ *    block, revs increase, and prevData is present on every non-genesis commit;
+ *  - a #sync's body rev equals the rev inside its commit block, except for the DIDs in
+ *    `syncRevMismatchAllowed` (pds 0.4.217 breaks this after a migration, see
+ *    `syncRevMismatches`).
  * @param {{frames: any[], rawErrors: any[], events: any[], errors: any[]}} state
- * @param {{ firehose?: boolean }} [opts] firehose:false when only the raw reader ran
+ * @param {{ firehose?: boolean, syncRevMismatchAllowed?: Iterable<string> }} [opts]
+ *   firehose:false when only the raw reader ran
  */
 export function checkConsumerState(state, opts = {}) {
   const problems = []
@@ -22,7 +26,16 @@ export function checkConsumerState(state, opts = {}) {
     problems.push(...crossCheck(state))
   }
   problems.push(...checkRevChain(state.frames))
+  const allowed = new Set(opts.syncRevMismatchAllowed ?? [])
+  for (const f of syncRevMismatches(state.frames)) {
+    if (!allowed.has(f.did)) problems.push(`seq ${f.seq}: #sync rev ${f.rev} != its commit block rev ${f.commitRev}`)
+  }
   return problems
+}
+
+/** #sync frames whose body rev differs from the rev in the commit block they carry. */
+export function syncRevMismatches(frames) {
+  return frames.filter((f) => f.type === '#sync' && f.commitRev !== undefined && f.commitRev !== f.rev)
 }
 
 function crossCheck(state) {
@@ -81,7 +94,8 @@ function checkRevChain(frames) {
       if (prev !== undefined && f.rev <= prev) problems.push(`seq ${f.seq}: rev ${f.rev} not after ${prev}`)
       lastRev.set(f.did, f.rev)
     } else if (f.type === '#sync') {
-      lastRev.set(f.did, f.rev)
+      // The commit block's rev is what the next commit's `since` refers to.
+      lastRev.set(f.did, f.commitRev ?? f.rev)
     }
   }
   return problems

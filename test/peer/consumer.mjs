@@ -178,12 +178,20 @@ function summarizeFrame(header, body, size, state) {
       cid: op.cid ? cidStr(op.cid) : null,
       ...(op.prev ? { prev: cidStr(op.prev) } : {}),
     }))
-    f.carRoot = carRoot(body.blocks, state, f)
+    const car = readCarRoot(body.blocks, state, f)
+    f.carRoot = car.root
+    f.commitRev = car.commit?.rev
     if (f.carRoot !== f.commit) state.rawErrors.push({ reason: 'car_root', message: `seq ${f.seq}: CAR root ${f.carRoot} != commit ${f.commit}` })
+    if (car.commit && (car.commit.did !== f.did || car.commit.rev !== f.rev)) {
+      state.rawErrors.push({ reason: 'commit_block', message: `seq ${f.seq}: commit block did/rev ${car.commit.did}/${car.commit.rev} != frame ${f.did}/${f.rev}` })
+    }
   } else if (type === '#sync') {
     f.did = body.did
     f.rev = body.rev
-    f.carRoot = carRoot(body.blocks, state, f)
+    const car = readCarRoot(body.blocks, state, f)
+    f.carRoot = car.root
+    // Compared by check.mjs: a #sync's body rev should be its commit's rev.
+    f.commitRev = car.commit?.rev
   } else if (type === '#identity') {
     f.did = body.did
     f.handle = body.handle
@@ -198,26 +206,57 @@ function summarizeFrame(header, body, size, state) {
   return f
 }
 
-/** Root CID of a CARv1 (varint header length, then a DAG-CBOR {version, roots}). */
-function carRoot(blocks, state, f) {
+/**
+ * Reads a CARv1 (varint header length, DAG-CBOR {version, roots}, then varint-framed
+ * CID+data sections): returns the root CID and the decoded root block (the signed commit).
+ */
+function readCarRoot(blocks, state, f) {
   try {
     if (!(blocks instanceof Uint8Array)) throw new Error('blocks is not bytes')
-    let len = 0
-    let shift = 0
-    let i = 0
-    for (; i < 9; i++) {
-      const b = blocks[i]
-      len += (b & 0x7f) * 2 ** shift
-      shift += 7
-      if ((b & 0x80) === 0) break
+    let pos = 0
+    const varint = () => {
+      let value = 0
+      for (let shift = 0; shift < 63; shift += 7) {
+        if (pos >= blocks.length) throw new Error('truncated varint')
+        const b = blocks[pos++]
+        value += (b & 0x7f) * 2 ** shift
+        if ((b & 0x80) === 0) return value
+      }
+      throw new Error('varint too long')
     }
-    const header = dagCbor.decode(blocks.subarray(i + 1, i + 1 + len))
+    const headerLen = varint()
+    const header = dagCbor.decode(blocks.subarray(pos, pos + headerLen))
+    pos += headerLen
     if (header.version !== 1 || !Array.isArray(header.roots) || header.roots.length !== 1) throw new Error('bad CAR header')
-    return cidStr(header.roots[0])
+    const root = header.roots[0]
+    let rootBlock
+    let count = 0
+    while (pos < blocks.length && count++ < 100_000) {
+      const sectionLen = varint()
+      const end = pos + sectionLen
+      if (end > blocks.length) throw new Error('truncated CAR section')
+      const cidStart = pos
+      if (varint() !== 1) throw new Error('CAR block CID is not CIDv1')
+      varint() // codec
+      varint() // multihash code
+      const digestLen = varint()
+      pos += digestLen
+      const cidBytes = blocks.subarray(cidStart, pos)
+      if (!rootBlock && equalBytes(cidBytes, root.bytes)) rootBlock = dagCbor.decode(blocks.subarray(pos, end))
+      pos = end
+    }
+    if (!rootBlock) throw new Error('CAR does not contain its root block')
+    return { root: cidStr(root), commit: rootBlock }
   } catch (err) {
     state.rawErrors.push({ reason: 'car', message: `seq ${f.seq}: ${err?.message ?? err}` })
-    return null
+    return { root: null, commit: null }
   }
+}
+
+function equalBytes(a, b) {
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
+  return true
 }
 
 function summarizeFirehoseEvent(evt) {
