@@ -15,6 +15,8 @@ export interface Storage {
   readonly kind: StorageKind
   /** Throws when the database cannot answer a trivial query. */
   ping(): Promise<void>
+  /** Connection pool usage (PGlite is a single connection). */
+  poolStats(): { total: number; idle: number; waiting: number }
   close(): Promise<void>
 }
 
@@ -49,21 +51,26 @@ export async function openStorage(options: StorageOptions): Promise<Storage> {
     })
     // An idle client losing its server must not crash the process; the next query reports it.
     pool.on('error', (err) => options.onPoolError?.(err))
-    return wrap(new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }), 'postgres')
+    return wrap(new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }), 'postgres', () => ({
+      total: pool.totalCount,
+      idle: pool.idleCount,
+      waiting: pool.waitingCount,
+    }))
   }
   const { PGlite } = await import('@electric-sql/pglite')
   const inMemory = options.dataDir.startsWith('memory://')
   if (!inMemory) mkdirSync(options.dataDir, { recursive: true })
   const lite = new PGlite(inMemory ? undefined : options.dataDir)
   await lite.waitReady
-  return wrap(new Kysely<Database>({ dialect: new PGliteDialect(lite) }), 'pglite')
+  return wrap(new Kysely<Database>({ dialect: new PGliteDialect(lite) }), 'pglite', () => ({ total: 1, idle: 0, waiting: 0 }))
 }
 
-function wrap(db: Kysely<Database>, kind: StorageKind): Storage {
+function wrap(db: Kysely<Database>, kind: StorageKind, poolStats: Storage['poolStats']): Storage {
   let closed = false
   return {
     db,
     kind,
+    poolStats,
     async ping() {
       await sql`select 1`.execute(db)
     },
