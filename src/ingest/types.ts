@@ -31,7 +31,8 @@ export interface IngestSink {
  * is an open string type; the named ones are ingest's own.
  */
 export type DropReason =
-  | 'bad-event' // body fields missing or of the wrong type/syntax
+  | 'bad-frame' // body fields missing or of the wrong type
+  | 'bad-syntax' // a DID, TID, datetime or path that is not valid
   | 'too-big' // blocks or ops over the protocol limits
   | 'duplicate' // rev not newer than the stored head (silent)
   | 'wrong-host' // the DID document names another PDS

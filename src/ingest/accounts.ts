@@ -1,0 +1,239 @@
+/**
+ * Account rows and repo heads, read through a bounded in-memory LRU.
+ *
+ * Every change that touches a host's `account_count` runs in one transaction
+ * with it: creating an account, moving it to another host, and an upstream
+ * deletion (or un-deletion). Deleted accounts do not count toward the limit.
+ * Heads are written by the sequencer in its batch transaction; ingest only
+ * mirrors them here once its own submits have committed.
+ */
+import { sql, type Transaction } from 'kysely'
+import { LRUCache } from 'lru-cache'
+import type { Storage } from '../storage/db.js'
+import type { Database, LocalAccountStatus, UpstreamAccountStatus } from '../storage/types.js'
+
+export interface AccountHeadState {
+  rev: string
+  commitCid: Uint8Array
+  dataCid: Uint8Array
+}
+
+export interface AccountState {
+  id: number
+  did: string
+  hostId: number
+  localStatus: LocalAccountStatus
+  upstreamStatus: UpstreamAccountStatus
+  /** When the upstream status was last reported or confirmed (ms), null if never. */
+  upstreamCheckedAt: number | null
+  head: AccountHeadState | null
+}
+
+export interface AccountStoreOptions {
+  storage: Storage
+  /** Accounts kept in memory (default 100,000). */
+  cacheSize?: number
+}
+
+/** Whether an account with this upstream status counts toward its host's account limit. */
+export function countsTowardLimit(upstream: string): boolean {
+  return upstream !== 'deleted'
+}
+
+type Trx = Transaction<Database>
+
+export class AccountStore {
+  private readonly storage: Storage
+  private readonly cache: LRUCache<string, AccountState>
+
+  constructor(opts: AccountStoreOptions) {
+    this.storage = opts.storage
+    this.cache = new LRUCache({ max: opts.cacheSize ?? 100_000 })
+  }
+
+  get cachedCount(): number {
+    return this.cache.size
+  }
+
+  /** The account for `did`, or undefined if the relay has never accepted it. */
+  async get(did: string): Promise<AccountState | undefined> {
+    const hit = this.cache.get(did)
+    if (hit !== undefined) return hit
+    const row = await this.storage.db
+      .selectFrom('account as a')
+      .leftJoin('account_head as h', 'h.account_id', 'a.id')
+      .select([
+        'a.id',
+        'a.did',
+        'a.host_id',
+        'a.local_status',
+        'a.upstream_status',
+        'a.upstream_checked_at',
+        'h.rev',
+        'h.commit_cid',
+        'h.data_cid',
+      ])
+      .where('a.did', '=', did)
+      .executeTakeFirst()
+    if (row === undefined) return undefined
+    const state: AccountState = {
+      id: row.id,
+      did: row.did,
+      hostId: row.host_id,
+      localStatus: row.local_status,
+      upstreamStatus: row.upstream_status,
+      upstreamCheckedAt: row.upstream_checked_at === null ? null : new Date(row.upstream_checked_at).getTime(),
+      head:
+        row.rev !== null && row.commit_cid !== null && row.data_cid !== null
+          ? { rev: row.rev, commitCid: row.commit_cid, dataCid: row.data_cid }
+          : null,
+    }
+    this.cache.set(did, state)
+    return state
+  }
+
+  /**
+   * Creates the account on `hostId` and counts it, in one transaction. It is
+   * created `throttled` when the host already has `account_limit` accounts.
+   */
+  async create(did: string, hostId: number): Promise<AccountState> {
+    const created = await this.storage.db.transaction().execute(async (trx) => {
+      const host = await trx
+        .selectFrom('host')
+        .select(['account_count', 'account_limit'])
+        .where('id', '=', hostId)
+        .forUpdate()
+        .executeTakeFirstOrThrow()
+      const localStatus: LocalAccountStatus = host.account_count >= host.account_limit ? 'throttled' : 'active'
+      const row = await trx
+        .insertInto('account')
+        .values({ did, host_id: hostId, local_status: localStatus, upstream_status: 'active' })
+        .onConflict((oc) => oc.column('did').doNothing())
+        .returning(['id'])
+        .executeTakeFirst()
+      if (row === undefined) return undefined // created meanwhile elsewhere: read it below
+      await adjustCount(trx, hostId, 1)
+      return { id: row.id, localStatus }
+    })
+    if (created === undefined) {
+      this.cache.delete(did)
+      const existing = await this.get(did)
+      if (existing === undefined) throw new Error(`account ${did} vanished during creation`)
+      return existing
+    }
+    const state: AccountState = {
+      id: created.id,
+      did,
+      hostId,
+      localStatus: created.localStatus,
+      upstreamStatus: 'active',
+      upstreamCheckedAt: null,
+      head: null,
+    }
+    this.cache.set(did, state)
+    return state
+  }
+
+  /** Ties the account to `toHostId`; both hosts' counts change in the same transaction. */
+  async move(acct: AccountState, toHostId: number): Promise<void> {
+    const from = acct.hostId
+    if (from === toHostId) return
+    await this.storage.db.transaction().execute(async (trx) => {
+      await trx.updateTable('account').set({ host_id: toHostId }).where('id', '=', acct.id).execute()
+      if (countsTowardLimit(acct.upstreamStatus)) {
+        await adjustCount(trx, from, -1)
+        await adjustCount(trx, toHostId, 1)
+      }
+    })
+    acct.hostId = toHostId
+  }
+
+  /** Stores the status the host reported; a deletion (or its reversal) changes the host's count in the same transaction. */
+  async setUpstreamStatus(acct: AccountState, status: UpstreamAccountStatus, nowMs = Date.now()): Promise<void> {
+    const before = countsTowardLimit(acct.upstreamStatus)
+    const after = countsTowardLimit(status)
+    const checkedAt = new Date(nowMs)
+    await this.storage.db.transaction().execute(async (trx) => {
+      await trx.updateTable('account').set({ upstream_status: status, upstream_checked_at: checkedAt }).where('id', '=', acct.id).execute()
+      if (before !== after) await adjustCount(trx, acct.hostId, after ? 1 : -1)
+    })
+    acct.upstreamStatus = status
+    acct.upstreamCheckedAt = nowMs
+  }
+
+  /** Records that the upstream status was re-checked (unchanged), so the next check waits. */
+  async markChecked(acct: AccountState, nowMs = Date.now()): Promise<void> {
+    await this.storage.db.updateTable('account').set({ upstream_checked_at: new Date(nowMs) }).where('id', '=', acct.id).execute()
+    acct.upstreamCheckedAt = nowMs
+  }
+
+  async setLocalStatus(acct: AccountState, status: LocalAccountStatus): Promise<void> {
+    await this.storage.db.updateTable('account').set({ local_status: status }).where('id', '=', acct.id).execute()
+    acct.localStatus = status
+  }
+
+  /** Mirrors a head the sequencer has committed. */
+  setHead(acct: AccountState, head: AccountHeadState): void {
+    acct.head = head
+  }
+
+  /**
+   * After a limit raise: activates throttled accounts of `hostId` in arrival
+   * order (account id) until the host's non-throttled accounts reach its
+   * limit. Returns the DIDs activated.
+   */
+  async releaseThrottled(hostId: number): Promise<string[]> {
+    const released = await this.storage.db.transaction().execute(async (trx) => {
+      const host = await trx.selectFrom('host').select(['account_limit']).where('id', '=', hostId).forUpdate().executeTakeFirst()
+      if (host === undefined) return []
+      const counted = await trx
+        .selectFrom('account')
+        .select(sql<number>`count(*)::int`.as('n'))
+        .where('host_id', '=', hostId)
+        .where('local_status', '!=', 'throttled')
+        .where('upstream_status', '!=', 'deleted')
+        .executeTakeFirstOrThrow()
+      const room = host.account_limit - Number(counted.n)
+      if (room <= 0) return []
+      const rows = await trx
+        .selectFrom('account')
+        .select(['id', 'did'])
+        .where('host_id', '=', hostId)
+        .where('local_status', '=', 'throttled')
+        .where('upstream_status', '!=', 'deleted')
+        .orderBy('id')
+        .limit(room)
+        .forUpdate()
+        .execute()
+      if (rows.length === 0) return []
+      await trx
+        .updateTable('account')
+        .set({ local_status: 'active' })
+        .where(
+          'id',
+          'in',
+          rows.map((r) => r.id),
+        )
+        .execute()
+      return rows
+    })
+    for (const r of released) {
+      const cached = this.cache.get(r.did)
+      if (cached !== undefined) cached.localStatus = 'active'
+    }
+    return released.map((r) => r.did)
+  }
+
+  /** Drops the cached copy (the next `get` reads the database). */
+  forget(did: string): void {
+    this.cache.delete(did)
+  }
+}
+
+async function adjustCount(trx: Trx, hostId: number, delta: 1 | -1): Promise<void> {
+  await trx
+    .updateTable('host')
+    .set({ account_count: sql`greatest(account_count + ${delta}, 0)`, updated_at: sql`now()` })
+    .where('id', '=', hostId)
+    .execute()
+}

@@ -1,0 +1,42 @@
+/**
+ * What the per-type handlers share, and the narrow views of the identity
+ * directory and the sequencer that ingest depends on (the real classes fit).
+ */
+import type { Logger } from 'pino'
+import type { IdentityResult } from '../identity/did-doc.js'
+import type { AcceptedEvent } from '../sequencer/types.js'
+import type { AccountStore } from './accounts.js'
+import type { HostStats } from './host-stats.js'
+import type { IngestMetrics } from './metrics.js'
+import type { RepoStatusCheck } from './repo-status.js'
+import type { Verifier } from './verify-runner.js'
+
+export interface IngestIdentity {
+  resolve(did: string, opts?: { forceRefresh?: boolean }): Promise<IdentityResult>
+  purge(did: string): Promise<void>
+  verifyHandle(did: string, handle: string): Promise<boolean>
+}
+
+export interface IngestSequencer {
+  submit(evt: AcceptedEvent): Promise<number>
+  beginUpstream(hostId: number, upstreamSeq: number): void
+  markHandled(hostId: number, upstreamSeq: number): void
+  readonly eventLog?: { removeAccountEvents?(accountId: number): Promise<number> }
+}
+
+export interface IngestContext {
+  accounts: AccountStore
+  identity: IngestIdentity
+  sequencer: IngestSequencer
+  stats: HostStats
+  logger: Logger
+  metrics: IngestMetrics
+  verifier: Verifier
+  /** RELAY_LENIENT: the default when a host has no override. */
+  lenient: boolean
+  maxFutureRevMs: number
+  repoStatusCheck: RepoStatusCheck | undefined
+  /** A stored non-active upstream status older than this is re-checked with the host. */
+  statusRecheckMs: number
+  now: () => number
+}

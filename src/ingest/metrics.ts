@@ -1,0 +1,55 @@
+/** Ingest's own Prometheus metrics (drops and accepts are counted per host by HostStats). */
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
+
+export interface IngestMetrics {
+  verifySeconds: Histogram<'kind' | 'mode'>
+  tolerated: Counter<'reason'>
+  accounts: Counter<'event'>
+  retries: Counter
+}
+
+export function createIngestMetrics(registry: Registry, gauges: { inFlight: () => number; queued: () => number }): IngestMetrics {
+  const registers = [registry]
+  new Gauge({
+    name: 'relay_ingest_in_flight',
+    help: 'Events being processed now',
+    registers,
+    collect() {
+      this.set(gauges.inFlight())
+    },
+  })
+  new Gauge({
+    name: 'relay_ingest_queued',
+    help: 'Events waiting for their DID or for a free slot',
+    registers,
+    collect() {
+      this.set(gauges.queued())
+    },
+  })
+  return {
+    verifySeconds: new Histogram({
+      name: 'relay_ingest_verify_seconds',
+      help: 'Time to verify one #commit or #sync (CAR, signature, MST)',
+      labelNames: ['kind', 'mode'],
+      buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1],
+      registers,
+    }),
+    tolerated: new Counter({
+      name: 'relay_ingest_lenient_tolerated_total',
+      help: 'Strict-mode failures forwarded anyway because the host or relay is lenient',
+      labelNames: ['reason'],
+      registers,
+    }),
+    accounts: new Counter({
+      name: 'relay_ingest_account_changes_total',
+      help: 'Accounts created, created throttled, moved between hosts, released from throttling',
+      labelNames: ['event'],
+      registers,
+    }),
+    retries: new Counter({
+      name: 'relay_ingest_retries_total',
+      help: 'Events processed again after a non-protocol failure (database, sequencer)',
+      registers,
+    }),
+  }
+}

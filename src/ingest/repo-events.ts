@@ -1,0 +1,115 @@
+/**
+ * #commit and #sync: cheap pre-checks, authority, status gate, replay check,
+ * verification (with one forced identity refresh on a bad signature), chain
+ * continuity, then the body goes to the sequencer unchanged with the new head.
+ */
+import { BytesWrapper } from '@atcute/cbor'
+import { cidEquals } from '../atproto/cid.js'
+import type { MessageFrame } from '../atproto/frame.js'
+import { MAX_COMMIT_BLOCKS_BYTES, MAX_COMMIT_OPS, MAX_SYNC_BLOCKS_BYTES } from '../atproto/limits.js'
+import { isValidTid } from '../atproto/syntax.js'
+import type { ResolvedIdentity } from '../identity/did-doc.js'
+import type { AccountHeadState } from './accounts.js'
+import { accountOnHost, isHostOf, requireActive, requireAuthority } from './authority.js'
+import type { IngestContext } from './context.js'
+import { IngestDrop, type UpstreamHost } from './types.js'
+import type { VerifyKind, VerifyOutcome } from './verify-runner.js'
+
+/** Size and syntax checks that need no lookup, so junk costs nothing. Returns the rev. */
+export function precheckRepoEvent(kind: VerifyKind, body: Record<string, unknown>): string {
+  const rev = body.rev
+  if (typeof rev !== 'string') throw new IngestDrop('bad-frame', 'rev is missing or not a string')
+  if (!isValidTid(rev)) throw new IngestDrop('bad-syntax', `rev ${JSON.stringify(rev.slice(0, 40))} is not a TID`)
+  const blocks = body.blocks
+  if (!(blocks instanceof BytesWrapper)) throw new IngestDrop('bad-frame', 'blocks is missing or not bytes')
+  const maxBlocks = kind === 'commit' ? MAX_COMMIT_BLOCKS_BYTES : MAX_SYNC_BLOCKS_BYTES
+  if (blocks.buf.length > maxBlocks) throw new IngestDrop('too-big', `blocks is ${blocks.buf.length} bytes, over ${maxBlocks}`)
+  if (kind === 'commit') {
+    const ops = body.ops
+    if (!Array.isArray(ops)) throw new IngestDrop('bad-frame', 'ops is missing or not an array')
+    if (ops.length > MAX_COMMIT_OPS) throw new IngestDrop('too-big', `${ops.length} ops, over ${MAX_COMMIT_OPS}`)
+  }
+  return rev
+}
+
+export async function handleRepoEvent(
+  ctx: IngestContext,
+  kind: VerifyKind,
+  host: UpstreamHost,
+  frame: MessageFrame,
+  upstreamSeq: number | null,
+  did: string,
+): Promise<void> {
+  const rev = precheckRepoEvent(kind, frame.body)
+  const identity = await requireAuthority(ctx, host, did)
+  const acct = await accountOnHost(ctx, host, did)
+  await requireActive(ctx, host, acct)
+
+  // Replays and retransmissions: silent, counted.
+  if (acct.head !== null && rev <= acct.head.rev) {
+    throw new IngestDrop('duplicate', `rev ${rev} is not newer than the stored ${acct.head.rev}`)
+  }
+
+  const lenient = host.lenient ?? ctx.lenient
+  const outcome = await verifyWithRefresh(ctx, kind, host, frame, identity, !lenient, acct.head !== null)
+  if (!outcome.ok) throw new IngestDrop(outcome.reason, outcome.message)
+  if (outcome.tolerated.length > 0) {
+    for (const reason of outcome.tolerated) ctx.metrics.tolerated.inc({ reason })
+    ctx.logger.warn({ host: host.hostname, did, seq: upstreamSeq, tolerated: outcome.tolerated }, 'lenient: forwarding despite strict-mode failures')
+  }
+
+  if (kind === 'commit' && acct.head !== null && isDiscontinuous(acct.head, outcome)) {
+    ctx.stats.discontinuity(host.hostname)
+    ctx.logger.info(
+      { host: host.hostname, did, seq: upstreamSeq, since: outcome.since, storedRev: acct.head.rev },
+      'discontinuous commit forwarded (since/prevData differ from the stored head)',
+    )
+  }
+
+  const head: AccountHeadState = { rev: outcome.rev, commitCid: outcome.commitCid, dataCid: outcome.dataCid }
+  await ctx.sequencer.submit({
+    accountId: acct.id,
+    did,
+    kind,
+    t: frame.t,
+    body: frame.bodyBytes,
+    head,
+    ...(upstreamSeq !== null ? { upstream: { hostId: host.id, seq: upstreamSeq } } : {}),
+  })
+  ctx.accounts.setHead(acct, head)
+  ctx.stats.accepted(host.hostname, kind)
+}
+
+function isDiscontinuous(stored: AccountHeadState, outcome: Extract<VerifyOutcome, { ok: true }>): boolean {
+  return outcome.since !== stored.rev || !cidEquals(outcome.prevData, stored.dataCid)
+}
+
+/**
+ * Verifies with the cached key; a bad signature forces one identity refresh
+ * (the key may have rotated) and one retry with the fresh key, never a skip.
+ */
+async function verifyWithRefresh(
+  ctx: IngestContext,
+  kind: VerifyKind,
+  host: UpstreamHost,
+  frame: MessageFrame,
+  identity: ResolvedIdentity,
+  strict: boolean,
+  hasStoredHead: boolean,
+): Promise<VerifyOutcome> {
+  const options = { strict, hasStoredHead, maxFutureRevMs: ctx.maxFutureRevMs, nowMs: ctx.now() }
+  const run = async (key: ResolvedIdentity['signingKey']) => {
+    const end = ctx.metrics.verifySeconds.startTimer({ kind, mode: ctx.verifier.mode })
+    try {
+      return await ctx.verifier.verify({ kind, body: frame.body, bodyBytes: frame.bodyBytes, key, options })
+    } finally {
+      end()
+    }
+  }
+  const first = await run(identity.signingKey)
+  if (first.ok || first.reason !== 'bad-signature') return first
+  const fresh = await ctx.identity.resolve(identity.did, { forceRefresh: true })
+  if (fresh.status !== 'ok') throw new IngestDrop('no-identity', `${identity.did} no longer resolves: ${fresh.status} (${fresh.error})`)
+  if (!isHostOf(fresh, host)) throw new IngestDrop('wrong-host', `${identity.did} is now hosted at ${fresh.pdsHost}`)
+  return run(fresh.signingKey)
+}

@@ -1,0 +1,134 @@
+/**
+ * #identity and #account, and the relay's own #account emissions.
+ *
+ * #identity is forwarded from any host so cache purges spread during
+ * migrations, but the event log needs an account: an unknown DID whose
+ * document does not name this host is dropped (`wrong-host`) rather than
+ * creating an account on a host that is not authoritative. Its `handle` is
+ * kept only when it verifies both ways.
+ *
+ * #account is taken only from the authoritative host, stored as the upstream
+ * status and re-emitted with the relay's combined view.
+ */
+import { encode } from '@atcute/cbor'
+import { combinedStatus, upstreamStatusOf } from '../atproto/account-status.js'
+import type { MessageFrame } from '../atproto/frame.js'
+import { isValidDatetime } from '../atproto/syntax.js'
+import type { UpstreamAccountStatus } from '../storage/types.js'
+import type { AccountState } from './accounts.js'
+import { accountOnHost, isHostOf, requireAuthority } from './authority.js'
+import type { IngestContext } from './context.js'
+import { IngestDrop, type UpstreamHost } from './types.js'
+
+function requireTime(body: Record<string, unknown>): string {
+  const time = body.time
+  if (typeof time !== 'string') throw new IngestDrop('bad-frame', 'time is missing or not a string')
+  if (!isValidDatetime(time)) throw new IngestDrop('bad-syntax', `time ${JSON.stringify(time.slice(0, 40))} is not a datetime`)
+  return time
+}
+
+function upstream(host: UpstreamHost, seq: number | null) {
+  return seq !== null ? { upstream: { hostId: host.id, seq } } : {}
+}
+
+export async function handleIdentityEvent(
+  ctx: IngestContext,
+  host: UpstreamHost,
+  frame: MessageFrame,
+  upstreamSeq: number | null,
+  did: string,
+): Promise<void> {
+  requireTime(frame.body)
+  try {
+    await ctx.identity.purge(did)
+  } catch (err) {
+    // The memory layer is purged even when the stored copy could not be deleted; resolving fresh below still applies.
+    ctx.logger.warn({ err, host: host.hostname, did, seq: upstreamSeq }, 'identity purge failed')
+  }
+  const identity = await ctx.identity.resolve(did, { forceRefresh: true })
+  const authoritative = identity.status === 'ok' && isHostOf(identity, host)
+  let acct: AccountState | undefined
+  if (authoritative) {
+    acct = await accountOnHost(ctx, host, did)
+  } else {
+    acct = await ctx.accounts.get(did)
+    if (acct === undefined) {
+      if (identity.status !== 'ok') throw new IngestDrop('no-identity', `${did} does not resolve: ${identity.status} (${identity.error})`)
+      throw new IngestDrop('wrong-host', `unknown ${did} is hosted at ${identity.pdsHost}, not ${host.hostname}`)
+    }
+  }
+
+  let body = frame.bodyBytes
+  const handle = frame.body.handle
+  if (handle !== undefined) {
+    const keep = authoritative && typeof handle === 'string' && (await ctx.identity.verifyHandle(did, handle))
+    if (!keep) {
+      const { handle: _omitted, ...rest } = frame.body
+      body = encode(rest)
+    }
+  }
+  await ctx.sequencer.submit({ accountId: acct.id, did, kind: 'identity', t: '#identity', body, ...upstream(host, upstreamSeq) })
+  ctx.stats.accepted(host.hostname, 'identity')
+}
+
+export async function handleAccountEvent(
+  ctx: IngestContext,
+  host: UpstreamHost,
+  frame: MessageFrame,
+  upstreamSeq: number | null,
+  did: string,
+): Promise<void> {
+  const time = requireTime(frame.body)
+  const { active, status } = frame.body
+  if (typeof active !== 'boolean') throw new IngestDrop('bad-frame', 'active is missing or not a boolean')
+  if (status !== undefined && typeof status !== 'string') throw new IngestDrop('bad-frame', 'status is not a string')
+
+  let acct: AccountState
+  try {
+    await requireAuthority(ctx, host, did)
+    acct = await accountOnHost(ctx, host, did)
+  } catch (err) {
+    // A tombstoned DID no longer resolves; its stored host may still report the deletion.
+    const known = err instanceof IngestDrop && err.reason === 'no-identity' ? await ctx.accounts.get(did) : undefined
+    if (known === undefined || known.hostId !== host.id) throw err
+    acct = known
+  }
+
+  const reported = upstreamStatusOf(active, status) as UpstreamAccountStatus
+  if (active === false && (status === undefined || reported === 'inactive')) {
+    ctx.logger.warn({ host: host.hostname, did, seq: upstreamSeq, status }, '#account inactive without a known status')
+  }
+  const before = acct.upstreamStatus
+  await ctx.accounts.setUpstreamStatus(acct, reported, ctx.now())
+  if (before !== reported) ctx.logger.info({ host: host.hostname, did, seq: upstreamSeq, before, status: reported }, 'upstream account status')
+
+  const seq = typeof frame.body.seq === 'number' ? frame.body.seq : 0
+  await ctx.sequencer.submit({
+    accountId: acct.id,
+    did,
+    kind: 'account',
+    t: '#account',
+    body: accountBody(acct, seq, time),
+    ...upstream(host, upstreamSeq),
+  })
+  ctx.stats.accepted(host.hostname, 'account')
+}
+
+/** An `#account` body with the relay's combined status (a local takedown overrides upstream active). */
+export function accountBody(acct: AccountState, seq: number, time: string): Uint8Array {
+  const combined = combinedStatus(acct.localStatus, acct.upstreamStatus)
+  const body: Record<string, unknown> = { seq, did: acct.did, time, active: combined.active }
+  if (combined.status !== undefined) body.status = combined.status
+  return encode(body)
+}
+
+/** The relay's own #account after a local status change (takedown, restore, release from throttling). */
+export async function emitLocalAccountEvent(ctx: IngestContext, acct: AccountState): Promise<number> {
+  return ctx.sequencer.submit({
+    accountId: acct.id,
+    did: acct.did,
+    kind: 'account',
+    t: '#account',
+    body: accountBody(acct, 0, new Date(ctx.now()).toISOString()),
+  })
+}
