@@ -1,0 +1,64 @@
+/** The crawler's reads and writes of the `host` table. It never writes `cursor` except to reset it (the sequencer persists cursors). */
+import { sql, type Kysely } from 'kysely'
+import type { Database, Host, HostStatus } from '../storage/types.js'
+
+export async function findHost(db: Kysely<Database>, hostname: string): Promise<Host | undefined> {
+  return db.selectFrom('host').selectAll().where('hostname', '=', hostname).executeTakeFirst()
+}
+
+/** Every host that should be connected at start-up: all but banned ones, oldest first. */
+export async function loadConnectableHosts(db: Kysely<Database>): Promise<Host[]> {
+  return db.selectFrom('host').selectAll().where('status', '!=', 'banned').orderBy('id').execute()
+}
+
+export interface NewHostRow {
+  hostname: string
+  ssl: boolean
+  accountLimit: number
+  trusted: boolean
+  status?: HostStatus
+  lastError?: string
+}
+
+/** Inserts a host; undefined when a concurrent request inserted it first. */
+export async function insertHost(db: Kysely<Database>, row: NewHostRow): Promise<Host | undefined> {
+  return db
+    .insertInto('host')
+    .values({
+      hostname: row.hostname,
+      ssl: row.ssl,
+      account_limit: row.accountLimit,
+      trusted: row.trusted,
+      status: row.status ?? 'active',
+      last_error: row.lastError ?? null,
+      last_error_at: row.lastError ? new Date() : null,
+    })
+    .onConflict((oc) => oc.column('hostname').doNothing())
+    .returningAll()
+    .executeTakeFirst()
+}
+
+export interface HostPatch {
+  status?: HostStatus
+  /** A new last_error (stamped now); null clears nothing: errors stay as history. */
+  lastError?: string
+  accountLimit?: number
+  lenient?: boolean | null
+  /** Only the FutureCursor reset writes this. */
+  resetCursor?: true
+}
+
+export async function updateHost(db: Kysely<Database>, id: number, patch: HostPatch): Promise<void> {
+  await db
+    .updateTable('host')
+    .set({
+      ...(patch.status !== undefined ? { status: patch.status } : {}),
+      ...(patch.lastError !== undefined ? { last_error: patch.lastError.slice(0, 1_000), last_error_at: new Date() } : {}),
+      ...(patch.accountLimit !== undefined ? { account_limit: patch.accountLimit } : {}),
+      ...(patch.lenient !== undefined ? { lenient: patch.lenient } : {}),
+      ...(patch.resetCursor ? { cursor: 0 } : {}),
+      updated_at: sql<Date>`now()`,
+    })
+    .where('id', '=', id)
+    .execute()
+}

@@ -1,0 +1,26 @@
+export { Crawler, type CrawlerOptions, type HostConnectionStatus } from './crawler.js'
+export { Admission, type AdmissionOptions, type AdmissionOutcome, type AdmissionResult, type HostLifecycle } from './admission.js'
+export { registerCrawlRoutes } from './routes.js'
+export {
+  HostConnection,
+  USER_AGENT,
+  isRelayServerHeader,
+  type ConnectionInfo,
+  type ConnectionState,
+  type HoldReason,
+  type HostConnectionOptions,
+} from './host-connection.js'
+export {
+  parseHostname,
+  HostnameError,
+  TrustedDomains,
+  banCandidates,
+  findDomainBan,
+  hostWithoutPort,
+  type HostnameErrorReason,
+  type ParsedHostname,
+} from './hostname.js'
+export { hostRateLimits, HostRateLimiter, SlidingWindow, type HostRateLimits, type RateLimitState } from './rate-limit.js'
+export { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from './backoff.js'
+export { describeServer, DescribeServerError } from './describe-server.js'
+export type { FutureCursorPolicy, HostCursorSource, IngestSink, UpstreamHost } from './types.js'
