@@ -212,6 +212,17 @@ function checkOpShapes(ops: MstOp[], checks: StrictChecks): boolean {
   return ok
 }
 
+/** Each create/update record block is in the CAR. Returns whether all are. */
+function checkRecordBlocks(blocks: ReadonlyBlockMap, ops: MstOp[], checks: StrictChecks): boolean {
+  let ok = true
+  for (const op of ops) {
+    if (op.action === 'delete' || op.cid === null || blocks.has(op.cid)) continue
+    checks.fail('missing-block', `record block for ${op.path} is not in the CAR`)
+    ok = false
+  }
+  return ok
+}
+
 /** Each create/update maps path → cid in the new tree, and its record block is present. */
 function checkForward(dataCid: Uint8Array, blocks: ReadonlyBlockMap, ops: MstOp[], checks: StrictChecks): void {
   for (const op of ops) {
@@ -294,11 +305,17 @@ export function verifyCommitEvent(body: Record<string, unknown>, key: PublicKey,
 
     // 8–10. ops, forward check, inversion
     const wellFormed = checkOpShapes(ops, checks)
-    checkForward(commit.data, blocks, ops, checks)
-    if (prevData !== null) {
-      // Ill-formed ops (tolerated in lenient mode) cannot be inverted; that failure is already recorded.
-      if (wellFormed) checkInversion(commit.data, prevData, blocks, ops, checks)
-    } else if (options.hasStoredHead) {
+    // Ill-formed ops (tolerated in lenient mode) cannot be inverted; that failure is already recorded.
+    const invert = prevData !== null && wellFormed
+    if (invert) {
+      // Inverting a create/update already checks that the new tree maps its path to its cid,
+      // so the forward check reduces to the record blocks being present.
+      checkRecordBlocks(blocks, ops, checks)
+      checkInversion(commit.data, prevData, blocks, ops, checks)
+    } else {
+      checkForward(commit.data, blocks, ops, checks)
+    }
+    if (prevData === null && options.hasStoredHead) {
       checks.fail('missing-prevdata', 'prevData is absent although the account has a stored head')
     }
 
