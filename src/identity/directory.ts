@@ -59,7 +59,8 @@ export class IdentityDirectory {
   private readonly inflight = new Map<string, InFlight>()
   /** When each DID was last force-refreshed (bounded like the cache). */
   private readonly forcedAt: LRUCache<string, number>
-  private readonly handleChecks: LRUCache<string, { valid: boolean; expiresAt: number }>
+  /** The latest bidirectional handle check per DID (one entry per DID, so purge is O(1)). */
+  private readonly handleChecks: LRUCache<string, { handle: string; valid: boolean; expiresAt: number }>
   private readonly plcLimiter: KeyedTokenBucket
   private readonly webLimiter: KeyedTokenBucket
   private readonly metrics: IdentityMetrics
@@ -134,7 +135,7 @@ export class IdentityDirectory {
   /** Forgets `did` in both layers (the next lookup resolves it again). */
   async purge(did: string): Promise<void> {
     this.memory.delete(did)
-    for (const key of this.handleChecks.keys()) if (key.startsWith(did + ' ')) this.handleChecks.delete(key)
+    this.handleChecks.delete(did)
     if (this.store) {
       try {
         await this.store.delete(did)
@@ -168,6 +169,8 @@ export class IdentityDirectory {
 
     const fetchedAt = this.now()
     const result = await this.resolveRemote(did)
+    // A forced refresh follows an #identity or a signature failure: re-check the handle too.
+    if (force) this.handleChecks.delete(did)
 
     // A transient failure does not throw away a good identity: keep serving it, retry after the error TTL.
     if (result.status === 'failed' && previous?.result.status === 'ok') {
@@ -242,17 +245,16 @@ export class IdentityDirectory {
    */
   async verifyHandle(did: string, handle: string): Promise<boolean> {
     const normalized = handle.toLowerCase()
-    const key = `${did} ${normalized}`
     const now = this.now()
-    const cached = this.handleChecks.get(key)
-    if (cached && cached.expiresAt > now) {
+    const cached = this.handleChecks.get(did)
+    if (cached && cached.handle === normalized && cached.expiresAt > now) {
       this.metrics.handleVerifications.inc({ result: String(cached.valid), cached: 'true' })
       return cached.valid
     }
     const identity = await this.resolve(did)
     let valid = identity.status === 'ok' && identity.handle === normalized
     if (valid) valid = (await this.resolveHandle(normalized)) === did
-    this.handleChecks.set(key, { valid, expiresAt: now + (valid ? this.goodTtlMs : this.invalidHandleTtlMs) })
+    this.handleChecks.set(did, { handle: normalized, valid, expiresAt: now + (valid ? this.goodTtlMs : this.invalidHandleTtlMs) })
     this.metrics.handleVerifications.inc({ result: String(valid), cached: 'false' })
     return valid
   }

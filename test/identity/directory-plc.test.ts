@@ -7,6 +7,7 @@ import pino from 'pino'
 import { Registry } from 'prom-client'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { IdentityDirectory } from '../../src/identity/directory.js'
+import { createIdentity } from '../../src/identity/index.js'
 import { DidResolver } from '../../src/identity/resolver.js'
 import type { Storage } from '../../src/storage/db.js'
 import { createTestDatabase, STORAGE_KINDS, type TestDatabase } from '../helpers/db.js'
@@ -82,6 +83,33 @@ describe('DidResolver against @did-plc/server', () => {
       expect(r.status).toBe('failed')
     } finally {
       await dead.close()
+    }
+  })
+})
+
+describe('createIdentity', () => {
+  it('wires resolver, handle check and directory from flat options', async () => {
+    const acct = await peer.createAccount('wired.test', 'http://localhost:2583')
+    const identity = createIdentity({
+      plcUrl: peer.url,
+      allowInsecure: true,
+      cacheSize: 100,
+      goodTtlMs: GOOD_TTL,
+      errorTtlMs: ERROR_TTL,
+      logger,
+      registry: new Registry(),
+      txtLookup: async (name) => (name === '_atproto.wired.test' ? [[`did=${acct.did}`]] : []),
+      lookup: async () => {
+        throw Object.assign(new Error('ENOTFOUND'), { code: 'ENOTFOUND' })
+      },
+    })
+    try {
+      const r = await identity.directory.resolve(acct.did)
+      expect(r).toMatchObject({ status: 'ok', pdsHost: 'localhost:2583', handle: 'wired.test' })
+      expect(await identity.directory.verifyHandle(acct.did, 'wired.test')).toBe(true)
+      expect(await identity.directory.verifyHandle(acct.did, 'other.test')).toBe(false)
+    } finally {
+      await identity.close()
     }
   })
 })

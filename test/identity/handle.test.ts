@@ -189,8 +189,8 @@ describe('IdentityDirectory handles', () => {
       txtRecords['_atproto.mallory.example.com'] = [[`did=${DID_A}`]] // mallory claims a handle pointing elsewhere
 
       expect(await dir.verifyHandle(DID_A, 'Alice.Example.com')).toBe(true)
-      expect(await dir.verifyHandle(DID_B, 'mallory.example.com')).toBe(false) // handle → DID_A ≠ DID_B
       expect(await dir.verifyHandle(DID_B, 'alice.example.com')).toBe(false) // the document does not claim it
+      expect(await dir.verifyHandle(DID_B, 'mallory.example.com')).toBe(false) // handle → DID_A ≠ DID_B
 
       const queries = txtQueries.length
       expect(await dir.verifyHandle(DID_A, 'alice.example.com')).toBe(true)
