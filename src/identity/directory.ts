@@ -204,8 +204,10 @@ export class IdentityDirectory {
 
   private async resolveRemote(did: string): Promise<IdentityResult> {
     const method = didMethod(did) ?? 'other'
-    const waitMs =
-      method === 'plc' ? await this.plcLimiter.take('plc') : await this.webLimiter.take(method === 'web' ? (webDidAuthority(did) ?? did) : 'other')
+    // Unsupported methods never reach the network, so they take no token.
+    let waitMs = 0
+    if (method === 'plc') waitMs = await this.plcLimiter.take('plc')
+    else if (method === 'web') waitMs = await this.webLimiter.take(webDidAuthority(did) ?? did)
     if (waitMs > 0) this.metrics.rateLimitDelay.inc({ method }, waitMs / 1000)
     const end = this.metrics.duration.startTimer({ method })
     let result: IdentityResult

@@ -15,6 +15,7 @@ let did: string
 let keyDid: string
 let route: (path: string) => { status: number; body?: string; location?: string }
 const requests: string[] = []
+let lastAccept: string | undefined
 const lookups: string[] = []
 
 // Names resolve only through this table: the tests make no real DNS query.
@@ -40,6 +41,7 @@ beforeAll(async () => {
   keyDid = (await Secp256k1Keypair.create()).did()
   server = createServer((req, res) => {
     requests.push(req.url ?? '')
+    lastAccept = req.headers.accept
     const r = route(req.url ?? '')
     res.writeHead(r.status, r.location ? { location: r.location } : { 'content-type': 'application/json' })
     res.end(r.body ?? '')
@@ -76,6 +78,22 @@ describe('did:web authority', () => {
     expect(webDidAuthority('did:web:example.com:user:alice')).toBeNull()
     expect(webDidAuthority('did:web:example.com%2Fpath')).toBeNull()
     expect(webDidAuthority('did:web:')).toBeNull()
+  })
+})
+
+describe('did:plc through an operator-configured PLC URL', () => {
+  it('never follows redirects from the PLC directory', async () => {
+    const plcDid = 'did:plc:aaaaaaaaaaaaaaaaaaaaaaaa'
+    route = (path) => (path === `/${plcDid}` ? { status: 302, location: '/elsewhere' } : { status: 200, body: JSON.stringify(didDoc(plcDid)) })
+    const resolver = new DidResolver({ plcUrl: `http://127.0.0.1:${port}/`, timeoutMs: 3_000 })
+    try {
+      const r = await resolver.resolve(plcDid)
+      expect(r.status).toBe('failed')
+      expect(requests).toEqual([`/${plcDid}`])
+      expect(lastAccept).toBe('application/did+ld+json,application/json')
+    } finally {
+      await resolver.close()
+    }
   })
 })
 
