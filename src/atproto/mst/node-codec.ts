@@ -6,7 +6,6 @@
  * by byte; anything else, including every non-canonical encoding, is rejected.
  * Tests cross-check both directions against @atcute/cbor.
  */
-import { commonPrefixLength } from './key.js'
 import { MstError } from './errors.js'
 
 /** Defence against key mining: honest nodes have ~4 entries; >512 is ~(3/4)^512 unlikely. */
@@ -143,9 +142,10 @@ export function decodeNode(block: Uint8Array): NodeData {
       if (p === 0) {
         key = b.subarray(kStart, kStart + klen)
       } else {
+        // Byte loops beat TypedArray#set/subarray at these sizes (keys are ~30 bytes).
         key = new Uint8Array(p + klen)
-        key.set(prev.subarray(0, p), 0)
-        key.set(b.subarray(kStart, kStart + klen), p)
+        for (let j = 0; j < p; j++) key[j] = prev[j]!
+        for (let j = 0; j < klen; j++) key[p + j] = b[kStart + j]!
       }
     }
     if (key.length > MAX_KEY_BYTES) fail('key too long')
@@ -202,11 +202,12 @@ function writeLink(out: Uint8Array, at: number, cid: Uint8Array | null): number 
   out[at + 2] = 0x58
   out[at + 3] = 0x25
   out[at + 4] = 0x00
-  out.set(cid, at + 5)
+  for (let i = 0; i < 36; i++) out[at + 5 + i] = cid[i]!
   return at + LINK_SIZE
 }
 
 const prefixScratch: number[] = []
+let encodeScratch = new Uint8Array(16 * 1024)
 
 /**
  * Canonical encoding of a node (fresh buffer). `kids` has one more element than
@@ -217,13 +218,30 @@ export function encodeNode(
   vals: readonly Uint8Array[],
   kids: readonly (Uint8Array | null)[],
 ): Uint8Array {
+  return encodeNodeScratch(keys, vals, kids).slice()
+}
+
+/**
+ * Like encodeNode, but into shared scratch space, valid only until the next
+ * call: for hashing a node without allocating a buffer for it (blocks over 64
+ * bytes live off the V8 heap and cost more to allocate than to fill).
+ */
+export function encodeNodeScratch(
+  keys: readonly Uint8Array[],
+  vals: readonly Uint8Array[],
+  kids: readonly (Uint8Array | null)[],
+): Uint8Array {
   const n = keys.length
   const ps = prefixScratch
   let size = 3 + headSize(n) + 2 + (kids[0] ? LINK_SIZE : 1)
   let prev: Uint8Array | null = null
   for (let i = 0; i < n; i++) {
     const key = keys[i]!
-    const p = prev === null ? 0 : commonPrefixLength(prev, key)
+    let p = 0
+    if (prev !== null) {
+      const max = prev.length < key.length ? prev.length : key.length
+      while (p < max && prev[p] === key[p]) p++
+    }
     ps[i] = p
     const klen = key.length - p
     const vlen = vals[i]!.length + 1
@@ -231,7 +249,8 @@ export function encodeNode(
     size += 3 + headSize(klen) + klen + 2 + headSize(p) + 2 + (kids[i + 1] ? LINK_SIZE : 1) + 4 + headSize(vlen) + vlen
     prev = key
   }
-  const out = new Uint8Array(size)
+  if (encodeScratch.length < size) encodeScratch = new Uint8Array(Math.max(size, encodeScratch.length * 2))
+  const out = encodeScratch
   out[0] = 0xa2
   out[1] = 0x61
   out[2] = 0x65
@@ -243,8 +262,7 @@ export function encodeNode(
     out[at + 1] = 0x61
     out[at + 2] = 0x6b
     at = writeHead(out, at + 3, 2, key.length - p)
-    out.set(key.subarray(p), at)
-    at += key.length - p
+    for (let j = p; j < key.length; j++) out[at++] = key[j]!
     out[at] = 0x61
     out[at + 1] = 0x70
     at = writeHead(out, at + 2, 0, p)
@@ -257,15 +275,14 @@ export function encodeNode(
     out[at + 2] = 0xd8
     out[at + 3] = 0x2a
     at = writeHead(out, at + 4, 2, val.length + 1)
-    out[at] = 0x00
-    out.set(val, at + 1)
-    at += val.length + 1
+    out[at++] = 0x00
+    for (let j = 0; j < val.length; j++) out[at++] = val[j]!
   }
   out[at] = 0x61
   out[at + 1] = 0x6c
   at = writeLink(out, at + 2, kids[0] ?? null)
   if (at !== size) throw new Error(`encodeNode size mismatch: ${at} != ${size}`)
-  return out
+  return out.subarray(0, size)
 }
 
 /** The canonical empty node `{e: [], l: null}` (the empty repo's data root). */

@@ -11,7 +11,7 @@ import { cidForCbor } from '../cid.js'
 import type { BlockMap, ReadonlyBlockMap } from '../blocks.js'
 import { MstError } from './errors.js'
 import { keyHeight, keysEqual, lowerBound } from './key.js'
-import { decodeNode, encodeNode, EMPTY_NODE_BYTES } from './node-codec.js'
+import { decodeNode, encodeNode, encodeNodeScratch, EMPTY_NODE_BYTES } from './node-codec.js'
 
 /** An opened node, or the CID of one not opened yet, or nothing. */
 export type Link = MstNode | Uint8Array | null
@@ -295,10 +295,15 @@ function cidOf(link: MstNode | Uint8Array, collect?: BlockMap): Uint8Array {
   if (!(link instanceof MstNode)) return link
   if (link.cid !== null) return link.cid
   const kidCids = link.kids.map((kid) => (kid === null ? null : cidOf(kid, collect)))
+  if (collect === undefined) {
+    // Only the CID is needed: hash the encoding in scratch space.
+    link.cid = cidForCbor(encodeNodeScratch(link.keys, link.vals, kidCids))
+    return link.cid
+  }
   const bytes = encodeNode(link.keys, link.vals, kidCids)
   const cid = cidForCbor(bytes)
   link.cid = cid
-  collect?.set(cid, bytes)
+  collect.set(cid, bytes)
   return cid
 }
 
