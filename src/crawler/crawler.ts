@@ -77,6 +77,7 @@ export class Crawler implements HostLifecycle {
   private readonly status = new Map<number, HostStatus>()
   private readonly writes = new Map<number, Promise<void>>()
   private stopping = false
+  private stopped: Promise<void> | undefined
 
   constructor(opts: CrawlerOptions) {
     this.opts = opts
@@ -192,11 +193,14 @@ export class Crawler implements HostLifecycle {
   }
 
   /** Closes every connection cleanly and waits for in-flight pushes and status writes. */
-  async stop(): Promise<void> {
-    this.stopping = true
-    await Promise.all([...this.conns.values()].map((c) => c.stop()))
-    await Promise.all(this.writes.values())
-    await this.admission.close()
+  stop(): Promise<void> {
+    this.stopped ??= (async () => {
+      this.stopping = true
+      await Promise.all([...this.conns.values()].map((c) => c.stop()))
+      await Promise.all(this.writes.values())
+      await this.admission.close()
+    })()
+    return this.stopped
   }
 
   // ---------------------------------------------------------------- HostLifecycle (admission)

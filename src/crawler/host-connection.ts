@@ -329,7 +329,6 @@ export class HostConnection {
       reason: session.opened ? 'closed' : 'dial',
       message: `connection closed by host (code ${code}${reason ? `, ${reason}` : ''})`,
     }
-    if (session.delivered > 0) this.attempt = 0
     this.scheduleRetry(failure, session.retryAfterMs)
   }
 
@@ -417,7 +416,8 @@ export class HostConnection {
       session.lastSeq = seq
       if (seq > this.lastSeqSeen) this.lastSeqSeen = seq
     }
-    session.delivered++
+    // A connection that delivers events is healthy: the next failure starts the backoff over.
+    if (session.delivered++ === 0) this.attempt = 0
     this.queue.push({ frame, seq })
     this.pump()
   }
