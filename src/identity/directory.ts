@@ -104,6 +104,12 @@ export class IdentityDirectory {
     let force = opts.forceRefresh ?? false
     const now = this.now()
     if (force) {
+      // A forced resolution already under way is exactly what this caller wants.
+      const running = this.inflight.get(did)
+      if (running?.forced) {
+        this.metrics.coalesced.inc()
+        return running.promise
+      }
       const last = this.forcedAt.get(did)
       if (last !== undefined && now - last < this.forceRefreshIntervalMs) {
         this.metrics.forcedRefreshes.inc({ outcome: 'suppressed' })

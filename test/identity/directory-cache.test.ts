@@ -163,6 +163,34 @@ describe('IdentityDirectory TTLs and failures', () => {
     expect(await directory.resolve(did)).toMatchObject({ pdsHost: 'pds2.example.com' })
   })
 
+  it('a forced refresh within the per-DID interval joins the forced one in flight instead of serving the old entry', async () => {
+    const releases: (() => void)[] = []
+    let calls = 0
+    const { directory } = makeDirectory(
+      (did) =>
+        new Promise((resolve) => {
+          const n = ++calls
+          releases.push(() => resolve(ok(did, `pds${n}.example.com`)))
+        }),
+      { forceRefreshIntervalMs: 60_000 },
+    )
+    const did = plcDid(6)
+    const first = directory.resolve(did)
+    await new Promise((r) => setImmediate(r))
+    releases.shift()!()
+    expect(await first).toMatchObject({ pdsHost: 'pds1.example.com' })
+    const identityEvent = directory.resolve(did, { forceRefresh: true })
+    const signatureRetry = directory.resolve(did, { forceRefresh: true })
+    await new Promise((r) => setImmediate(r))
+    releases.shift()!()
+    expect(await identityEvent).toMatchObject({ pdsHost: 'pds2.example.com' })
+    expect(await signatureRetry).toMatchObject({ pdsHost: 'pds2.example.com' })
+    expect(calls).toBe(2)
+    // once it is done, a further force inside the interval is served from the (fresh) cache
+    expect(await directory.resolve(did, { forceRefresh: true })).toMatchObject({ pdsHost: 'pds2.example.com' })
+    expect(calls).toBe(2)
+  })
+
   it('a failing identity table does not fail resolution', async () => {
     const tdb = await createTestDatabase('postgres')
     try {
