@@ -105,6 +105,10 @@ describe('e2e tooling against the PDSes themselves', () => {
     expect(scenario.migration.blobs).toBe(1)
     // A handle change reached the firehose.
     expect(frames.some((f) => f.type === '#identity' && f.handle === scenario.accounts.carol.handle)).toBe(true)
+    // The verifying consumer checked handles both ways (DID doc → handle → /.well-known → DID).
+    const alice = scenario.accounts.alice
+    const verified = events.find((e) => e.event === 'identity' && e.did === alice.did)
+    expect(verified?.handle).toBe(alice.handle)
   })
 
   it('migration: the account is active on the new PDS, deactivated on the old, and keeps its records', async () => {
