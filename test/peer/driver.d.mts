@@ -59,6 +59,7 @@ export declare function xrpc(
   },
 ): Promise<any>
 
+export declare function requestCrawl(relayUrl: string, hostname: string): Promise<unknown>
 export declare function bearer(account: { accessJwt: string }): string
 export declare function basicAdmin(password?: string): string
 
@@ -67,6 +68,7 @@ export declare class Expectations {
   step: number
   add(pds: number, did: string, type: ExpectedEvent['type'], fields?: Partial<ExpectedEvent>): void
   byDid(pds: number): Map<string, ExpectedEvent[]>
+  merged(): Map<string, ExpectedEvent[]>
   count(pds?: number): Record<string, number>
 }
 

@@ -67,6 +67,14 @@ export async function xrpc(baseUrl, nsid, opts = {}) {
   return text.length > 0 ? JSON.parse(text) : null
 }
 
+/**
+ * Asks a relay to crawl a PDS. Dev PDSes announce themselves as a port-less "localhost",
+ * so the harness sends `localhost:<port>` itself.
+ */
+export async function requestCrawl(relayUrl, hostname) {
+  return xrpc(relayUrl, 'com.atproto.sync.requestCrawl', { body: { hostname } })
+}
+
 export const bearer = (account) => `Bearer ${account.accessJwt}`
 export const basicAdmin = (password = 'admin-pass') =>
   `Basic ${Buffer.from(`admin:${password}`).toString('base64')}`
@@ -91,6 +99,19 @@ export class Expectations {
     const out = new Map()
     for (const e of this.events) {
       if (e.pds !== pds) continue
+      if (!out.has(e.did)) out.set(e.did, [])
+      out.get(e.did).push(e)
+    }
+    return out
+  }
+  /**
+   * All PDSes merged, grouped by DID, in the order the driver caused them: what a relay
+   * following every PDS would see per account (before any relay-side filtering, e.g. of the
+   * old PDS's events after a migration).
+   */
+  merged() {
+    const out = new Map()
+    for (const e of [...this.events].sort((x, y) => x.step - y.step)) {
       if (!out.has(e.did)) out.set(e.did, [])
       out.get(e.did).push(e)
     }
