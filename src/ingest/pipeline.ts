@@ -115,6 +115,11 @@ export class IngestPipeline implements IngestSink {
     }
   }
 
+  /** Waits for the verify workers to load (fails fast when they cannot); a no-op inline. */
+  async start(): Promise<void> {
+    await this.verifier.ready()
+  }
+
   /** 'inline' or 'workers'. */
   get verifyMode(): 'inline' | 'workers' {
     return this.verifier.mode

@@ -4,6 +4,8 @@
  * same trimmed outcome: what ingest needs for its stateful checks and the
  * new head, nothing that pins the frame buffer.
  */
+import { createRequire } from 'node:module'
+import { pathToFileURL } from 'node:url'
 import { Worker } from 'node:worker_threads'
 import type { Logger } from 'pino'
 import type { PublicKey } from '../atproto/keys.js'
@@ -39,6 +41,8 @@ export interface VerifyRequest {
 export interface Verifier {
   readonly mode: 'inline' | 'workers'
   verify(req: VerifyRequest): Promise<VerifyOutcome>
+  /** Resolves when it can verify (workers loaded); rejects if it never will. */
+  ready(): Promise<void>
   close(): Promise<void>
 }
 
@@ -61,6 +65,7 @@ export class InlineVerifier implements Verifier {
   verify(req: VerifyRequest): Promise<VerifyOutcome> {
     return Promise.resolve(runVerification(req.kind, req.body, req.key, req.options))
   }
+  async ready(): Promise<void> {}
   async close(): Promise<void> {}
 }
 
@@ -80,17 +85,29 @@ export interface WorkerResponse {
 
 interface Slot {
   worker: Worker
+  /** Resolves when the worker script has loaded (it posts `{ready: true}`). */
+  loaded: Promise<void>
+  /** Loaded and not dead. */
+  up: boolean
+  /** Failed or exited: takes no more work. */
+  dead: boolean
   outstanding: Map<number, { resolve: (o: VerifyOutcome) => void; reject: (e: Error) => void }>
 }
 
 /**
- * The worker script next to this module: `.js` when compiled, `.ts` under a
- * TypeScript loader (vitest, tsx), which the worker then needs too.
+ * Starts the worker script next to this module: the compiled `.js` directly;
+ * under a TypeScript runner (vitest, tsx) the `.ts` source, through a small
+ * bootstrap that first registers tsx's loader in the worker thread (loader
+ * hooks of the parent thread do not carry over to workers on Node 20).
  */
-function workerEntry(): { url: URL; execArgv: string[] } {
+function startWorker(): Worker {
   const self = import.meta.url
-  if (self.endsWith('.ts')) return { url: new URL('./verify-worker.ts', self), execArgv: ['--import', 'tsx'] }
-  return { url: new URL('./verify-worker.js', self), execArgv: [] }
+  if (!self.endsWith('.ts')) return new Worker(new URL('./verify-worker.js', self))
+  // tsx's ESM API (`tsx/esm/api`, import condition); require.resolve finds its CommonJS twin beside it.
+  const tsxApi = pathToFileURL(createRequire(self).resolve('tsx/esm/api').replace(/\.cjs$/, '.mjs')).href
+  const entry = new URL('./verify-worker.ts', self).href
+  const bootstrap = `import(${JSON.stringify(tsxApi)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(entry)}) })`
+  return new Worker(bootstrap, { eval: true })
 }
 
 export class WorkerPoolVerifier implements Verifier {
@@ -107,36 +124,51 @@ export class WorkerPoolVerifier implements Verifier {
     for (let i = 0; i < size; i++) this.slots.push(this.spawn())
   }
 
-  /** Resolves once every worker has loaded its script (or rejects if one cannot). */
+  /** Resolves once every worker has loaded its script; rejects if one cannot. */
   async ready(): Promise<void> {
-    await Promise.all(
-      this.slots.map(
-        (s) =>
-          new Promise<void>((resolve, reject) => {
-            s.worker.once('online', () => resolve())
-            s.worker.once('error', reject)
-          }),
-      ),
-    )
+    await Promise.all(this.slots.map((s) => s.loaded))
   }
 
   private spawn(): Slot {
-    const entry = workerEntry()
-    const worker = new Worker(entry.url, { execArgv: entry.execArgv })
-    const slot: Slot = { worker, outstanding: new Map() }
-    worker.on('message', (msg: WorkerResponse) => {
+    const worker = startWorker()
+    let loaded!: () => void
+    let failedToLoad!: (err: Error) => void
+    const slot: Slot = {
+      worker,
+      outstanding: new Map(),
+      up: false,
+      dead: false,
+      loaded: new Promise<void>((resolve, reject) => {
+        loaded = resolve
+        failedToLoad = reject
+      }),
+    }
+    slot.loaded.catch(() => undefined) // reported through ready() or the error log
+    worker.on('message', (msg: WorkerResponse | { ready: true }) => {
+      if ('ready' in msg) {
+        slot.up = true
+        loaded()
+        return
+      }
       const pending = slot.outstanding.get(msg.id)
       if (pending === undefined) return
       slot.outstanding.delete(msg.id)
       pending.resolve(msg.outcome)
     })
-    let dead = false
     const fail = (err: Error) => {
+      failedToLoad(err)
       const outstanding = [...slot.outstanding.values()]
       slot.outstanding.clear()
       for (const p of outstanding) p.reject(err)
-      if (this.closed || dead) return
-      dead = true
+      if (this.closed || slot.dead) return
+      slot.dead = true
+      const wasUp = slot.up
+      slot.up = false
+      // A worker that never loaded would fail again: no respawn loop, the pool reports it instead.
+      if (!wasUp) {
+        this.logger.error({ err }, 'verify worker failed to start')
+        return
+      }
       this.logger.error({ err }, 'verify worker died; starting a new one')
       const i = this.slots.indexOf(slot)
       if (i >= 0) this.slots[i] = this.spawn()
@@ -151,16 +183,21 @@ export class WorkerPoolVerifier implements Verifier {
 
   verify(req: VerifyRequest): Promise<VerifyOutcome> {
     if (this.closed) return Promise.reject(new Error('verifier closed'))
-    // Least outstanding work first.
-    let slot = this.slots[0] as Slot
-    for (const s of this.slots) if (s.outstanding.size < slot.outstanding.size) slot = s
+    // Least outstanding work first, among workers that are up (or still starting).
+    let slot: Slot | undefined
+    for (const s of this.slots) {
+      if (s.dead) continue
+      if (slot === undefined || s.outstanding.size < slot.outstanding.size) slot = s
+    }
+    if (slot === undefined) return Promise.reject(new Error('no verify worker is running'))
     const id = this.nextId++
     // A copy, transferred: the frame buffer itself stays on this thread.
     const bodyBytes = new Uint8Array(req.bodyBytes)
     const msg: WorkerRequest = { id, kind: req.kind, bodyBytes, didKey: req.key.didKey, options: req.options }
+    const target = slot
     return new Promise<VerifyOutcome>((resolve, reject) => {
-      slot.outstanding.set(id, { resolve, reject })
-      slot.worker.postMessage(msg, [bodyBytes.buffer])
+      target.outstanding.set(id, { resolve, reject })
+      target.worker.postMessage(msg, [bodyBytes.buffer])
     })
   }
 

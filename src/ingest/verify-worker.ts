@@ -46,3 +46,5 @@ port.on('message', (req: WorkerRequest) => {
   const res: WorkerResponse = { id: req.id, outcome: handle(req) }
   port.postMessage(res)
 })
+
+port.postMessage({ ready: true })
