@@ -40,7 +40,7 @@ export async function insertHost(db: Kysely<Database>, row: NewHostRow): Promise
 
 export interface HostPatch {
   status?: HostStatus
-  /** A new last_error (stamped now); null clears nothing: errors stay as history. */
+  /** A new last_error, stamped now. There is no clearing: the last problem stays visible as history. */
   lastError?: string
   accountLimit?: number
   lenient?: boolean | null

@@ -469,3 +469,30 @@ describe('crawler lifecycle', () => {
     expect(await metric(h.registry, 'relay_upstream_connected_hosts')).toBe(0)
   })
 })
+
+describe('embedded PGlite', () => {
+  it('admits, connects, records FutureCursor resets and restarts on PGlite too', async () => {
+    const lite = await createTestDatabase('pglite')
+    cleanups.push(() => lite.cleanup())
+    const f = await fake()
+    f.onConnection = ({ ws, cursor }) => {
+      if (cursor === '900') {
+        ws.send(encodeErrorFrame('FutureCursor'))
+        ws.close(1008)
+      } else ws.send(eventFrame(f.connections.length))
+    }
+    const first = harness({ storage: lite.storage })
+    expect((await first.crawler.requestCrawl(f.hostname)).outcome).toBe('added')
+    await waitFor(() => first.sink.received.length === 1)
+    await first.crawler.stop()
+    await lite.storage.db.updateTable('host').set({ cursor: 900 }).execute()
+
+    const second = harness({ storage: lite.storage })
+    await second.crawler.start()
+    await waitFor(() => second.sink.received.length === 1, 5_000, 'event after reset')
+    expect(f.connections.map((c) => c.cursor)).toEqual([null, '900', null])
+    const row = await lite.storage.db.selectFrom('host').selectAll().executeTakeFirstOrThrow()
+    expect(row).toMatchObject({ hostname: f.hostname, cursor: 0, status: 'active' })
+    expect(row.last_error).toMatch(/FutureCursor/)
+  })
+})
