@@ -34,6 +34,8 @@ export interface FleetOptions {
   totalRate?: number
   /** Use this PLC (must not hold the corpus DIDs yet); default: start one. */
   plc?: LoopbackPlc
+  /** 'import' (default): trusted bulk load of the saved ops; 'post': re-POST every op (the PLC verifies each, ~10–30 ms per DID). */
+  plcLoad?: 'import' | 'post'
   /** A fixed port that is taken: re-point its DIDs to a free port (default) or fail. */
   onPortBusy?: 'repoint' | 'fail'
   /** What a subscriber without ?cursor= gets; default 'live' (the spec's behaviour). */
@@ -97,7 +99,8 @@ export class FakeHostFleet {
       const ownsPlc = plc === null
       plc ??= await LoopbackPlc.start()
       const t0 = performance.now()
-      await plc.registerAll(plcEntries)
+      if (opts.plcLoad === 'post') await plc.registerAll(plcEntries)
+      else await plc.importOps(plcEntries)
       log(`PLC ${plc.url}: ${plcEntries.length} DIDs registered in ${Math.round(performance.now() - t0)} ms`)
       const fleet = new FakeHostFleet(corpus, hosts, plc, ownsPlc, sources)
       fleet.restart(rate)

@@ -6,8 +6,9 @@
  */
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { cidForRecord } from '@atproto/repo'
 import type * as plc from '@did-plc/lib'
-import { Database, PlcServer } from '@did-plc/server'
+import { Database, PlcServer, type MockDatabase } from '@did-plc/server'
 import type { TestAccount } from './repo-builder.js'
 
 export interface PlcOpsEntry {
@@ -32,6 +33,7 @@ export class LoopbackPlc {
 
   private constructor(
     private readonly plcServer: PlcServer,
+    private readonly db: MockDatabase,
     private readonly server: Server,
   ) {
     this.port = (server.address() as AddressInfo).port
@@ -40,7 +42,8 @@ export class LoopbackPlc {
 
   /** Starts on 127.0.0.1 only (PlcServer.start() would bind every interface). */
   static async start(opts: { port?: number } = {}): Promise<LoopbackPlc> {
-    const plcServer = PlcServer.create({ db: Database.mock(), port: opts.port ?? 0 })
+    const db = Database.mock()
+    const plcServer = PlcServer.create({ db, port: opts.port ?? 0 })
     const server = createServer(plcServer.app)
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)
@@ -49,7 +52,7 @@ export class LoopbackPlc {
         resolve()
       })
     })
-    return new LoopbackPlc(plcServer, server)
+    return new LoopbackPlc(plcServer, db, server)
   }
 
   /** POSTs a signed op (genesis or update) for `did`. */
@@ -79,6 +82,27 @@ export class LoopbackPlc {
       }
     }
     await Promise.all(Array.from({ length: Math.min(concurrency, queue.length) }, worker))
+  }
+
+  /**
+   * Trusted bulk import straight into the in-memory store, skipping the
+   * server's signature checks (its bundled pure-JS secp256k1 costs ~10–30 ms
+   * per DID here). Only for ops this project generated itself; the resulting
+   * documents and audit logs are the same as after re-POSTing.
+   */
+  async importOps(entries: Iterable<PlcOpsEntry>): Promise<void> {
+    for (const entry of entries) {
+      if (this.db.contents[entry.did]) throw new Error(`PLC import: ${entry.did} already present`)
+      const indexed: plc.IndexedOperation[] = []
+      for (const op of entry.ops) {
+        const cid = await cidForRecord(op as unknown as Parameters<typeof cidForRecord>[0])
+        if (indexed.length > 0 && op.prev !== indexed[indexed.length - 1]!.cid.toString()) {
+          throw new Error(`PLC import: op ${indexed.length} of ${entry.did} does not follow the previous op`)
+        }
+        indexed.push({ did: entry.did, operation: op, cid: cid as unknown as plc.IndexedOperation['cid'], nullified: false, createdAt: new Date() })
+      }
+      this.db.contents[entry.did] = indexed
+    }
   }
 
   /** GET /:did — the DID document (legacy form from this PLC version). */

@@ -54,11 +54,21 @@ describe('LoopbackPlc', () => {
     expect(await plc.auditLog(account.did)).toHaveLength(3)
 
     const fresh = await LoopbackPlc.start()
+    const imported = await LoopbackPlc.start()
     try {
       await fresh.registerAll([{ did: account.did, ops: account.plcOps }])
       expect(await fresh.resolve(account.did)).toEqual(doc)
+      // The trusted import gives the same document and the same op CIDs.
+      await imported.importOps([{ did: account.did, ops: account.plcOps }])
+      expect(await imported.resolve(account.did)).toEqual(doc)
+      const cids = (log: unknown[]) => log.map((e) => (e as { cid: string }).cid)
+      expect(cids(await imported.auditLog(account.did))).toEqual(cids(await fresh.auditLog(account.did)))
+      // and the server accepts the next op on top of imported ones
+      await imported.postOp(account.did, await account.movePds(pds.url))
+      expect((await imported.resolve(account.did)).service).toEqual([{ id: '#atproto_pds', type: 'AtprotoPersonalDataServer', serviceEndpoint: pds.url }])
     } finally {
       await fresh.close()
+      await imported.close()
     }
   })
 
