@@ -1,67 +1,228 @@
 /**
  * Composition root: builds every part of the relay from the configuration and
  * starts and stops them in order. Only this file (and cli.ts) knows them all.
+ *
+ *   crawler ──frames──▶ ingest ──accepted──▶ sequencer ──committed──▶ firehose
+ *                         │                      │
+ *                      identity               event log (Postgres / PGlite)
  */
 import type { AddressInfo } from 'node:net'
-import { collectDefaultMetrics, Registry } from 'prom-client'
+import { collectDefaultMetrics, Gauge, Registry } from 'prom-client'
 import type { Logger } from 'pino'
-import type { Config } from './config.js'
+import { AdminAuth, generateAdminPassword } from './api/admin/auth.js'
+import { registerAdminPage } from './api/admin/page.js'
+import { registerAdminRoutes } from './api/admin/routes.js'
 import { registerHealthRoutes } from './api/health.js'
 import { HttpServer } from './api/http-server.js'
 import { MetricsServer } from './api/metrics-server.js'
 import { registerSyncQueries } from './api/sync-queries.js'
+import { assertNativeSecp256k1 } from './atproto/keys.js'
+import type { Config } from './config.js'
+import { Crawler, registerCrawlRoutes } from './crawler/index.js'
+import { Firehose } from './firehose/index.js'
+import { createIdentity, type Identity } from './identity/index.js'
+import { createRepoStatusCheck, HostStats, IngestPipeline } from './ingest/index.js'
+import { RelayAdmin } from './relay-admin.js'
+import { Sequencer } from './sequencer/index.js'
 import { openStorage, type Storage } from './storage/db.js'
 import { migrate } from './storage/migrate.js'
+import { RuntimeSettings } from './storage/runtime-settings.js'
 
 export interface Relay {
   readonly storage: Storage
   readonly registry: Registry
   readonly apiAddress: AddressInfo
   readonly metricsAddress: AddressInfo
+  readonly sequencer: Sequencer
+  readonly firehose: Firehose
+  readonly ingest: IngestPipeline
+  readonly crawler: Crawler
+  readonly identity: Identity
+  readonly stats: HostStats
+  readonly admin: RelayAdmin
+  /** The admin password in force (generated when RELAY_ADMIN_PASSWORD is unset). */
+  readonly adminPassword: string
   stop(): Promise<void>
 }
 
-export async function startRelay(config: Config, logger: Logger): Promise<Relay> {
+/** Test and embedding hooks that are not configuration. */
+export interface RelayOverrides {
+  /** Replace DNS for outbound connections (tests resolve hostnames to loopback). */
+  addressLookup?: ConstructorParameters<typeof Crawler>[0]['addressLookup']
+  /** Crawler reconnect backoff (tests shorten it). */
+  backoff?: ConstructorParameters<typeof Crawler>[0]['backoff']
+  /** Sequencer batching. */
+  maxBatchDelayMs?: number
+}
+
+export async function startRelay(config: Config, logger: Logger, overrides: RelayOverrides = {}): Promise<Relay> {
+  // A missing native secp256k1 binding would silently make verification ~56x slower.
+  assertNativeSecp256k1()
+
   const storage = await openStorage({
     databaseUrl: config.databaseUrl,
     dataDir: config.dataDir,
     poolSize: config.dbPoolSize,
     onPoolError: (err) => logger.warn({ err }, 'idle database connection failed'),
   })
+  const cleanup: (() => Promise<void>)[] = [() => storage.close()]
+  const unwind = async () => {
+    for (const fn of cleanup.reverse()) await fn().catch((err: unknown) => logger.error({ err }, 'cleanup after failed start'))
+  }
+
   try {
     const applied = await migrate(storage)
     logger.info({ storage: storage.kind, applied }, 'database ready')
+
+    const registry = new Registry()
+    collectDefaultMetrics({ register: registry })
+    registerPoolMetrics(registry, storage)
+    const stats = new HostStats(registry)
+
+    const identity = createIdentity({
+      plcUrl: config.plcUrl,
+      allowInsecure: config.allowInsecureHosts,
+      storage,
+      cacheSize: config.identityCacheSize,
+      goodTtlMs: config.identityTtlMs,
+      errorTtlMs: config.identityErrorTtlMs,
+      logger: logger.child({ system: 'identity' }),
+      registry,
+      ...(overrides.addressLookup ? { lookup: overrides.addressLookup } : {}),
+    })
+    cleanup.push(() => identity.close())
+
+    const sequencer = new Sequencer({
+      storage,
+      initialSeq: config.initialSeq,
+      replayWindowMs: config.replayWindowMs,
+      ...(overrides.maxBatchDelayMs !== undefined ? { maxBatchDelayMs: overrides.maxBatchDelayMs } : {}),
+      logger: logger.child({ system: 'sequencer' }),
+      registry,
+    })
+    await sequencer.start()
+    cleanup.push(() => sequencer.stop())
+
+    const firehose = new Firehose({
+      sequencer,
+      eventLog: sequencer.eventLog,
+      maxConsumerLag: config.consumerMaxLag,
+      logger: logger.child({ system: 'firehose' }),
+      registry,
+    })
+    cleanup.push(() => firehose.close())
+
+    const ingest = new IngestPipeline({
+      storage,
+      identity: identity.directory,
+      sequencer,
+      stats,
+      lenient: config.lenient,
+      maxFutureRevMs: config.maxFutureRevMs,
+      hostConcurrency: config.hostConcurrency,
+      verifyWorkers: config.verifyWorkers,
+      repoStatusCheck: createRepoStatusCheck({ allowInsecure: config.allowInsecureHosts, logger: logger.child({ system: 'ingest' }) }),
+      logger: logger.child({ system: 'ingest' }),
+      registry,
+    })
+    cleanup.push(() => ingest.stop())
+
+    const settings = new RuntimeSettings(storage, { requestCrawlEnabled: !config.disableRequestCrawl, newHostsPerDay: config.newHostsPerDay })
+    const current = await settings.load()
+
+    const crawler = new Crawler({
+      storage,
+      sink: ingest,
+      stats,
+      sequencer,
+      allowInsecureHosts: config.allowInsecureHosts,
+      trustedDomains: config.trustedDomains,
+      defaultAccountLimit: config.defaultAccountLimit,
+      trustedAccountLimit: config.trustedAccountLimit,
+      newHostsPerDay: current.newHostsPerDay,
+      disableRequestCrawl: !current.requestCrawlEnabled,
+      futureCursorPolicy: config.futureCursor,
+      ...(overrides.backoff ? { backoff: overrides.backoff } : {}),
+      ...(overrides.addressLookup ? { addressLookup: overrides.addressLookup } : {}),
+      logger: logger.child({ system: 'crawler' }),
+      registry,
+    })
+    cleanup.push(() => crawler.stop())
+
+    const admin = new RelayAdmin({ storage, crawler, ingest, firehose, sequencer, stats, settings })
+
+    let adminPassword = config.adminPassword
+    if (!adminPassword) {
+      adminPassword = generateAdminPassword()
+      // Logged once so the operator can sign in; set RELAY_ADMIN_PASSWORD to choose one.
+      logger.warn({ adminPassword }, 'RELAY_ADMIN_PASSWORD is not set: generated an admin password for this run')
+    }
+
+    const http = new HttpServer(logger.child({ system: 'api' }))
+    registerHealthRoutes(http, storage)
+    registerSyncQueries(http, { storage, stats })
+    registerCrawlRoutes(http, crawler.admission)
+    http.upgradeRoute('/xrpc/com.atproto.sync.subscribeRepos', (req, socket, head) => firehose.handleUpgrade(req, socket, head))
+    registerAdminRoutes(http, new AdminAuth(adminPassword), admin)
+    registerAdminPage(http)
+
+    const metrics = new MetricsServer(registry)
+    const apiAddress = await http.listen(config.apiListen)
+    cleanup.push(() => http.close())
+    const metricsAddress = await metrics.listen(config.metricsListen)
+    cleanup.push(() => metrics.close())
+
+    await crawler.start()
+    logger.info({ api: apiAddress, metrics: metricsAddress, seq: sequencer.currentSeq() }, 'relay listening')
+
+    let stopping: Promise<void> | undefined
+    return {
+      storage,
+      registry,
+      apiAddress,
+      metricsAddress,
+      sequencer,
+      firehose,
+      ingest,
+      crawler,
+      identity,
+      stats,
+      admin,
+      adminPassword,
+      stop() {
+        // Order: stop taking requests and upstream traffic, finish in-flight events,
+        // flush the sequencer, then close consumers, identity, metrics and the database.
+        stopping ??= (async () => {
+          await http.close()
+          await crawler.stop()
+          await ingest.stop()
+          await sequencer.stop()
+          await firehose.close()
+          await identity.close()
+          await metrics.close()
+          await storage.close()
+          logger.info('relay stopped')
+        })()
+        return stopping
+      },
+    }
   } catch (err) {
-    await storage.close()
+    await unwind()
     throw err
   }
+}
 
-  const registry = new Registry()
-  collectDefaultMetrics({ register: registry })
-
-  const http = new HttpServer(logger)
-  registerHealthRoutes(http, storage)
-  registerSyncQueries(http, { storage })
-
-  const metrics = new MetricsServer(registry)
-  const apiAddress = await http.listen(config.apiListen)
-  const metricsAddress = await metrics.listen(config.metricsListen)
-  logger.info({ api: apiAddress, metrics: metricsAddress }, 'relay listening')
-
-  let stopping: Promise<void> | undefined
-  return {
-    storage,
-    registry,
-    apiAddress,
-    metricsAddress,
-    stop() {
-      stopping ??= (async () => {
-        await http.close()
-        await metrics.close()
-        await storage.close()
-        logger.info('relay stopped')
-      })()
-      return stopping
+function registerPoolMetrics(registry: Registry, storage: Storage): void {
+  new Gauge({
+    name: 'relay_db_pool_connections',
+    help: 'Database pool connections by state',
+    labelNames: ['state'],
+    registers: [registry],
+    collect() {
+      const s = storage.poolStats()
+      this.set({ state: 'total' }, s.total)
+      this.set({ state: 'idle' }, s.idle)
+      this.set({ state: 'waiting' }, s.waiting)
     },
-  }
+  })
 }

@@ -57,7 +57,8 @@ describe('relay server on Postgres', () => {
   })
 })
 
-describe('atrelay serve as a process (embedded PGlite)', () => {
+// Child processes start slowly on a busy 2-core machine: generous time limits (these are not timing assertions).
+describe('atrelay serve as a process (embedded PGlite)', { timeout: 120_000 }, () => {
   const dataDir = mkdtempSync(join(tmpdir(), 'atrelay-serve-'))
   afterAll(() => rmSync(dataDir, { recursive: true, force: true }))
 
@@ -68,7 +69,7 @@ describe('atrelay serve as a process (embedded PGlite)', () => {
       RELAY_METRICS_LISTEN: '127.0.0.1:0',
     })
     try {
-      const listening = await child.waitFor((l) => l.msg === 'relay listening', 60_000)
+      const listening = await child.waitFor((l) => l.msg === 'relay listening', 110_000)
       const port = (listening.api as { port: number }).port
       const health = await fetch(`http://127.0.0.1:${port}/xrpc/_health`)
       expect(health.status).toBe(200)
