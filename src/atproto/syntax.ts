@@ -60,10 +60,15 @@ export function isValidDatetime(value: string): boolean {
   if (month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || second > 59) return false
   const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0)
   if (day > (month === 2 && !leap ? 28 : (DAYS_IN_MONTH[month - 1] as number))) return false
-  const ms = Date.parse(value)
-  if (Number.isNaN(ms)) return false
-  // A timezone offset must not push the instant before year 0.
-  return new Date(ms).getUTCFullYear() >= 0
+  const zone = value.charCodeAt(value.length - 1) === 0x5a ? null : value.slice(-6)
+  if (zone !== null && Number(zone.slice(1, 3)) > 23) return false
+  // Components are all in range, so the value parses; only in year 0 can a positive
+  // offset push the instant before the year 0 (checked the slow way, it is rare).
+  if (year === 0 && zone !== null && zone[0] === '+') {
+    const ms = Date.parse(value)
+    return !Number.isNaN(ms) && new Date(ms).getUTCFullYear() >= 0
+  }
+  return true
 }
 
 const CID_STRING_RE = /^[a-zA-Z0-9+=]{8,256}$/

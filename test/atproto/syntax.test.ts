@@ -52,6 +52,11 @@ describe('interop syntax fixtures', () => {
     expect(isValidDatetime('2024-02-29T00:00:00Z')).toBe(true)
     expect(isValidDatetime('2023-02-29T00:00:00Z')).toBe(false)
     expect(isValidDatetime('2023-04-31T00:00:00Z')).toBe(false)
+    expect(isValidDatetime('2023-04-30T00:00:00+23:59')).toBe(true)
+    expect(isValidDatetime('2023-04-30T00:00:00+24:00')).toBe(false)
+    expect(isValidDatetime('0000-01-01T00:00:00-01:00')).toBe(true)
+    expect(isValidDatetime('0000-01-01T00:59:00+01:00')).toBe(false)
+    expect(isValidDatetime('0000-01-01T01:00:00+01:00')).toBe(true)
   })
 })
 
