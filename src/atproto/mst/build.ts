@@ -88,9 +88,9 @@ function pathProof(root: Uint8Array, blocks: ReadonlyBlockMap, key: Uint8Array, 
   let node = loadRoot(blocks, root)
   out.set(root, blocks.get(root)!)
   while (node !== null) {
-    const i = lowerBound(node.keys, key)
-    if (i < node.keys.length && keysEqual(node.keys[i]!, key)) return
-    cid = node.kids[i] as Uint8Array | null
+    const f = node.find(key)
+    if (f & 1) return
+    cid = node.kid(f >> 1) as Uint8Array | null
     if (cid === null) return
     node = loadNode(blocks, cid, node.layer - 1)
     out.set(cid, blocks.get(cid)!)

@@ -1,6 +1,6 @@
 import { copyBytes } from '../cid.js'
 import type { ReadonlyBlockMap } from '../blocks.js'
-import { keyBytes, keysEqual, lowerBound } from './key.js'
+import { keyBytes } from './key.js'
 import { loadNode, loadRoot, type MstLoadOptions } from './tree.js'
 
 /**
@@ -18,9 +18,9 @@ export function mstLookup(
   const k = keyBytes(key)
   let node = loadRoot(blocks, root, opts)
   while (node !== null) {
-    const i = lowerBound(node.keys, k)
-    if (i < node.keys.length && keysEqual(node.keys[i]!, k)) return copyBytes(node.vals[i]!)
-    const kid = node.kids[i]!
+    const f = node.find(k)
+    if (f & 1) return copyBytes(node.value(f >> 1))
+    const kid = node.kid(f >> 1)
     if (kid === null) return null
     node = loadNode(blocks, kid as Uint8Array, node.layer - 1, opts)
   }

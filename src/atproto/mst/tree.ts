@@ -5,31 +5,163 @@
  *
  * Blocks are trusted to hash to their CIDs (the caller verifies every CAR
  * block), so an unmodified node keeps the CID it was loaded under and is never
- * re-encoded.
+ * re-encoded. A loaded node stays in its scanned form (offsets into its block)
+ * until its entries change; if only its children's CIDs change, its new
+ * encoding is its old block with those digests patched in.
  */
 import { cidForCbor } from '../cid.js'
 import type { BlockMap, ReadonlyBlockMap } from '../blocks.js'
 import { MstError } from './errors.js'
 import { keyHeight, keysEqual, lowerBound } from './key.js'
-import { decodeNode, encodeNode, encodeNodeScratch, EMPTY_NODE_BYTES } from './node-codec.js'
+import {
+  EMPTY_NODE_BYTES,
+  ENT,
+  encodeNode,
+  encodeNodeScratch,
+  layoutFind,
+  layoutKeys,
+  layoutKid,
+  layoutKidDigest,
+  layoutValue,
+  scanNode,
+  type NodeLayout,
+} from './node-codec.js'
 
 /** An opened node, or the CID of one not opened yet, or nothing. */
 export type Link = MstNode | Uint8Array | null
 
+interface Arrays {
+  keys: Uint8Array[]
+  vals: Uint8Array[]
+  /** `kids.length === keys.length + 1`; `kids[0]` is the left subtree. */
+  kids: Link[]
+}
+
 export class MstNode {
-  constructor(
+  /** CID of the node as stored; null while the node differs from any stored block. */
+  cid: Uint8Array | null
+  /** Set while entries and child positions are exactly as in the stored block. */
+  private layout: NodeLayout | null
+  /** Children opened while still in scanned form, by position. */
+  private opened: (MstNode | undefined)[] | null = null
+  private arrays: Arrays | null
+
+  private constructor(
     readonly layer: number,
-    public keys: Uint8Array[],
-    public vals: Uint8Array[],
-    /** `kids.length === keys.length + 1`; `kids[0]` is the left subtree. */
-    public kids: Link[],
-    /** CID of the node as stored; null while the node differs from any stored block. */
-    public cid: Uint8Array | null,
-  ) {}
+    layout: NodeLayout | null,
+    arrays: Arrays | null,
+    cid: Uint8Array | null,
+  ) {
+    this.layout = layout
+    this.arrays = arrays
+    this.cid = cid
+  }
+
+  static fromBlock(layer: number, layout: NodeLayout, cid: Uint8Array): MstNode {
+    return new MstNode(layer, layout, null, cid)
+  }
+
+  static build(layer: number, keys: Uint8Array[], vals: Uint8Array[], kids: Link[]): MstNode {
+    return new MstNode(layer, null, { keys, vals, kids }, null)
+  }
+
+  get size(): number {
+    return this.layout !== null ? this.layout.count : this.arrays!.keys.length
+  }
 
   isEmpty(): boolean {
-    return this.keys.length === 0 && this.kids[0] === null
+    return this.size === 0 && this.kid(0) === null
   }
+
+  /** `(index << 1) | found`: index of the first key >= `key`. */
+  find(key: Uint8Array): number {
+    if (this.layout !== null) return layoutFind(this.layout, key)
+    const keys = this.arrays!.keys
+    const i = lowerBound(keys, key)
+    return (i << 1) | (i < keys.length && keysEqual(keys[i]!, key) ? 1 : 0)
+  }
+
+  value(i: number): Uint8Array {
+    return this.layout !== null ? layoutValue(this.layout, i) : this.arrays!.vals[i]!
+  }
+
+  kid(i: number): Link {
+    if (this.layout !== null) return this.opened?.[i] ?? layoutKid(this.layout, i)
+    return this.arrays!.kids[i]!
+  }
+
+  /** Record that child i (a stub) was opened as `node`; the tree is unchanged. */
+  setOpened(i: number, node: MstNode): void {
+    if (this.layout !== null) {
+      this.opened ??= []
+      this.opened[i] = node
+    }
+    if (this.arrays !== null) this.arrays.kids[i] = node
+  }
+
+  /** A descendant changed: this node's CID must be recomputed. */
+  touch(): void {
+    this.cid = null
+  }
+
+  /** Entries as arrays, for reading (built once from the block). */
+  read(): Arrays {
+    if (this.arrays === null) {
+      const layout = this.layout!
+      const n = layout.count
+      const vals = new Array<Uint8Array>(n)
+      const kids = new Array<Link>(n + 1)
+      for (let i = 0; i < n; i++) vals[i] = layoutValue(layout, i)
+      for (let i = 0; i <= n; i++) kids[i] = this.opened?.[i] ?? layoutKid(layout, i)
+      this.arrays = { keys: layoutKeys(layout), vals, kids }
+    }
+    return this.arrays
+  }
+
+  /** Entries as arrays, to change them: the node leaves its stored form. */
+  edit(): Arrays {
+    const arrays = this.read()
+    this.layout = null
+    this.opened = null
+    this.cid = null
+    return arrays
+  }
+
+  /** CID, encoding this node and changed descendants; new blocks go to `collect`. */
+  computeCid(collect?: BlockMap): Uint8Array {
+    if (this.cid !== null) return this.cid
+    let bytes: Uint8Array
+    const layout = this.layout
+    if (layout !== null) {
+      // Same shape as stored: patch the digests of children that changed.
+      // Children first: they use the same scratch buffer.
+      const opened = this.opened ?? []
+      const kidCids = opened.map((kid) => kid?.computeCid(collect))
+      bytes = patchScratch(layout.block)
+      for (let i = 0; i < kidCids.length; i++) {
+        const kidCid = kidCids[i]
+        if (kidCid === undefined) continue
+        const at = layoutKidDigest(layout, i)
+        for (let j = 0; j < 32; j++) bytes[at + j] = kidCid[4 + j]!
+      }
+      if (collect !== undefined) bytes = bytes.slice()
+    } else {
+      const { keys, vals, kids } = this.arrays!
+      const kidCids = kids.map((kid) => (kid === null ? null : kid instanceof MstNode ? kid.computeCid(collect) : kid))
+      bytes = collect === undefined ? encodeNodeScratch(keys, vals, kidCids) : encodeNode(keys, vals, kidCids)
+    }
+    const cid = cidForCbor(bytes)
+    this.cid = cid
+    collect?.set(cid, bytes)
+    return cid
+  }
+}
+
+let patchBuffer = new Uint8Array(16 * 1024)
+function patchScratch(block: Uint8Array): Uint8Array {
+  if (patchBuffer.length < block.length) patchBuffer = new Uint8Array(Math.max(block.length, patchBuffer.length * 2))
+  patchBuffer.set(block)
+  return patchBuffer.subarray(0, block.length)
 }
 
 export interface MstLoadOptions {
@@ -53,42 +185,47 @@ function badMst(why: string): never {
   throw new MstError('bad-mst', why)
 }
 
-function checkLayer(keys: Uint8Array[], layer: number, all: boolean): void {
-  const n = all ? keys.length : Math.min(1, keys.length)
-  for (let i = 0; i < n; i++) {
-    if (keyHeight(keys[i]!) !== layer) badMst(`key at height ${keyHeight(keys[i]!)} in a node at layer ${layer}`)
+/** First-key (or every-key) layer check, and no child links below layer 0. */
+function checkLayout(layout: NodeLayout, layer: number, all: boolean): void {
+  const n = layout.count
+  if (layer === 0) {
+    if (layout.left >= 0) badMst('child link below layer 0')
+    for (let i = 0; i < n; i++) if (layout.ent[i * ENT + 3]! >= 0) badMst('child link below layer 0')
   }
+  if (n === 0) return
+  const keys = all ? layoutKeys(layout) : [layout.block.subarray(layout.ent[0]!, layout.ent[0]! + layout.ent[1]!)]
+  for (const key of keys) {
+    const h = keyHeight(key)
+    if (h !== layer) badMst(`key at height ${h} in a node at layer ${layer}`)
+  }
+}
+
+function scanBlock(blocks: ReadonlyBlockMap, cid: Uint8Array, what: string): NodeLayout {
+  const block = blocks.get(cid)
+  if (block === undefined) throw new MstError('missing-block', `MST ${what} block not available`)
+  return scanNode(block)
 }
 
 /** Read and validate a non-root node expected at `layer`. */
 export function loadNode(blocks: ReadonlyBlockMap, cid: Uint8Array, layer: number, opts?: MstLoadOptions): MstNode {
-  const block = blocks.get(cid)
-  if (block === undefined) throw new MstError('missing-block', 'MST node block not available')
-  const data = decodeNode(block)
   if (layer < 0) badMst('tree deeper than its root layer allows')
-  if (data.keys.length === 0 && data.kids[0] === null) badMst('empty non-root node')
-  if (layer === 0) {
-    for (const kid of data.kids) if (kid !== null) badMst('child link below layer 0')
-  }
-  checkLayer(data.keys, layer, opts?.checkAllKeyHeights === true)
-  return new MstNode(layer, data.keys, data.vals, data.kids, cid)
+  const layout = scanBlock(blocks, cid, 'node')
+  if (layout.count === 0 && layout.left < 0) badMst('empty non-root node')
+  checkLayout(layout, layer, opts?.checkAllKeyHeights === true)
+  return MstNode.fromBlock(layer, layout, cid)
 }
 
 /** Read and validate a root node; null for the empty tree. */
 export function loadRoot(blocks: ReadonlyBlockMap, cid: Uint8Array, opts?: MstLoadOptions): MstNode | null {
-  const block = blocks.get(cid)
-  if (block === undefined) throw new MstError('missing-block', 'MST root block not available')
-  const data = decodeNode(block)
-  if (data.keys.length === 0) {
-    if (data.kids[0] === null) return null
+  const layout = scanBlock(blocks, cid, 'root')
+  if (layout.count === 0) {
+    if (layout.left < 0) return null
     badMst('root node has no entries (untrimmed top)')
   }
-  const layer = keyHeight(data.keys[0]!)
-  if (layer === 0) {
-    for (const kid of data.kids) if (kid !== null) badMst('child link below layer 0')
-  }
-  if (opts?.checkAllKeyHeights === true) checkLayer(data.keys, layer, true)
-  return new MstNode(layer, data.keys, data.vals, data.kids, cid)
+  const first = layout.block.subarray(layout.ent[0]!, layout.ent[0]! + layout.ent[1]!)
+  const layer = keyHeight(first)
+  checkLayout(layout, layer, opts?.checkAllKeyHeights === true)
+  return MstNode.fromBlock(layer, layout, cid)
 }
 
 export class MstTree {
@@ -115,19 +252,23 @@ export class MstTree {
     return link instanceof MstNode ? link : loadNode(this.blocks, link, layer, this.opts)
   }
 
+  /** Open child i of `node`, remembering the opened node. */
+  private child(node: MstNode, i: number): MstNode | null {
+    const kid = node.kid(i)
+    if (kid === null) return null
+    if (kid instanceof MstNode) return kid
+    const opened = loadNode(this.blocks, kid, node.layer - 1, this.opts)
+    node.setOpened(i, opened)
+    return opened
+  }
+
   /** Value CID stored at `key` (a view), or null. */
   get(key: Uint8Array): Uint8Array | null {
     let node = this.root
     while (node !== null) {
-      const i = lowerBound(node.keys, key)
-      if (i < node.keys.length && keysEqual(node.keys[i]!, key)) return node.vals[i]!
-      const kid = node.kids[i]!
-      if (kid === null) return null
-      const child = this.open(kid, node.layer - 1)
-      // Keep the opened node so later operations do not decode it again
-      // (replacing a stub by its node does not change the tree).
-      node.kids[i] = child
-      node = child
+      const f = node.find(key)
+      if (f & 1) return node.value(f >> 1)
+      node = this.child(node, f >> 1)
     }
     return null
   }
@@ -137,45 +278,42 @@ export class MstTree {
     const height = keyHeight(key)
     let root = this.root
     if (root === null) {
-      this.root = new MstNode(height, [key], [val], [null, null], null)
+      this.root = MstNode.build(height, [key], [val], [null, null])
       return null
     }
     if (height > root.layer) {
       // New top layers: each starts with the old root as its left subtree; the
       // insert at `height` then splits that chain around the key.
-      while (root.layer < height) root = new MstNode(root.layer + 1, [], [], [root], null)
+      while (root.layer < height) root = MstNode.build(root.layer + 1, [], [], [root])
       this.root = root
     }
     return this.putIn(root, key, val, height)
   }
 
   private putIn(node: MstNode, key: Uint8Array, val: Uint8Array, height: number): Uint8Array | null {
-    const i = lowerBound(node.keys, key)
-    const found = i < node.keys.length && keysEqual(node.keys[i]!, key)
+    const f = node.find(key)
+    const i = f >> 1
     if (node.layer === height) {
-      node.cid = null
-      if (found) {
-        const old = node.vals[i]!
-        node.vals[i] = val
+      if (f & 1) {
+        const old = node.value(i)
+        node.edit().vals[i] = val
         return old
       }
-      const [left, right] = this.split(node.kids[i]!, key, node.layer - 1)
-      node.keys.splice(i, 0, key)
-      node.vals.splice(i, 0, val)
-      node.kids.splice(i, 1, left, right)
+      const [left, right] = this.split(node.kid(i), key, node.layer - 1)
+      const { keys, vals, kids } = node.edit()
+      keys.splice(i, 0, key)
+      vals.splice(i, 0, val)
+      kids.splice(i, 1, left, right)
       return null
     }
-    if (found) badMst('key found on the wrong layer')
-    const kid = node.kids[i]!
-    if (kid === null) {
-      node.cid = null
-      node.kids[i] = chain(node.layer - 1, key, val, height)
+    if (f & 1) badMst('key found on the wrong layer')
+    const child = this.child(node, i)
+    if (child === null) {
+      node.edit().kids[i] = chain(node.layer - 1, key, val, height)
       return null
     }
-    const child = this.open(kid, node.layer - 1)
-    node.kids[i] = child
     const old = this.putIn(child, key, val, height)
-    node.cid = null
+    node.touch()
     return old
   }
 
@@ -187,17 +325,21 @@ export class MstTree {
   private split(link: Link, key: Uint8Array, layer: number): [Link, Link] {
     if (link === null) return [null, null]
     const node = this.open(link, layer)
-    const n = node.keys.length
-    const i = lowerBound(node.keys, key)
-    if (i < n && keysEqual(node.keys[i]!, key)) badMst('key found on the wrong layer')
-    const [l, r] = this.split(node.kids[i]!, key, layer - 1)
-    if (r === null && i === n && l === node.kids[n]) return [node, null]
-    if (l === null && i === 0 && r === node.kids[0]) return [null, node]
-    const left = new MstNode(layer, node.keys.slice(0, i), node.vals.slice(0, i), node.kids.slice(0, i), null)
-    left.kids.push(l)
-    const rightKids = node.kids.slice(i)
+    const n = node.size
+    const f = node.find(key)
+    const i = f >> 1
+    if (f & 1) badMst('key found on the wrong layer')
+    const below = this.child(node, i)
+    const [l, r] = this.split(below, key, layer - 1)
+    if (r === null && i === n && l === below) return [node, null]
+    if (l === null && i === 0 && r === below) return [null, node]
+    const { keys, vals, kids } = node.read()
+    const leftKids = kids.slice(0, i)
+    leftKids.push(l)
+    const left = MstNode.build(layer, keys.slice(0, i), vals.slice(0, i), leftKids)
+    const rightKids = kids.slice(i)
     rightKids[0] = r
-    const right = new MstNode(layer, node.keys.slice(i), node.vals.slice(i), rightKids, null)
+    const right = MstNode.build(layer, keys.slice(i), vals.slice(i), rightKids)
     return [left.isEmpty() ? null : left, right.isEmpty() ? null : right]
   }
 
@@ -211,37 +353,32 @@ export class MstTree {
     if (old === null) return null
     // Trim empty nodes from the top: the root is never an entry-less node.
     let top: MstNode | null = root
-    while (top !== null && top.keys.length === 0) {
-      const kid: Link = top.kids[0]!
-      top = kid === null ? null : this.open(kid, top.layer - 1)
-    }
+    while (top !== null && top.size === 0) top = this.child(top, 0)
     this.root = top
     return old
   }
 
   private removeIn(node: MstNode, key: Uint8Array, height: number): Uint8Array | null {
-    const i = lowerBound(node.keys, key)
-    const found = i < node.keys.length && keysEqual(node.keys[i]!, key)
+    const f = node.find(key)
+    const i = f >> 1
     if (node.layer === height) {
-      if (!found) return null
-      const old = node.vals[i]!
-      const merged = this.merge(node.kids[i]!, node.kids[i + 1]!, node.layer - 1)
-      node.keys.splice(i, 1)
-      node.vals.splice(i, 1)
-      node.kids.splice(i, 2, merged)
-      node.cid = null
+      if (!(f & 1)) return null
+      const old = node.value(i)
+      const merged = this.merge(node.kid(i), node.kid(i + 1), node.layer - 1)
+      const { keys, vals, kids } = node.edit()
+      keys.splice(i, 1)
+      vals.splice(i, 1)
+      kids.splice(i, 2, merged)
       return old
     }
-    if (found) badMst('key found on the wrong layer')
-    const kid = node.kids[i]!
-    if (kid === null) return null
-    const child = this.open(kid, node.layer - 1)
-    node.kids[i] = child
+    if (f & 1) badMst('key found on the wrong layer')
+    const child = this.child(node, i)
+    if (child === null) return null
     const old = this.removeIn(child, key, height)
     if (old === null) return null
     // Trim from the bottom: a subtree left with nothing at all disappears.
-    if (child.isEmpty()) node.kids[i] = null
-    node.cid = null
+    if (child.isEmpty()) node.edit().kids[i] = null
+    else node.touch()
     return old
   }
 
@@ -251,11 +388,13 @@ export class MstTree {
     if (b === null) return a
     const left = this.open(a, layer)
     const right = this.open(b, layer)
-    const mid = this.merge(left.kids[left.kids.length - 1]!, right.kids[0]!, layer - 1)
-    const kids = left.kids.slice(0, -1)
+    const mid = this.merge(this.child(left, left.size), this.child(right, 0), layer - 1)
+    const L = left.read()
+    const R = right.read()
+    const kids = L.kids.slice(0, -1)
     kids.push(mid)
-    for (let i = 1; i < right.kids.length; i++) kids.push(right.kids[i]!)
-    return new MstNode(layer, left.keys.concat(right.keys), left.vals.concat(right.vals), kids, null)
+    for (let i = 1; i < R.kids.length; i++) kids.push(R.kids[i]!)
+    return MstNode.build(layer, L.keys.concat(R.keys), L.vals.concat(R.vals), kids)
   }
 
   /**
@@ -268,7 +407,7 @@ export class MstTree {
       collect?.set(cid, EMPTY_NODE_BYTES.slice())
       return cid
     }
-    return cidOf(this.root, collect)
+    return this.root.computeCid(collect)
   }
 
   /** Every (key, value) in key order. Opens the whole tree. */
@@ -277,33 +416,17 @@ export class MstTree {
   }
 
   private *walk(node: MstNode): Generator<[Uint8Array, Uint8Array]> {
-    for (let i = 0; i <= node.keys.length; i++) {
-      const kid = node.kids[i]!
-      if (kid !== null) yield* this.walk(this.open(kid, node.layer - 1))
-      if (i < node.keys.length) yield [node.keys[i]!, node.vals[i]!]
+    const n = node.size
+    for (let i = 0; i <= n; i++) {
+      const kid = this.child(node, i)
+      if (kid !== null) yield* this.walk(kid)
+      if (i < n) yield [node.read().keys[i]!, node.value(i)]
     }
   }
 }
 
 function chain(layer: number, key: Uint8Array, val: Uint8Array, height: number): MstNode {
   // Links never skip a layer: empty intermediate nodes down to the key's layer.
-  if (layer === height) return new MstNode(layer, [key], [val], [null, null], null)
-  return new MstNode(layer, [], [], [chain(layer - 1, key, val, height)], null)
+  if (layer === height) return MstNode.build(layer, [key], [val], [null, null])
+  return MstNode.build(layer, [], [], [chain(layer - 1, key, val, height)])
 }
-
-function cidOf(link: MstNode | Uint8Array, collect?: BlockMap): Uint8Array {
-  if (!(link instanceof MstNode)) return link
-  if (link.cid !== null) return link.cid
-  const kidCids = link.kids.map((kid) => (kid === null ? null : cidOf(kid, collect)))
-  if (collect === undefined) {
-    // Only the CID is needed: hash the encoding in scratch space.
-    link.cid = cidForCbor(encodeNodeScratch(link.keys, link.vals, kidCids))
-    return link.cid
-  }
-  const bytes = encodeNode(link.keys, link.vals, kidCids)
-  const cid = cidForCbor(bytes)
-  link.cid = cid
-  collect.set(cid, bytes)
-  return cid
-}
-
