@@ -160,6 +160,16 @@ describe('DID document keys', () => {
     expect(checked).toBeGreaterThan(0)
   })
 
+  it('reads the same key in Multikey and legacy uncompressed form (indigo identity fixtures)', () => {
+    const multikey = parseDidDocKey('Multikey', 'zQ3shXjHeiBuRCKmM36cuYnm7YEMzhGnCmCyW92sRJ9pribSF')
+    const legacy = parseDidDocKey(
+      'EcdsaSecp256k1VerificationKey2019',
+      'zQYEBzXeuTM9UR3rfvNag6L3RNAs5pQZyYPsomTsgQhsxLdEgCrPTLgFna8yqCnxPpNT7DBk6Ym3dgPKNu86vt9GR',
+    )
+    expect(legacy.didKey).toBe('did:key:zQ3shXjHeiBuRCKmM36cuYnm7YEMzhGnCmCyW92sRJ9pribSF')
+    expect(multikey.didKey).toBe(legacy.didKey)
+  })
+
   it('rejects malformed keys with KeyError bad-key', () => {
     expect(keyError(() => parseDidKey('did:web:example.com')).reason).toBe('bad-key')
     expect(keyError(() => parseDidKey('did:key:abc')).reason).toBe('bad-key')
