@@ -212,15 +212,12 @@ function checkOpShapes(ops: MstOp[], checks: StrictChecks): boolean {
   return ok
 }
 
-/** Each create/update record block is in the CAR. Returns whether all are. */
-function checkRecordBlocks(blocks: ReadonlyBlockMap, ops: MstOp[], checks: StrictChecks): boolean {
-  let ok = true
+/** Each create/update record block is in the CAR. */
+function checkRecordBlocks(blocks: ReadonlyBlockMap, ops: MstOp[], checks: StrictChecks): void {
   for (const op of ops) {
     if (op.action === 'delete' || op.cid === null || blocks.has(op.cid)) continue
     checks.fail('missing-block', `record block for ${op.path} is not in the CAR`)
-    ok = false
   }
-  return ok
 }
 
 /** Each create/update maps path → cid in the new tree, and its record block is present. */
