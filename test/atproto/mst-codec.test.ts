@@ -1,8 +1,10 @@
 import { describe, expect, it } from 'vitest'
 import fc from 'fast-check'
 import { CidLinkWrapper, decode, encode, fromBytes, toBytes, type Bytes } from '@atcute/cbor'
+import { layoutFind, scanNode } from '../../src/atproto/mst/node-codec.js'
 import {
   buildMst,
+  compareKeys,
   decodeNode,
   encodeNode,
   EMPTY_NODE_BYTES,
@@ -172,3 +174,24 @@ function toGenericFrom(node: { e: { k: Bytes; v: CidLinkWrapper }[]; l: null }):
     [null, ...node.e.map(() => null)],
   )
 }
+
+describe('finding a key in a scanned node', () => {
+  it('agrees with a plain sorted search, including prefix-related keys', () => {
+    // A tiny alphabet makes keys that are prefixes of each other common.
+    const arbKey = fc.uint8Array({ minLength: 1, maxLength: 5 }).map((b) => b.map((x) => 0x61 + (x % 3)))
+    fc.assert(
+      fc.property(fc.uniqueArray(arbKey, { minLength: 0, maxLength: 20, comparator: (a, b) => compareKeys(a, b) === 0 }), fc.array(arbKey, { maxLength: 20 }), (keys, probes) => {
+        const sorted = [...keys].sort(compareKeys)
+        const bytes = encodeNode(sorted, sorted.map((_, i) => valueCid(i)), sorted.map(() => null).concat([null]))
+        const layout = scanNode(bytes)
+        for (const probe of [...probes, ...sorted]) {
+          let i = 0
+          while (i < sorted.length && compareKeys(sorted[i]!, probe) < 0) i++
+          const found = i < sorted.length && compareKeys(sorted[i]!, probe) === 0
+          expect(layoutFind(layout, probe)).toBe((i << 1) | (found ? 1 : 0))
+        }
+      }),
+      { numRuns: 500 },
+    )
+  })
+})
