@@ -15,10 +15,10 @@
  *   prints {"ready":true,"plcUrl":…,"hosts":[{hostname,url,frames}],…} then runs until SIGINT/SIGTERM
  *   or stdin closes; --measure instead drains every host into a raw ws client and prints frames/s.
  */
-import { pathToFileURL } from 'node:url'
+import { spawn } from 'node:child_process'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
 import * as plcLib from '@did-plc/lib'
-import WebSocket from 'ws'
 import { FakePds, type SeqFrame } from '../test/helpers/fake-pds.js'
 import { NativeSecp256k1Keypair } from '../test/helpers/fast-keys.js'
 import { LoopbackPlc, type PlcOpsEntry } from '../test/helpers/loopback-plc.js'
@@ -150,30 +150,44 @@ export class FakeHostFleet {
   }
 }
 
-/** Drains every host into raw ws clients (cursor=0) and returns frames/s and MB/s. */
-export async function measureReplay(fleet: FakeHostFleet): Promise<{ frames: number; bytes: number; seconds: number; framesPerSec: number; mbPerSec: number }> {
-  let frames = 0
-  let bytes = 0
-  const t0 = performance.now()
-  await Promise.all(
-    fleet.hosts.map(
-      (h) =>
-        new Promise<void>((resolve, reject) => {
-          const ws = new WebSocket(`${h.pds.wsUrl}/xrpc/com.atproto.sync.subscribeRepos?cursor=0`, { perMessageDeflate: false })
-          let got = 0
-          ws.on('message', (data: Buffer) => {
-            frames++
-            bytes += data.length
-            if (++got === h.frames) {
-              ws.terminate()
-              resolve()
-            }
-          })
-          ws.once('error', reject)
-        }),
-    ),
-  )
-  const seconds = (performance.now() - t0) / 1000
+export interface ReplayMeasurement {
+  frames: number
+  bytes: number
+  seconds: number
+  framesPerSec: number
+  mbPerSec: number
+}
+
+/**
+ * Drains every host (cursor=0) into raw `ws` clients running in a child
+ * process (so the fleet gets this process to itself), and reports what the
+ * clients received per second.
+ */
+export async function measureReplay(fleet: FakeHostFleet): Promise<ReplayMeasurement> {
+  const targets = fleet.hosts.map((h) => ({ url: `${h.pds.wsUrl}/xrpc/com.atproto.sync.subscribeRepos?cursor=0`, frames: h.frames }))
+  const script = `
+    import WebSocket from 'ws'
+    const targets = JSON.parse(process.argv[1])
+    let frames = 0, bytes = 0
+    const t0 = performance.now()
+    await Promise.all(targets.map((t) => new Promise((resolve, reject) => {
+      const ws = new WebSocket(t.url, { perMessageDeflate: false })
+      let got = 0
+      ws.on('message', (data) => { frames++; bytes += data.length; if (++got === t.frames) { ws.terminate(); resolve() } })
+      ws.once('error', reject)
+    })))
+    const seconds = (performance.now() - t0) / 1000
+    console.log(JSON.stringify({ frames, bytes, seconds }))
+  `
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script, JSON.stringify(targets)], {
+    cwd: fileURLToPath(new URL('..', import.meta.url)),
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+  let out = ''
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()))
+  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve))
+  if (code !== 0) throw new Error(`replay consumer exited with ${code}`)
+  const { frames, bytes, seconds } = JSON.parse(out) as { frames: number; bytes: number; seconds: number }
   return { frames, bytes, seconds, framesPerSec: Math.round(frames / seconds), mbPerSec: Math.round(bytes / seconds / 1e6) }
 }
 
@@ -196,7 +210,7 @@ async function main(): Promise<void> {
   })
   if (values.measure) {
     const result = await measureReplay(fleet)
-    console.log(JSON.stringify({ measure: 'raw ws replay, all hosts in parallel', hosts: fleet.hosts.length, ...result }))
+    console.log(JSON.stringify({ measure: 'raw ws replay, all hosts in parallel, consumer in a child process', hosts: fleet.hosts.length, ...result }))
     await fleet.close()
     return
   }

@@ -400,10 +400,14 @@ export class FakePds {
   private pump(c: Conn): void {
     if (c.waiting || c.closed || c.busy) return
     c.busy = true
+    // Corking the TCP socket (private `_socket`; deflate is off) turns a burst of sends into one writev.
+    const socket = (c.ws as unknown as { _socket?: { cork(): void; uncork(): void } })._socket
+    socket?.cork()
     try {
       this.pumpLoop(c)
     } finally {
       c.busy = false
+      socket?.uncork()
     }
   }
 
