@@ -20,7 +20,7 @@ import { assertNativeSecp256k1 } from './atproto/keys.js'
 import type { Config } from './config.js'
 import { Crawler, registerCrawlRoutes } from './crawler/index.js'
 import { Firehose } from './firehose/index.js'
-import { createIdentity, type Identity } from './identity/index.js'
+import { createIdentity, type Identity, type TxtLookup } from './identity/index.js'
 import { createRepoStatusCheck, HostStats, IngestPipeline } from './ingest/index.js'
 import { RelayAdmin } from './relay-admin.js'
 import { Sequencer } from './sequencer/index.js'
@@ -53,6 +53,8 @@ export interface RelayOverrides {
   backoff?: ConstructorParameters<typeof Crawler>[0]['backoff']
   /** Sequencer batching. */
   maxBatchDelayMs?: number
+  /** Replace DNS TXT lookups for handle verification (tests never query real DNS). */
+  txtLookup?: TxtLookup
 }
 
 export async function startRelay(config: Config, logger: Logger, overrides: RelayOverrides = {}): Promise<Relay> {
@@ -89,6 +91,7 @@ export async function startRelay(config: Config, logger: Logger, overrides: Rela
       logger: logger.child({ system: 'identity' }),
       registry,
       ...(overrides.addressLookup ? { lookup: overrides.addressLookup } : {}),
+      ...(overrides.txtLookup ? { txtLookup: overrides.txtLookup } : {}),
     })
     cleanup.push(() => identity.close())
 
