@@ -1,0 +1,464 @@
+/**
+ * Outbound `com.atproto.sync.subscribeRepos` (PROTOCOL.md §1, DESIGN §1.4, §5).
+ *
+ * Each committed event is framed for the wire once and the same Buffer is
+ * written to every live consumer's TCP socket (compression off). A consumer
+ * whose socket buffer passes the high-water mark stops receiving broadcast
+ * writes and catches up on its own, pulling from the in-memory ring and then
+ * the event log as its socket drains; it rejoins the live set when it reaches
+ * the head. One that falls more than `maxConsumerLag` seqs behind after
+ * having been live gets `ConsumerTooSlow` and is closed. Slow consumers never
+ * delay others, and each holds at most about `highWaterBytes` of memory.
+ */
+import type { IncomingMessage } from 'node:http'
+import type { Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
+import type { Logger } from 'pino'
+import { Counter, Gauge, type Registry } from 'prom-client'
+import WebSocket, { WebSocketServer } from 'ws'
+import { encodeErrorFrame, encodeInfoFrame } from '../atproto/frame.js'
+import type { LoggedEvent } from '../sequencer/event-log.js'
+import type { CommittedEvent, CommittedEventSource } from '../sequencer/types.js'
+import { Consumer, type ConsumerInfo } from './consumer.js'
+import { rejectUpgrade } from './http-reject.js'
+import { FrameRing, wsFrame, wsFrameParts, type RingEntry } from './ring.js'
+import { Semaphore } from './semaphore.js'
+
+export const SUBSCRIBE_REPOS_PATH = '/xrpc/com.atproto.sync.subscribeRepos'
+
+/** What the firehose reads from the durable log. */
+export interface ReplaySource {
+  readRange(afterSeq: number, limit: number): Promise<LoggedEvent[]>
+  oldestSeq(): Promise<number | undefined>
+}
+
+export interface FirehoseOptions {
+  sequencer: CommittedEventSource
+  eventLog: ReplaySource
+  /** Recent events kept in memory for catching-up consumers. */
+  ringSize?: number
+  /** RELAY_CONSUMER_MAX_LAG: seqs a (once live) consumer may fall behind before ConsumerTooSlow. */
+  maxConsumerLag: number
+  /** Socket bytes buffered in user space before a consumer is switched to catch-up. */
+  highWaterBytes?: number
+  /** Idle consumers are pinged this often; one that never answers is dropped after two intervals. */
+  pingIntervalMs?: number
+  /** Events per log read while replaying. */
+  replayPageSize?: number
+  /** Concurrent log reads across all consumers (protects the database pool). */
+  maxConcurrentLogReads?: number
+  /** How long a closing consumer gets to finish the close handshake before its socket is destroyed. */
+  closeGraceMs?: number
+  logger: Logger
+  registry: Registry
+}
+
+export type CutOffReason = 'too_slow' | 'future_cursor' | 'unresponsive' | 'error' | 'shutdown'
+
+const CURSOR_PATTERN = /^\d+$/
+
+export class Firehose {
+  private readonly source: CommittedEventSource
+  private readonly log: ReplaySource
+  private readonly ring: FrameRing
+  private readonly maxLag: number
+  private readonly highWater: number
+  private readonly pingIntervalMs: number
+  private readonly pageSize: number
+  private readonly closeGraceMs: number
+  private readonly logReads: Semaphore
+  private readonly logger: Logger
+  private readonly wss: WebSocketServer
+  private readonly connected = new Map<number, Consumer>()
+  private readonly unsubscribe: (() => void) | undefined
+  private readonly pingTimer: NodeJS.Timeout
+  private nextId = 0
+  private closed = false
+
+  private readonly mEvents: Counter
+  private readonly mBytes: Counter
+  private readonly mCutOff: Counter<'reason'>
+  private readonly mConnections: Counter
+
+  constructor(opts: FirehoseOptions) {
+    this.source = opts.sequencer
+    this.log = opts.eventLog
+    this.ring = new FrameRing(opts.ringSize ?? 10_000)
+    this.maxLag = opts.maxConsumerLag
+    this.highWater = opts.highWaterBytes ?? 1 << 20
+    this.pingIntervalMs = opts.pingIntervalMs ?? 30_000
+    this.pageSize = opts.replayPageSize ?? 500
+    this.closeGraceMs = opts.closeGraceMs ?? 2_000
+    this.logReads = new Semaphore(opts.maxConcurrentLogReads ?? 2)
+    this.logger = opts.logger
+    if (!Number.isSafeInteger(this.maxLag) || this.maxLag < 1) {
+      throw new RangeError(`maxConsumerLag must be a positive integer, got ${this.maxLag}`)
+    }
+    this.wss = new WebSocketServer({
+      noServer: true,
+      perMessageDeflate: false,
+      clientTracking: false,
+      // Consumers have nothing to say; cap what they can make us buffer.
+      maxPayload: 64 * 1024,
+    })
+    const registers = [opts.registry]
+    const consumers = this.connected
+    new Gauge({
+      name: 'relay_firehose_consumers',
+      help: 'Connected firehose consumers, by state',
+      labelNames: ['state'],
+      registers,
+      collect() {
+        const counts = { live: 0, catchup: 0, closed: 0 }
+        for (const c of consumers.values()) counts[c.state]++
+        for (const [state, n] of Object.entries(counts)) this.set({ state }, n)
+      },
+    })
+    this.mEvents = new Counter({ name: 'relay_firehose_events_sent_total', help: 'Events written to consumers', registers })
+    this.mBytes = new Counter({ name: 'relay_firehose_bytes_sent_total', help: 'Bytes written to consumers', registers })
+    this.mCutOff = new Counter({
+      name: 'relay_firehose_consumers_cut_off_total',
+      help: 'Consumers closed by the relay, by reason',
+      labelNames: ['reason'],
+      registers,
+    })
+    this.mConnections = new Counter({
+      name: 'relay_firehose_connections_total',
+      help: 'Accepted firehose connections',
+      registers,
+    })
+    const unsub = this.source.onCommitted((events) => this.broadcast(events))
+    this.unsubscribe = typeof unsub === 'function' ? unsub : undefined
+    this.pingTimer = setInterval(() => this.pingIdle(), this.pingIntervalMs)
+    this.pingTimer.unref()
+  }
+
+  /** Called by the HTTP server for upgrade requests to subscribeRepos. Validates the cursor before upgrading. */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    if (this.closed) {
+      rejectUpgrade(socket, 503, 'ServiceUnavailable', 'the relay is shutting down')
+      return
+    }
+    let url: URL
+    try {
+      url = new URL(req.url ?? '/', 'http://relay.invalid')
+    } catch {
+      rejectUpgrade(socket, 400, 'InvalidRequest', 'malformed request URL')
+      return
+    }
+    if (url.pathname !== SUBSCRIBE_REPOS_PATH) {
+      rejectUpgrade(socket, 404, 'MethodNotImplemented', `no subscription at ${url.pathname}`)
+      return
+    }
+    const raw = url.searchParams.get('cursor')
+    let cursor: number | null = null
+    if (raw !== null) {
+      const n = Number(raw)
+      if (!CURSOR_PATTERN.test(raw) || !Number.isSafeInteger(n)) {
+        rejectUpgrade(socket, 400, 'InvalidRequest', 'cursor must be a non-negative integer')
+        return
+      }
+      cursor = n
+    }
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, req, cursor))
+  }
+
+  /** Every connected consumer, for the admin API. */
+  consumers(): ConsumerInfo[] {
+    const head = this.source.currentSeq()
+    return [...this.connected.values()].map((c) => c.info(head))
+  }
+
+  /** Stops replaying an account's events from memory (takedown); the log is cleaned by the event log. */
+  forgetAccount(accountId: number): number {
+    return this.ring.removeAccount(accountId)
+  }
+
+  /** Closes every consumer (1001) and stops timers. */
+  async close(): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    clearInterval(this.pingTimer)
+    this.unsubscribe?.()
+    const closing = [...this.connected.values()].map(
+      (c) =>
+        new Promise<void>((resolve) => {
+          if (c.ws.readyState === WebSocket.CLOSED) return resolve()
+          c.ws.once('close', () => resolve())
+          c.state = 'closed'
+          this.mCutOff.inc({ reason: 'shutdown' })
+          c.ws.close(1001, 'relay shutting down')
+        }),
+    )
+    const grace = new Promise<void>((resolve) => setTimeout(resolve, this.closeGraceMs).unref())
+    await Promise.race([Promise.all(closing), grace])
+    for (const c of this.connected.values()) c.ws.terminate()
+    this.connected.clear()
+    await new Promise<void>((resolve) => this.wss.close(() => resolve()))
+  }
+
+  private accept(ws: WebSocket, req: IncomingMessage, cursor: number | null): void {
+    // The pre-framed fan-out writes here directly (safe: compression is off and ws writes control frames synchronously).
+    const socket = (ws as unknown as { _socket: Socket })._socket
+    const remoteAddress = req.socket.remoteAddress ?? ''
+    const userAgent = req.headers['user-agent'] ?? ''
+    const head = this.source.currentSeq()
+    ws.on('error', (err) => this.logger.debug({ err, remoteAddress }, 'firehose consumer socket error'))
+    if (this.closed) {
+      ws.close(1001, 'relay shutting down')
+      return
+    }
+    if (cursor !== null && cursor > head) {
+      this.mCutOff.inc({ reason: 'future_cursor' })
+      this.logger.info({ remoteAddress, cursor, seq: head }, 'firehose consumer asked for a future cursor')
+      socket.write(wsFrame(encodeErrorFrame('FutureCursor', `cursor ${cursor} is ahead of the current seq ${head}`)))
+      ws.close(1008, 'FutureCursor')
+      setTimeout(() => ws.terminate(), this.closeGraceMs).unref()
+      return
+    }
+    const c = new Consumer(++this.nextId, ws, socket, remoteAddress, userAgent, cursor, cursor ?? head)
+    this.connected.set(c.id, c)
+    this.mConnections.inc()
+    ws.on('close', () => {
+      c.state = 'closed'
+      this.connected.delete(c.id)
+    })
+    ws.on('pong', () => {
+      c.awaitingPong = false
+    })
+    this.logger.info({ consumer: c.id, remoteAddress, userAgent, cursor, seq: head }, 'firehose consumer connected')
+    if (cursor === null) {
+      this.goLive(c)
+      return
+    }
+    void this.startReplay(c, cursor, head)
+  }
+
+  private async startReplay(c: Consumer, cursor: number, headAtConnect: number): Promise<void> {
+    c.state = 'catchup'
+    c.pumping = true
+    try {
+      const oldest = await this.withLogRead(() => this.log.oldestSeq())
+      // Events after the cursor were dropped by retention (cursor 0 asks for the whole window: no notice).
+      const outdated = cursor > 0 && (oldest !== undefined ? cursor < oldest - 1 : cursor < headAtConnect)
+      if (outdated && c.state === 'catchup') {
+        this.logger.info({ consumer: c.id, cursor, oldest }, 'firehose consumer cursor is older than the window')
+        this.write(c, wsFrame(encodeInfoFrame('OutdatedCursor', 'cursor is older than the replay window; starting from the oldest event')))
+      }
+      // Start at the oldest retained event even if the ring still holds older ones.
+      if (outdated || cursor === 0) c.lastSent = Math.max(c.lastSent, oldest !== undefined ? oldest - 1 : headAtConnect)
+    } catch (err) {
+      c.pumping = false
+      this.fail(c, err)
+      return
+    }
+    c.pumping = false
+    await this.pump(c)
+  }
+
+  private broadcast(events: CommittedEvent[]): void {
+    if (events.length === 0) return
+    const entries: RingEntry[] = new Array(events.length)
+    for (let i = 0; i < events.length; i++) {
+      const e = events[i] as CommittedEvent
+      const entry: RingEntry = { seq: e.seq, accountId: e.accountId, wire: wsFrame(e.frame), removed: false }
+      entries[i] = entry
+      this.ring.push(entry)
+    }
+    const head = (entries[entries.length - 1] as RingEntry).seq
+    const now = Date.now()
+    let sentEvents = 0
+    let sentBytes = 0
+    for (const c of this.connected.values()) {
+      if (c.state === 'live') {
+        if (c.ws.readyState !== WebSocket.OPEN) {
+          c.state = 'closed'
+          continue
+        }
+        const socket = c.socket
+        let i = 0
+        socket.cork()
+        for (; i < entries.length; i++) {
+          const entry = entries[i] as RingEntry
+          // Already sent while catching up from the log just before going live.
+          if (entry.seq <= c.lastSent) continue
+          if (socket.writableLength > this.highWater) break
+          socket.write(entry.wire)
+          c.lastSent = entry.seq
+          c.eventsSent++
+          sentEvents++
+          sentBytes += entry.wire.length
+        }
+        socket.uncork()
+        c.lastWriteAt = now
+        if (i < entries.length) {
+          // The socket is not keeping up: stop buffering for it, it pulls from the ring as it drains.
+          c.state = 'catchup'
+          void this.pump(c)
+        }
+      } else if (c.state === 'catchup' && c.reachedLive && head - c.lastSent > this.maxLag) {
+        this.cutOff(c, 'too_slow', head)
+      }
+    }
+    if (sentEvents > 0) {
+      this.mEvents.inc(sentEvents)
+      this.mBytes.inc(sentBytes)
+    }
+  }
+
+  /** Feeds a catching-up consumer from the ring or the log until it reaches the head, pacing on socket drain. */
+  private async pump(c: Consumer): Promise<void> {
+    if (c.pumping || c.state !== 'catchup') return
+    c.pumping = true
+    try {
+      while (c.state === 'catchup' && c.open) {
+        if (c.buffered() > this.highWater) {
+          await this.waitDrain(c)
+          continue
+        }
+        if (c.lastSent >= this.source.currentSeq()) {
+          this.goLive(c)
+          break
+        }
+        if (c.lastSent >= this.ring.floor) this.sendFromRing(c)
+        else await this.sendFromLog(c)
+      }
+    } catch (err) {
+      this.fail(c, err)
+    } finally {
+      c.pumping = false
+    }
+  }
+
+  private sendFromRing(c: Consumer): void {
+    const end = this.ring.end()
+    let i = this.ring.indexAfter(c.lastSent)
+    let events = 0
+    let bytes = 0
+    c.socket.cork()
+    for (; i < end && c.buffered() <= this.highWater; i++) {
+      const entry = this.ring.at(i) as RingEntry
+      if (!entry.removed) {
+        c.socket.write(entry.wire)
+        events++
+        bytes += entry.wire.length
+      }
+      c.lastSent = entry.seq
+    }
+    c.socket.uncork()
+    this.count(c, events, bytes)
+    // Everything published is in the ring, so its end is the head: switch in the same tick, no gap.
+    if (i >= end) this.goLive(c)
+  }
+
+  private async sendFromLog(c: Consumer): Promise<void> {
+    let headBefore = 0
+    const rows = await this.withLogRead(() => {
+      // Every event up to here is committed, so the read below sees it (if it is still retained).
+      headBefore = this.source.currentSeq()
+      return this.log.readRange(c.lastSent, this.pageSize)
+    })
+    if (c.state !== 'catchup') return
+    if (rows.length === 0) {
+      c.lastSent = Math.max(c.lastSent, headBefore)
+      return
+    }
+    let events = 0
+    let bytes = 0
+    c.socket.cork()
+    for (const row of rows) {
+      if (row.seq <= c.lastSent) continue
+      for (const part of wsFrameParts(row.frame)) {
+        c.socket.write(part)
+        bytes += part.length
+      }
+      events++
+      c.lastSent = row.seq
+    }
+    c.socket.uncork()
+    this.count(c, events, bytes)
+  }
+
+  private async withLogRead<T>(fn: () => Promise<T>): Promise<T> {
+    const release = await this.logReads.acquire()
+    try {
+      return await fn()
+    } finally {
+      release()
+    }
+  }
+
+  private count(c: Consumer, events: number, bytes: number): void {
+    if (events === 0) return
+    c.eventsSent += events
+    c.lastWriteAt = Date.now()
+    this.mEvents.inc(events)
+    this.mBytes.inc(bytes)
+  }
+
+  private goLive(c: Consumer): void {
+    if (c.state === 'closed') return
+    c.state = 'live'
+    c.reachedLive = true
+  }
+
+  private waitDrain(c: Consumer): Promise<void> {
+    // 'drain' only fires after a write was refused; below the socket's own high-water mark, poll instead.
+    if (!c.socket.writableNeedDrain) return new Promise((resolve) => setTimeout(resolve, 5))
+    return new Promise((resolve) => {
+      const done = () => {
+        c.socket.off('drain', done)
+        c.socket.off('close', done)
+        resolve()
+      }
+      c.socket.on('drain', done)
+      c.socket.on('close', done)
+    })
+  }
+
+  private write(c: Consumer, wire: Buffer): void {
+    c.socket.write(wire)
+    c.lastWriteAt = Date.now()
+  }
+
+  private cutOff(c: Consumer, reason: 'too_slow', head: number): void {
+    if (c.state === 'closed') return
+    c.state = 'closed'
+    this.mCutOff.inc({ reason })
+    const lag = head - c.lastSent
+    this.logger.warn({ consumer: c.id, remoteAddress: c.remoteAddress, lag, seq: c.lastSent }, 'firehose consumer too slow; closing')
+    // Appended behind whatever is buffered; the socket is destroyed after the grace period either way,
+    // so a stalled consumer holds at most its high-water mark plus this frame.
+    this.write(c, wsFrame(encodeErrorFrame('ConsumerTooSlow', `consumer fell ${lag} events behind`)))
+    c.ws.close(1008, 'ConsumerTooSlow')
+    setTimeout(() => c.ws.terminate(), this.closeGraceMs).unref()
+  }
+
+  private fail(c: Consumer, err: unknown): void {
+    if (c.state === 'closed') return
+    c.state = 'closed'
+    this.mCutOff.inc({ reason: 'error' })
+    this.logger.error({ err, consumer: c.id, seq: c.lastSent }, 'firehose consumer replay failed; closing')
+    c.ws.close(1011, 'InternalServerError')
+    setTimeout(() => c.ws.terminate(), this.closeGraceMs).unref()
+  }
+
+  private pingIdle(): void {
+    const now = Date.now()
+    for (const c of this.connected.values()) {
+      if (c.state === 'closed') continue
+      if (c.awaitingPong && now - c.lastWriteAt >= 2 * this.pingIntervalMs) {
+        c.state = 'closed'
+        this.mCutOff.inc({ reason: 'unresponsive' })
+        this.logger.info({ consumer: c.id, remoteAddress: c.remoteAddress }, 'firehose consumer unresponsive; dropping')
+        c.ws.terminate()
+        continue
+      }
+      if (!c.awaitingPong && now - c.lastWriteAt >= this.pingIntervalMs) {
+        c.awaitingPong = true
+        c.lastWriteAt = now
+        c.ws.ping()
+      }
+    }
+  }
+}

@@ -1,0 +1,117 @@
+/**
+ * The in-memory ring of recently published events, already framed for the
+ * WebSocket wire, so lagging consumers catch up without touching the database.
+ */
+import * as wsModule from 'ws'
+
+interface WsFrameOptions {
+  fin: boolean
+  rsv1: boolean
+  opcode: number
+  mask: boolean
+  readOnly: boolean
+}
+interface SenderStatic {
+  frame(data: Buffer, options: WsFrameOptions): Buffer[]
+}
+/**
+ * `ws`'s frame builder: a public export at runtime (named export of the ESM
+ * wrapper, `WebSocket.Sender` under CommonJS) that @types/ws does not declare.
+ */
+const Sender = resolveSender()
+
+function resolveSender(): SenderStatic {
+  const mod = wsModule as unknown as { Sender?: SenderStatic; default?: { Sender?: SenderStatic } }
+  const sender = mod.Sender ?? mod.default?.Sender
+  if (sender === undefined || typeof sender.frame !== 'function') throw new Error('ws Sender.frame is not available')
+  return sender
+}
+
+export interface RingEntry {
+  seq: number
+  accountId: number
+  /** A complete unmasked binary WebSocket frame (ws header + event frame). */
+  wire: Buffer
+  /** Set when the account was taken down: no longer sent to catching-up consumers. */
+  removed: boolean
+}
+
+const FRAME_OPTIONS = { fin: true, rsv1: false, opcode: 2, mask: false, readOnly: false } as const
+
+/** The WebSocket header and payload for one binary message, without copying the payload. */
+export function wsFrameParts(payload: Uint8Array): Buffer[] {
+  return Sender.frame(toBuffer(payload), FRAME_OPTIONS)
+}
+
+/** One Buffer holding a whole binary WebSocket message: built once, written to every socket. */
+export function wsFrame(payload: Uint8Array): Buffer {
+  const parts = wsFrameParts(payload)
+  return parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts)
+}
+
+function toBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+}
+
+export class FrameRing {
+  private readonly slots: (RingEntry | undefined)[]
+  /** Absolute index of the next entry to be written; entry k lives in slot k % capacity. */
+  private total = 0
+  /**
+   * Every published event with seq > floor is in the ring. Infinity until the
+   * first event arrives (nothing can be served from the ring before that).
+   */
+  floor = Number.POSITIVE_INFINITY
+
+  constructor(readonly capacity: number) {
+    if (!Number.isSafeInteger(capacity) || capacity < 1) throw new RangeError(`ring size must be >= 1, got ${capacity}`)
+    this.slots = new Array(capacity)
+  }
+
+  get size(): number {
+    return Math.min(this.total, this.capacity)
+  }
+
+  push(entry: RingEntry): void {
+    if (this.total === 0) this.floor = entry.seq - 1
+    const slot = this.total % this.capacity
+    const evicted = this.slots[slot]
+    if (evicted !== undefined && this.total >= this.capacity) this.floor = evicted.seq
+    this.slots[slot] = entry
+    this.total++
+  }
+
+  /** Absolute index of the first entry with seq > afterSeq (== end() when none). */
+  indexAfter(afterSeq: number): number {
+    let lo = this.total - this.size
+    let hi = this.total
+    while (lo < hi) {
+      const mid = Math.floor((lo + hi) / 2)
+      if ((this.at(mid) as RingEntry).seq <= afterSeq) lo = mid + 1
+      else hi = mid
+    }
+    return lo
+  }
+
+  end(): number {
+    return this.total
+  }
+
+  /** Entry at an absolute index, or undefined once evicted. */
+  at(index: number): RingEntry | undefined {
+    if (index < this.total - this.size || index >= this.total) return undefined
+    return this.slots[index % this.capacity]
+  }
+
+  /** Marks an account's entries removed (takedown). */
+  removeAccount(accountId: number): number {
+    let n = 0
+    for (const e of this.slots) {
+      if (e !== undefined && e.accountId === accountId && !e.removed) {
+        e.removed = true
+        n++
+      }
+    }
+    return n
+  }
+}
