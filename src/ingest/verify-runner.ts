@@ -177,7 +177,6 @@ export class WorkerPoolVerifier implements Verifier {
     worker.on('exit', (code) => {
       if (!this.closed || slot.outstanding.size > 0) fail(new Error(`verify worker exited with code ${code}`))
     })
-    worker.unref()
     return slot
   }
 

@@ -86,10 +86,6 @@ describe('indigo relay scenarios', () => {
     })
   }
 
-  it('post_lifecycle.json (pglite)', async () => {
-    await runScenario('post_lifecycle.json', 'pglite')
-  })
-
   it('legacy.json in strict mode: the first commit seen may lack prevData', async () => {
     // legacy.json is lenient; in strict mode its single commit is still the first seen (no head), so it passes too.
     const scenario = JSON.parse(readFileSync(scenarioDir + 'legacy.json', 'utf8')) as Scenario
