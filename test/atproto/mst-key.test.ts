@@ -59,6 +59,16 @@ describe('small sha256', () => {
     }
   })
 
+  it('hashes a window of a larger buffer', () => {
+    const data = randomBytes(400)
+    for (const [start, length] of [[0, 0], [7, 30], [100, 64], [200, SMALL_SHA256_MAX]] as const) {
+      const words = sha256SmallWords(data, start, length)
+      const out = Buffer.alloc(32)
+      for (let i = 0; i < 8; i++) out.writeInt32BE(words[i]!, i * 4)
+      expect(out.toString('hex')).toBe(hash('sha256', data.subarray(start, start + length), 'hex'))
+    }
+  })
+
   it('refuses inputs longer than its scratch space', () => {
     expect(() => sha256SmallWords(new Uint8Array(SMALL_SHA256_MAX + 1))).toThrow(RangeError)
   })

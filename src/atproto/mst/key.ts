@@ -11,16 +11,21 @@ export function keyBytes(key: Uint8Array | string): Uint8Array {
 /** Layer of a key: leading zero bits of sha256(key), counted in 2-bit chunks (fanout 4). */
 export function keyHeight(key: Uint8Array | string): number {
   const bytes = keyBytes(key)
+  return keyHeightAt(bytes, 0, bytes.length)
+}
+
+/** keyHeight of the key stored at `bytes[start .. start + length]`. */
+export function keyHeightAt(bytes: Uint8Array, start: number, length: number): number {
   let zeros = 0
-  if (bytes.length <= SMALL_SHA256_MAX) {
-    const words = sha256SmallWords(bytes)
+  if (length <= SMALL_SHA256_MAX) {
+    const words = sha256SmallWords(bytes, start, length)
     for (let i = 0; i < 8; i++) {
       const z = Math.clz32(words[i]!)
       zeros += z
       if (z < 32) break
     }
   } else {
-    const digest = sha256(bytes)
+    const digest = sha256(bytes.subarray(start, start + length))
     for (let i = 0; i < 32; i++) {
       const byte = digest[i]!
       if (byte === 0) {

@@ -69,15 +69,15 @@ function compress(buf: Uint8Array, off: number): void {
 }
 
 /**
- * SHA-256 of `data` (at most SMALL_SHA256_MAX bytes) as eight big-endian
- * words. The returned array is shared scratch space: read it before the next call.
+ * SHA-256 of `data[start .. start + length]` (at most SMALL_SHA256_MAX bytes)
+ * as eight big-endian words. The returned array is shared scratch space: read it before the next call.
  */
-export function sha256SmallWords(data: Uint8Array): Int32Array {
-  const n = data.length
+export function sha256SmallWords(data: Uint8Array, start = 0, length = data.length - start): Int32Array {
+  const n = length
   if (n > SMALL_SHA256_MAX) throw new RangeError('input too long for sha256SmallWords')
   const total = ((n + 9 + 63) >> 6) << 6
   const buf = SCRATCH
-  buf.set(data, 0)
+  for (let i = 0; i < n; i++) buf[i] = data[start + i]!
   buf[n] = 0x80
   buf.fill(0, n + 1, total - 4)
   const bits = n * 8

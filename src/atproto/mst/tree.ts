@@ -12,7 +12,7 @@
 import { cidForCbor } from '../cid.js'
 import type { BlockMap, ReadonlyBlockMap } from '../blocks.js'
 import { MstError } from './errors.js'
-import { keyHeight, keysEqual, lowerBound } from './key.js'
+import { keyHeight, keyHeightAt, keysEqual, lowerBound } from './key.js'
 import {
   EMPTY_NODE_BYTES,
   ENT,
@@ -185,17 +185,29 @@ function badMst(why: string): never {
   throw new MstError('bad-mst', why)
 }
 
-/** First-key (or every-key) layer check, and no child links below layer 0. */
-function checkLayout(layout: NodeLayout, layer: number, all: boolean): void {
+/** The layer of the node's first key (stored whole: its prefix length is 0). */
+function firstKeyHeight(layout: NodeLayout): number {
+  return keyHeightAt(layout.block, layout.ent[0]!, layout.ent[1]!)
+}
+
+/**
+ * No child links below layer 0, and the first key (or, with `all`, every key)
+ * on `layer`. `firstChecked`: the first key's height is already known to match.
+ */
+function checkLayout(layout: NodeLayout, layer: number, all: boolean, firstChecked: boolean): void {
   const n = layout.count
   if (layer === 0) {
     if (layout.left >= 0) badMst('child link below layer 0')
     for (let i = 0; i < n; i++) if (layout.ent[i * ENT + 3]! >= 0) badMst('child link below layer 0')
   }
   if (n === 0) return
-  const keys = all ? layoutKeys(layout) : [layout.block.subarray(layout.ent[0]!, layout.ent[0]! + layout.ent[1]!)]
-  for (const key of keys) {
-    const h = keyHeight(key)
+  if (all) {
+    for (const key of layoutKeys(layout)) {
+      const h = keyHeight(key)
+      if (h !== layer) badMst(`key at height ${h} in a node at layer ${layer}`)
+    }
+  } else if (!firstChecked) {
+    const h = firstKeyHeight(layout)
     if (h !== layer) badMst(`key at height ${h} in a node at layer ${layer}`)
   }
 }
@@ -211,7 +223,7 @@ export function loadNode(blocks: ReadonlyBlockMap, cid: Uint8Array, layer: numbe
   if (layer < 0) badMst('tree deeper than its root layer allows')
   const layout = scanBlock(blocks, cid, 'node')
   if (layout.count === 0 && layout.left < 0) badMst('empty non-root node')
-  checkLayout(layout, layer, opts?.checkAllKeyHeights === true)
+  checkLayout(layout, layer, opts?.checkAllKeyHeights === true, false)
   return MstNode.fromBlock(layer, layout, cid)
 }
 
@@ -222,9 +234,8 @@ export function loadRoot(blocks: ReadonlyBlockMap, cid: Uint8Array, opts?: MstLo
     if (layout.left < 0) return null
     badMst('root node has no entries (untrimmed top)')
   }
-  const first = layout.block.subarray(layout.ent[0]!, layout.ent[0]! + layout.ent[1]!)
-  const layer = keyHeight(first)
-  checkLayout(layout, layer, opts?.checkAllKeyHeights === true)
+  const layer = firstKeyHeight(layout)
+  checkLayout(layout, layer, opts?.checkAllKeyHeights === true, true)
   return MstNode.fromBlock(layer, layout, cid)
 }
 
