@@ -134,12 +134,13 @@ export class IngestPipeline implements IngestSink {
   }
 
   push(host: UpstreamHost, frame: MessageFrame, upstreamSeq: number | null): Promise<void> | undefined {
+    const { stats, sequencer } = this.ctx
     if (this.stopped) {
-      // Not marked handled: the host cursor stays before it and it is fetched again after restart.
+      // Begun but never handled: the host cursor cannot pass it, so it is fetched again after restart.
+      if (upstreamSeq !== null) sequencer.beginUpstream(host.id, upstreamSeq)
       this.ctx.logger.debug({ host: host.hostname, seq: upstreamSeq }, 'ingest stopped; event not taken')
       return undefined
     }
-    const { stats, sequencer } = this.ctx
     const t = frame.t
     const kind = kindOf(t)
     stats.received(host.hostname, kind)

@@ -264,6 +264,19 @@ describe('ingest checks', () => {
     expect(cursor).toBe(6)
   })
 
+  it('after stop, events are not taken and the host cursor stays before them', async () => {
+    const h = (harness = await createHarness('postgres'))
+    const up = new Upstream(h, await h.addHost(HOST_A))
+    const a = await account(h, HOST_A)
+    await up.push(...(await a.genesis()))
+    expect(h.sequencer.hostCursor(up.host.id)).toBe(4)
+    await h.pipeline.stop()
+    await up.push(await a.createRecord('app.bsky.feed.post', post('late')), a.accountEvent(true))
+    expect(h.sequencer.hostCursor(up.host.id)).toBe(4)
+    expect(h.output()).toHaveLength(3)
+    expect(h.stats.snapshot(HOST_A).dropped).toEqual({ duplicate: 1 })
+  })
+
   it('keeps the handle only when it verifies both ways', async () => {
     const h = (harness = await createHarness('postgres'))
     const up = new Upstream(h, await h.addHost(HOST_A))
