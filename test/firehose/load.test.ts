@@ -1,0 +1,112 @@
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { createTestDatabase, type TestDatabase } from '../helpers/db.js'
+import { waitFor } from '../sequencer/helpers.js'
+import { connect, range, startRelay, type Relay } from './harness.js'
+
+// A real collector for memory measurements (garbage would otherwise dominate heapUsed).
+setFlagsFromString('--expose-gc')
+const gc = runInNewContext('gc') as () => void
+
+function contiguous(seqs: number[]): boolean {
+  for (let i = 1; i < seqs.length; i++) if (seqs[i] !== (seqs[i - 1] as number) + 1) return false
+  return true
+}
+
+describe('firehose under load (postgres)', () => {
+  let t: TestDatabase
+  let relay: Relay
+
+  beforeAll(async () => {
+    t = await createTestDatabase('postgres')
+    relay = await startRelay(t, {
+      sequencer: { initialSeq: 1, maxBatchEvents: 100 },
+      // A small ring and small replay pages force the log → ring → live path.
+      firehose: { ringSize: 64, replayPageSize: 50, maxConsumerLag: 500, highWaterBytes: 64 * 1024, closeGraceMs: 20_000 },
+    })
+    await relay.produce(1000, 200)
+  })
+  afterAll(async () => {
+    await relay?.close()
+    await t?.cleanup()
+  })
+
+  it('a consumer catching up from an old cursor while a producer keeps committing sees a contiguous, duplicate-free stream', async () => {
+    let producing = true
+    let produced = 0
+    const producer = (async () => {
+      // Bounded: at most 40 rounds of 50 events.
+      for (let round = 0; round < 40 && producing; round++) {
+        await relay.produce(50, 200)
+        produced += 50
+      }
+    })()
+    await waitFor(() => produced >= 100, 10_000, 'producer started')
+    const c = connect(relay.url, 10)
+    await c.opened
+    await waitFor(() => produced >= 600, 20_000, 'producer progress')
+    producing = false
+    await producer
+    const head = relay.sequencer.currentSeq()
+    await waitFor(() => (c.seqs().at(-1) ?? 0) >= head, 20_000, `consumer reaching ${head}`)
+    const seqs = c.seqs()
+    expect(seqs[0]).toBe(11)
+    expect(contiguous(seqs)).toBe(true)
+    expect(seqs.at(-1)).toBe(head)
+    // And it is live afterwards: new events arrive exactly once.
+    const more = await relay.produce(30, 200)
+    await waitFor(() => c.seqs().length >= seqs.length + 30, 10_000, 'live events after crossover')
+    await new Promise((r) => setTimeout(r, 30))
+    expect(c.seqs().slice(seqs.length)).toEqual(more)
+    expect(relay.firehose.consumers().find((x) => x.cursor === 10)?.state).toBe('live')
+    c.close()
+  })
+
+  it('a stalled consumer gets ConsumerTooSlow while a fast one receives everything, with bounded memory', async () => {
+    const fast = connect(relay.url)
+    const slow = connect(relay.url)
+    await Promise.all([fast.opened, slow.opened])
+    // Stop reading on the slow client: its kernel buffers fill, then the relay's.
+    const slowSocket = (slow.ws as unknown as { _socket: import('node:net').Socket })._socket
+    slowSocket.pause()
+    const liveMemory = () => {
+      gc()
+      const m = process.memoryUsage()
+      return m.heapUsed + m.arrayBuffers
+    }
+    const before = liveMemory()
+    let peak = before
+    let maxBuffered = 0
+    const sampler = setInterval(() => {
+      for (const info of relay.firehose.consumers()) maxBuffered = Math.max(maxBuffered, info.bufferedBytes)
+    }, 5)
+    const start = relay.sequencer.currentSeq()
+    // ~27 MB of frames: far more than the socket buffers and the relay's limits.
+    const seqs: number[] = []
+    for (let i = 0; i < 12; i++) {
+      seqs.push(...(await relay.produce(500, 4500)))
+      peak = Math.max(peak, liveMemory())
+    }
+    clearInterval(sampler)
+    expect(seqs).toEqual(range(start + 1, start + 6000))
+
+    await waitFor(() => fast.seqs().length >= 6000, 20_000, 'fast consumer')
+    expect(fast.seqs()).toEqual(seqs)
+    const cut = await relay.registry.getSingleMetric('relay_firehose_consumers_cut_off_total')?.get()
+    expect(cut?.values.find((v) => v.labels.reason === 'too_slow')?.value).toBe(1)
+    // The relay never buffered much more than its high-water mark (64 KiB) plus one batch's frame for that socket.
+    expect(maxBuffered).toBeLessThan(64 * 1024 + 2 * 4700)
+    // 27 MB went through; a relay buffering for the stalled consumer would have kept most of it.
+    expect(peak - before).toBeLessThan(12 * 1024 * 1024)
+
+    // The stalled client, once it reads again, finds the error frame and a 1008 close.
+    slowSocket.resume()
+    const closed = await slow.closed
+    expect(closed).toEqual({ code: 1008, reason: 'ConsumerTooSlow' })
+    expect(slow.frames.at(-1)).toEqual({ op: -1, error: 'ConsumerTooSlow' })
+    expect(contiguous(slow.seqs())).toBe(true)
+    expect(slow.seqs().length).toBeLessThan(6000)
+    fast.close()
+  })
+})
