@@ -105,7 +105,7 @@ describe('MST property: invert(apply(ops)) from the proof blocks alone', () => {
         opsSeen += ops.length
         maxKeys = Math.max(maxKeys, before.size)
       }),
-      { numRuns: 200, seed: 20260501 },
+      { numRuns: 150, seed: 20260501 },
     )
     // the generator really exercised higher layers and many ops
     expect(maxLayer).toBeGreaterThanOrEqual(4)
