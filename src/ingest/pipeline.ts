@@ -18,7 +18,7 @@ import { isValidDid } from '../atproto/syntax.js'
 import type { Storage } from '../storage/db.js'
 import type { LocalAccountStatus, UpstreamAccountStatus } from '../storage/types.js'
 import { SequencerError } from '../sequencer/types.js'
-import { AccountStore } from './accounts.js'
+import { AccountStore, type AccountState } from './accounts.js'
 import type { IngestContext, IngestIdentity, IngestSequencer } from './context.js'
 import type { HostStats } from './host-stats.js'
 import { createIngestMetrics } from './metrics.js'
@@ -253,7 +253,7 @@ export class IngestPipeline implements IngestSink {
   private async setLocalStatus(
     did: string,
     status: LocalAccountStatus,
-    before?: (acct: NonNullable<Awaited<ReturnType<AccountStore['get']>>>) => Promise<void>,
+    before?: (acct: AccountState) => Promise<void>,
   ): Promise<AccountStatusView> {
     // In the DID's order: no event of this account is half-processed meanwhile.
     await this.scheduler.exclusive(did, async () => {
