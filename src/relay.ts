@@ -128,6 +128,7 @@ export async function startRelay(config: Config, logger: Logger, overrides: Rela
       logger: logger.child({ system: 'ingest' }),
       registry,
     })
+    await ingest.start()
     cleanup.push(() => ingest.stop())
 
     const settings = new RuntimeSettings(storage, { requestCrawlEnabled: !config.disableRequestCrawl, newHostsPerDay: config.newHostsPerDay })
@@ -196,11 +197,14 @@ export async function startRelay(config: Config, logger: Logger, overrides: Rela
         // Order: stop taking requests and upstream traffic, finish in-flight events,
         // flush the sequencer, then close consumers, identity, metrics and the database.
         stopping ??= (async () => {
-          await http.close()
+          // Stop listening now, but wait for the server to drain only after the firehose has
+          // closed its consumers: their upgraded sockets keep server.close() pending until then.
+          const httpClosed = http.close()
           await crawler.stop()
           await ingest.stop()
           await sequencer.stop()
           await firehose.close()
+          await httpClosed
           await identity.close()
           await metrics.close()
           await storage.close()
