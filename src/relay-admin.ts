@@ -139,9 +139,13 @@ export class RelayAdmin implements AdminControls {
   }
 
   async takedown(did: string): Promise<void> {
-    const view = await this.localStatusChange(() => this.deps.ingest.takedown(did), did)
-    // The event log was purged by ingest; the in-memory ring must not replay them either.
-    this.deps.firehose.forgetAccount(view.accountId)
+    const before = await this.deps.ingest.accountStatus(did)
+    if (!before) throw new AdminError(404, 'RepoNotFound', `account not known to this relay: ${did}`)
+    // Ingest purges the account's events from the event log and then emits the
+    // takedown #account; the in-memory replay ring is cleared first, so that
+    // notice stays replayable for consumers that saw the earlier events.
+    this.deps.firehose.forgetAccount(before.accountId)
+    await this.localStatusChange(() => this.deps.ingest.takedown(did), did)
   }
 
   async restore(did: string): Promise<void> {
