@@ -20,6 +20,12 @@ export const apiUrl = (relay: Relay) => `http://127.0.0.1:${relay.apiAddress.por
 export const metricsUrl = (relay: Relay) => `http://127.0.0.1:${relay.metricsAddress.port}/metrics`
 export const basic = (password: string, user = 'admin') => 'Basic ' + Buffer.from(`${user}:${password}`).toString('base64')
 
+/**
+ * Every name resolves to 127.0.0.1: the tests' made-up hostnames (pds.spam.test …)
+ * must never reach the system resolver, which is not on loopback.
+ */
+export const loopbackOnly = async (_hostname: string) => [{ address: '127.0.0.1', family: 4 }]
+
 /** Starts a relay on `databaseUrl` with test-friendly settings; `env` overrides any of them. */
 export function startTestRelay(databaseUrl: string, plcUrl: string, env: Record<string, string> = {}, logger: Logger = createLogger('silent')): Promise<Relay> {
   const config = loadConfig({
@@ -32,8 +38,10 @@ export function startTestRelay(databaseUrl: string, plcUrl: string, env: Record<
     RELAY_ALLOW_INSECURE_HOSTS: 'true',
     ...env,
   })
-  return startRelay(config, logger, { backoff: { baseMs: 50, maxMs: 200 }, maxBatchDelayMs: 2 })
+  return startRelay(config, logger, { backoff: { baseMs: 50, maxMs: 200 }, maxBatchDelayMs: 2, addressLookup: loopbackOnly })
 }
+
+let handles = 0
 
 /** The shared pieces of a test file: PLC, a database, and the fake hosts started so far. */
 export class World {
@@ -60,7 +68,8 @@ export class World {
   async accounts(pds: FakePds, n: number): Promise<TestAccount[]> {
     const out: TestAccount[] = []
     for (let i = 0; i < n; i++) {
-      const account = await TestAccount.create({ pdsUrl: pds.url })
+      // A reserved TLD: the relay refuses to resolve such handles at once, so no DNS query leaves the machine.
+      const account = await TestAccount.create({ pdsUrl: pds.url, handle: `u${++handles}-${process.pid}.example` })
       await this.plc.register(account)
       out.push(account)
     }
