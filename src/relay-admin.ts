@@ -67,8 +67,8 @@ export class RelayAdmin implements AdminControls {
     })
   }
 
-  async addHost(hostname: string): Promise<void> {
-    await this.deps.crawler.addHost(hostname)
+  async addHost(hostname: string): Promise<{ hostname: string; outcome: 'added' | 'reconnecting' | 'connected' }> {
+    return this.deps.crawler.addHost(hostname)
   }
 
   async blockHost(hostname: string): Promise<void> {

@@ -34,7 +34,7 @@ export class AdminClient {
         signal: AbortSignal.timeout(30_000),
       })
     } catch (err) {
-      throw new AdminClientError(`cannot reach the relay at ${this.baseUrl}: ${(err as Error).message}`)
+      throw new AdminClientError(`cannot reach the relay at ${this.baseUrl}: ${describeFetchError(err)}`)
     }
     const data = (await res.json().catch(() => ({}))) as { error?: string; message?: string }
     if (res.status === 401) throw new AdminClientError('the relay refused the admin password (check RELAY_ADMIN_PASSWORD)')
@@ -45,16 +45,29 @@ export class AdminClient {
 
 /** Pages through another relay's public listHosts. */
 export async function* listRemoteHosts(relayUrl: string, pageSize = 500): AsyncGenerator<{ hostname: string; status?: string; seq?: number; accountCount?: number }> {
+  if (!URL.canParse(relayUrl)) throw new AdminClientError(`not a URL: ${relayUrl}`)
   let cursor: string | undefined
   for (let page = 0; page < 100_000; page++) {
     const url = new URL('/xrpc/com.atproto.sync.listHosts', relayUrl)
     url.searchParams.set('limit', String(pageSize))
     if (cursor) url.searchParams.set('cursor', cursor)
-    const res = await fetch(url, { signal: AbortSignal.timeout(30_000) })
+    let res: Response
+    try {
+      res = await fetch(url, { signal: AbortSignal.timeout(30_000) })
+    } catch (err) {
+      throw new AdminClientError(`cannot reach ${relayUrl}: ${describeFetchError(err)}`)
+    }
     if (!res.ok) throw new AdminClientError(`listHosts on ${relayUrl} failed: HTTP ${res.status}`)
     const data = (await res.json()) as { cursor?: string; hosts: { hostname: string; status?: string; seq?: number; accountCount?: number }[] }
     yield* data.hosts
     if (!data.cursor || data.hosts.length === 0) return
     cursor = data.cursor
   }
+}
+
+/** fetch() says only "fetch failed"; the cause has the useful part (ECONNREFUSED, a timeout …). */
+function describeFetchError(err: unknown): string {
+  const e = err as Error & { cause?: { code?: string; message?: string } }
+  if (e.name === 'TimeoutError') return 'no answer within 30 s'
+  return e.cause?.code ?? e.cause?.message ?? e.message
 }

@@ -15,6 +15,8 @@ export const ADMIN_USAGE = `Admin commands (talk to a running relay: RELAY_ADMIN
   atrelay pull-hosts --from <relay url>     import another relay's hosts (listHosts)
   Add --json for machine-readable output.`
 
+type AddHostResult = { ok: true; hostname: string; outcome: 'added' | 'reconnecting' | 'connected' }
+
 export class UsageError extends Error {
   override readonly name = 'UsageError'
 }
@@ -43,7 +45,8 @@ export async function runAdminCommand(
     return rest
   }
   const client = () => new AdminClient(env.adminUrl, env.adminPassword)
-  const print = (data: unknown, human: () => string) => io.out(json ? JSON.stringify(data, null, 2) : human())
+  // --json: one line of JSON per command, easy to pipe into jq or read line by line.
+  const print = (data: unknown, human: () => string) => io.out(json ? JSON.stringify(data) : human())
 
   if (group === 'hosts') {
     if (action === 'list') {
@@ -66,11 +69,15 @@ export async function runAdminCommand(
         ),
       )
     }
-    if (action === 'add' || action === 'block' || action === 'unblock') {
+    if (action === 'add') {
       const [hostname] = need(1, 'hostname')
-      const path = action === 'add' ? 'hosts' : `hosts/${action}`
-      await client().post(path, { hostname })
-      return print({ ok: true, hostname, action }, () => `${action === 'add' ? 'added' : action + 'ed'} ${hostname}`)
+      const added = await client().post<AddHostResult>('hosts', { hostname })
+      return print(added, () => (added.outcome === 'added' ? `added ${added.hostname}` : `${added.hostname} was already known (${added.outcome})`))
+    }
+    if (action === 'block' || action === 'unblock') {
+      const [hostname] = need(1, 'hostname')
+      await client().post(`hosts/${action}`, { hostname })
+      return print({ ok: true, hostname, action }, () => `${action}ed ${hostname}`)
     }
     if (action === 'limit') {
       const [hostname, n] = need(2, 'hostname and limit')
@@ -107,15 +114,15 @@ export async function runAdminCommand(
     const from = fromIndex >= 0 ? args[fromIndex + 1] : undefined
     if (!from) throw new UsageError(`pull-hosts needs --from <relay url>\n\n${ADMIN_USAGE}`)
     const c = client()
-    const result = { added: [] as string[], failed: [] as { hostname: string; error: string }[], skipped: [] as string[] }
+    const result = { added: [] as string[], known: [] as string[], failed: [] as { hostname: string; error: string }[], skipped: [] as string[] }
     for await (const host of listRemoteHosts(from)) {
       if (host.status === 'banned') {
         result.skipped.push(host.hostname)
         continue
       }
       try {
-        await c.post('hosts', { hostname: host.hostname })
-        result.added.push(host.hostname)
+        const added = await c.post<AddHostResult>('hosts', { hostname: host.hostname })
+        ;(added.outcome === 'added' ? result.added : result.known).push(added.hostname)
       } catch (err) {
         if (!(err instanceof AdminClientError)) throw err
         result.failed.push({ hostname: host.hostname, error: err.message })
@@ -123,7 +130,7 @@ export async function runAdminCommand(
     }
     return print(result, () =>
       [
-        `added ${result.added.length}, skipped ${result.skipped.length} banned, failed ${result.failed.length}`,
+        `added ${result.added.length}, already known ${result.known.length}, skipped ${result.skipped.length} banned, failed ${result.failed.length}`,
         ...result.failed.map((f) => `  ${f.hostname}: ${f.error}`),
       ].join('\n'),
     )

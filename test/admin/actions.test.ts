@@ -223,11 +223,13 @@ describe('takedowns', () => {
 
   beforeAll(async () => {
     pds = await world.host()
-    ;[target, bystander] = await world.accounts(pds, 2)
+    const [a, b] = await world.accounts(pds, 2)
+    target = a!
+    bystander = b!
     await addHost(relay, pds)
-    await publishGenesis(pds, [target!, bystander!])
-    await commitAndSee(pds, target!, 'before takedown')
-    await commitAndSee(pds, bystander!, 'bystander')
+    await publishGenesis(pds, [target, bystander])
+    await commitAndSee(pds, target, 'before takedown')
+    await commitAndSee(pds, bystander, 'bystander')
   }, 30_000)
 
   it('takedown: #account takendown, queries reflect it, replay from 0 loses the account’s events', async () => {

@@ -59,7 +59,8 @@ export class AdminError extends Error {
 
 export interface AdminControls {
   listHosts(): Promise<AdminHost[]>
-  addHost(hostname: string): Promise<void>
+  /** Admits a host (bypassing the public switch and the per-day limit); `added` when it was new. */
+  addHost(hostname: string): Promise<{ hostname: string; outcome: 'added' | 'reconnecting' | 'connected' }>
   blockHost(hostname: string): Promise<void>
   unblockHost(hostname: string): Promise<void>
   setHostAccountLimit(hostname: string, limit: number): Promise<void>

@@ -45,7 +45,7 @@ export function registerAdminRoutes(http: HttpServer, auth: AdminAuth, controls:
   const ok = { ok: true }
 
   on('GET', 'hosts', async () => ({ hosts: await controls.listHosts() }))
-  on('POST', 'hosts', async (ctx) => (await controls.addHost(str(bodyOf(ctx), 'hostname')), ok))
+  on('POST', 'hosts', async (ctx) => ({ ok: true, ...(await controls.addHost(str(bodyOf(ctx), 'hostname'))) }))
   on('POST', 'hosts/block', async (ctx) => (await controls.blockHost(str(bodyOf(ctx), 'hostname')), ok))
   on('POST', 'hosts/unblock', async (ctx) => (await controls.unblockHost(str(bodyOf(ctx), 'hostname')), ok))
   on('POST', 'hosts/limit', async (ctx) => {
