@@ -13,6 +13,7 @@ import { AdminAuth, generateAdminPassword } from './api/admin/auth.js'
 import { registerAdminPage } from './api/admin/page.js'
 import { registerAdminRoutes } from './api/admin/routes.js'
 import { registerHealthRoutes } from './api/health.js'
+import { registerHostLagMetrics } from './api/relay-metrics.js'
 import { HttpServer } from './api/http-server.js'
 import { MetricsServer } from './api/metrics-server.js'
 import { registerSyncQueries } from './api/sync-queries.js'
@@ -152,6 +153,7 @@ export async function startRelay(config: Config, logger: Logger, overrides: Rela
       registry,
     })
     cleanup.push(() => crawler.stop())
+    registerHostLagMetrics({ crawler, stats, registry })
 
     const admin = new RelayAdmin({ storage, crawler, ingest, firehose, sequencer, stats, settings })
 
