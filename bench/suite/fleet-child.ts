@@ -1,0 +1,136 @@
+/**
+ * Child process: the fake host fleet replaying the corpus (so its CPU is not
+ * the relay's), plus an optional latency probe. Every corpus frame is stamped
+ * with the time its host hands it to the socket; the probe subscribes to the
+ * relay's firehose and matches what arrives by (DID, rev) — both ends in this
+ * one process, on one clock.
+ *
+ *   node --import tsx bench/suite/fleet-child.ts '{"params":{…},"totalRate":0}'
+ * Commands: status, rate {totalRate}, probe {url}, record {on}, latency.
+ */
+import WebSocket from 'ws'
+import { decodeFrame, type MessageFrame } from '../../src/atproto/frame.js'
+import { ensureCorpus, loadHostFrames } from '../corpus/corpus.js'
+import type { CorpusParams } from '../corpus/params.js'
+import { FakeHostFleet } from '../fake-host-fleet.js'
+import type { SeqFrame } from '../../test/helpers/fake-pds.js'
+import { serveRpc } from './rpc.js'
+
+interface Args {
+  params: Partial<CorpusParams>
+  /** frames/s over all hosts; 0 = as fast as the relay reads */
+  totalRate: number
+}
+
+/** The key a frame is matched on at the consumer: repo/did and rev (#commit, #sync). */
+function frameKey(frame: MessageFrame): string | null {
+  const body = frame.body
+  if (frame.t === '#commit') return `${body.repo as string}|${body.rev as string}`
+  if (frame.t === '#sync') return `${body.did as string}|${body.rev as string}`
+  return null
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!
+}
+
+async function main(): Promise<void> {
+  const args = JSON.parse(process.argv[2] ?? '{}') as Args
+  const log = (m: string) => console.error(m)
+  const corpus = await ensureCorpus({ params: args.params, log })
+  const fleet = await FakeHostFleet.start({ corpus, totalRate: args.totalRate, log })
+  const ratePerHost = args.totalRate > 0 ? args.totalRate / fleet.hosts.length : 0
+
+  // Replace each host's play source with one that stamps send times (nothing has been sent yet:
+  // a host appends frames only while someone is subscribed).
+  const sentAt = new Map<string, number>()
+  for (const h of fleet.hosts) {
+    const frames = loadHostFrames(corpus, h.corpusHost)
+    const keys = frames.map((f) => frameKey(decodeFrame(f) as MessageFrame))
+    function* source(): Generator<SeqFrame> {
+      for (let i = 0; i < frames.length; i++) {
+        const key = keys[i]
+        if (key) sentAt.set(key, performance.now())
+        yield { seq: i + 1, bytes: frames[i]! }
+      }
+    }
+    h.pds.play(source(), { ratePerSec: ratePerHost })
+  }
+
+  let probe: WebSocket | null = null
+  let recording = false
+  const latencies: number[] = []
+  const probeStats = { received: 0, matched: 0, unmatched: 0, other: 0, errors: [] as string[] }
+
+  serveRpc(
+    { plcUrl: fleet.plcUrl, hosts: fleet.hosts.map((h) => ({ hostname: h.pds.hostname, wsUrl: h.pds.wsUrl, frames: h.frames })), totalFrames: fleet.totalFrames },
+    {
+      status: () => ({ released: fleet.framesReleased, total: fleet.totalFrames, sent: fleet.hosts.reduce((n, h) => n + h.pds.stats.framesSent, 0) }),
+      rate: (a) => {
+        fleet.setRatePerHost(Number(a.totalRate) / fleet.hosts.length)
+        return null
+      },
+      probe: (a) =>
+        new Promise<null>((resolve, reject) => {
+          const ws = new WebSocket(String(a.url), { perMessageDeflate: false })
+          probe = ws
+          ws.on('message', (data: Buffer) => {
+            const now = performance.now()
+            probeStats.received++
+            let frame
+            try {
+              frame = decodeFrame(new Uint8Array(data.buffer, data.byteOffset, data.byteLength))
+            } catch (err) {
+              probeStats.errors.push(String(err))
+              return
+            }
+            if (frame.op !== 1) {
+              probeStats.errors.push(`error frame ${frame.error}`)
+              return
+            }
+            const key = frameKey(frame)
+            if (key === null) {
+              probeStats.other++
+              return
+            }
+            const sent = sentAt.get(key)
+            if (sent === undefined) {
+              probeStats.unmatched++
+              return
+            }
+            sentAt.delete(key)
+            probeStats.matched++
+            if (recording) latencies.push(now - sent)
+          })
+          ws.once('open', () => resolve(null))
+          ws.once('error', reject)
+          ws.on('close', (code) => probeStats.errors.push(`probe closed ${code}`))
+        }),
+      record: (a) => {
+        recording = a.on === true
+        if (recording) latencies.length = 0
+        return null
+      },
+      latency: () => {
+        const sorted = [...latencies].sort((x, y) => x - y)
+        return {
+          count: sorted.length,
+          p50: percentile(sorted, 50),
+          p90: percentile(sorted, 90),
+          p99: percentile(sorted, 99),
+          max: sorted[sorted.length - 1] ?? NaN,
+          mean: sorted.reduce((s, x) => s + x, 0) / Math.max(1, sorted.length),
+          probe: { ...probeStats, errors: probeStats.errors.slice(0, 5) },
+        }
+      },
+    },
+    async () => {
+      const p = probe as WebSocket | null
+      p?.terminate()
+      await fleet.close()
+    },
+  )
+}
+
+await main()

@@ -1,0 +1,432 @@
+/**
+ * The benchmark phases. Each is bounded in time and count, stops by itself,
+ * and creates and drops its own database. The relay runs in this process;
+ * the fleet, the consumers and the baselines run in child processes.
+ */
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { sql } from 'kysely'
+import type { Relay } from '../../src/relay.js'
+import { createPostgresDatabase } from '../../test/helpers/db.js'
+import { ensureCorpus, loadHostAccounts } from '../corpus/corpus.js'
+import type { CorpusParams } from '../corpus/params.js'
+import type { FloorResult } from './floor.js'
+import { loadAverage, machineCpu, processCpu } from './machine.js'
+import { CpuProfiler, type ProfileSummary } from './profile.js'
+import { addHosts, ingestCounts, relayWsUrl, startBenchRelay } from './relay-under-test.js'
+import { ChildRpc, runJsonChild } from './rpc.js'
+
+export type Log = (message: string) => void
+
+interface FleetReady {
+  plcUrl: string
+  hosts: { hostname: string; wsUrl: string; frames: number }[]
+  totalFrames: number
+}
+
+async function startFleet(params: Partial<CorpusParams>, totalRate: number, log: Log): Promise<{ rpc: ChildRpc; ready: FleetReady }> {
+  const rpc = await ChildRpc.start({ script: 'bench/suite/fleet-child.ts', args: [JSON.stringify({ params, totalRate })], log })
+  return { rpc, ready: rpc.ready as unknown as FleetReady }
+}
+
+/** A relay on a fresh database of `kind`, with the fleet's PLC; everything is torn down after `fn`. */
+async function withRelay<T>(kind: 'postgres' | 'pglite', plcUrl: string, fn: (relay: Relay) => Promise<T>, env?: Record<string, string>): Promise<T> {
+  const pgdb = kind === 'postgres' ? await createPostgresDatabase() : null
+  const dataDir = kind === 'pglite' ? mkdtempSync(join(tmpdir(), 'atrelay-bench-pglite-')) : undefined
+  let relay: Relay | undefined
+  try {
+    relay = await startBenchRelay({ ...(pgdb ? { databaseUrl: pgdb.url } : { dataDir }), plcUrl, ...(env ? { env } : {}) })
+    return await fn(relay)
+  } finally {
+    await relay?.stop()
+    await pgdb?.drop()
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true })
+  }
+}
+
+// ------------------------------------------------------------------ (e) floor
+
+export interface FloorPhase extends FloorResult {
+  loadAvg: [number, number, number]
+}
+
+export async function runFloor(params: Partial<CorpusParams>, log: Log): Promise<FloorPhase> {
+  const loadAvg = loadAverage()
+  const r = await runJsonChild<FloorResult>({ script: 'bench/suite/floor.ts', args: [JSON.stringify(params)], timeoutMs: 300_000, log })
+  return { ...r, loadAvg }
+}
+
+// -------------------------------------------------------------- (e) reference
+
+export interface ReferenceResult {
+  loadAvg: [number, number, number]
+  host: string
+  syncVersion: string
+  frames: number
+  complete: boolean
+  events: number
+  errors: number
+  errorSamples: string[]
+  seconds: number
+  framesPerSec: number
+  cpuSeconds: number
+  framesPerCpuSecond: number
+}
+
+export async function runReference(params: Partial<CorpusParams>, timeoutMs: number, log: Log): Promise<ReferenceResult> {
+  const loadAvg = loadAverage()
+  const corpus = await ensureCorpus({ params })
+  const fleet = await startFleet(params, 0, log)
+  try {
+    const host = fleet.ready.hosts[0]!
+    const dids = loadHostAccounts(corpus, corpus.manifest.hosts[0]!).map((a) => a.did)
+    const r = await runJsonChild<Omit<ReferenceResult, 'loadAvg' | 'host'>>({
+      script: 'bench/suite/reference.mjs',
+      args: [JSON.stringify({ wsUrl: host.wsUrl, plcUrl: fleet.ready.plcUrl, frames: host.frames, dids, timeoutMs })],
+      timeoutMs: timeoutMs + 60_000,
+      log,
+    })
+    return { ...r, loadAvg, host: host.hostname }
+  } finally {
+    await fleet.rpc.stop()
+  }
+}
+
+// ------------------------------------------------------------------ (a) ingest
+
+export interface Sample {
+  t: number
+  /** events running / waiting in ingest, waiting in the sequencer */
+  inFlight?: number
+  queued?: number
+  seqQueued?: number
+  seq: number
+  handled: number
+  cpu: number
+  machineBusy: number
+  rss: number
+}
+
+export interface WindowStats {
+  fromS: number
+  toS: number
+  events: number
+  eventsPerSec: number
+  /** relay process CPU cores used (CPU s / wall s) */
+  relayCores: number
+  /** all cores busy on the machine (everything: relay, Postgres, fleet, other users) */
+  machineCores: number
+}
+
+export interface IngestResult {
+  storage: 'postgres' | 'pglite'
+  loadAvg: [number, number, number]
+  totalFrames: number
+  completed: boolean
+  seconds: number
+  accepted: number
+  dropped: number
+  droppedByReason: Record<string, number>
+  storedEvents: number
+  steady: WindowStats
+  overallEventsPerSec: number
+  peakRssMB: number
+  startRssMB: number
+  profile?: ProfileSummary
+  profileWindow?: WindowStats
+  /** Where the relay waits, from its own metrics and sampled gauges (whole run). */
+  internals: {
+    commitMs: number
+    batchEvents: number
+    verifyMs: number
+    avgInFlight: number
+    avgQueued: number
+    avgSequencerQueued: number
+  }
+  extra?: Record<string, unknown>
+}
+
+/** Mean of a prom-client histogram (sum / count), NaN when empty. */
+async function histogramMean(relay: Relay, name: string): Promise<number> {
+  const metric = relay.registry.getSingleMetric(name)
+  if (!metric) return NaN
+  let sum = 0
+  let count = 0
+  for (const v of (await metric.get()).values) {
+    const n = (v as { metricName?: string }).metricName ?? ''
+    if (n.endsWith('_sum')) sum += v.value
+    else if (n.endsWith('_count')) count += v.value
+  }
+  return count > 0 ? sum / count : NaN
+}
+
+function average(samples: Sample[], pick: (s: Sample) => number | undefined): number {
+  const xs = samples.map(pick).filter((x): x is number => x !== undefined)
+  return xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN
+}
+
+function windowBetween(samples: Sample[], a: Sample, b: Sample): WindowStats {
+  void samples
+  const dt = b.t - a.t
+  return {
+    fromS: a.t,
+    toS: b.t,
+    events: b.seq - a.seq,
+    eventsPerSec: dt > 0 ? (b.seq - a.seq) / dt : 0,
+    relayCores: dt > 0 ? (b.cpu - a.cpu) / dt : 0,
+    machineCores: dt > 0 ? (b.machineBusy - a.machineBusy) / dt : 0,
+  }
+}
+
+function firstAtLeast(samples: Sample[], handled: number): Sample {
+  return samples.find((s) => s.handled >= handled) ?? samples[samples.length - 1]!
+}
+
+export interface IngestOptions {
+  kind: 'postgres' | 'pglite'
+  params: Partial<CorpusParams>
+  deadlineMs: number
+  /** Profile the relay between 55 % and 95 % of the corpus (the rate is then measured over 10–55 %). */
+  profileFile?: string
+  /** Runs after the relay started and before hosts are added (seeding, cache warming). */
+  beforeHosts?: (relay: Relay) => Promise<Record<string, unknown>>
+  log: Log
+}
+
+/** The fleet offers every frame as fast as the relay reads; accepted events/s at the sequencer. */
+export async function runIngest(o: IngestOptions): Promise<IngestResult> {
+  const loadAvg = loadAverage()
+  const fleet = await startFleet(o.params, 0, o.log)
+  try {
+    return await withRelay(o.kind, fleet.ready.plcUrl, async (relay) => {
+      const extra = o.beforeHosts ? await o.beforeHosts(relay) : undefined
+      const hosts = fleet.ready.hosts.map((h) => h.hostname)
+      const total = fleet.ready.totalFrames
+      const samples: Sample[] = []
+      const t0 = performance.now()
+      const sample = (): Sample => {
+        const c = ingestCounts(relay, hosts)
+        const s: Sample = {
+          t: (performance.now() - t0) / 1000,
+          seq: relay.sequencer.currentSeq(),
+          handled: c.accepted + c.dropped,
+          cpu: processCpu(),
+          machineBusy: machineCpu().busy,
+          rss: process.memoryUsage.rss(),
+          inFlight: relay.ingest.inFlight,
+          queued: relay.ingest.queued,
+          seqQueued: relay.sequencer.queuedEvents(),
+        }
+        samples.push(s)
+        return s
+      }
+      const startRss = process.memoryUsage.rss()
+      sample()
+      await addHosts(relay, hosts)
+      const profiler = o.profileFile ? new CpuProfiler() : null
+      let profiling: 'before' | 'on' | 'done' = 'before'
+      let profile: ProfileSummary | undefined
+      let lastLog = 0
+      for (;;) {
+        await sleep(100)
+        const s = sample()
+        if (profiler && profiling === 'before' && s.handled >= 0.55 * total) {
+          await profiler.start()
+          profiling = 'on'
+        } else if (profiler && profiling === 'on' && s.handled >= 0.95 * total) {
+          profile = await profiler.stop(o.profileFile!)
+          profiling = 'done'
+        }
+        if (s.t - lastLog >= 5) {
+          lastLog = s.t
+          o.log(`    ${o.kind}: ${s.handled}/${total} handled, seq ${s.seq}, ${s.t.toFixed(0)} s`)
+        }
+        if (s.handled >= total || performance.now() - t0 > o.deadlineMs) break
+      }
+      if (profiler && profiling === 'on') profile = await profiler.stop(o.profileFile!)
+      const last = samples[samples.length - 1]!
+      const counts = ingestCounts(relay, hosts)
+      const stored = await sql<{ n: number }>`select count(*)::int as n from event`.execute(relay.storage.db)
+      const steady = o.profileFile
+        ? windowBetween(samples, firstAtLeast(samples, 0.1 * total), firstAtLeast(samples, 0.55 * total))
+        : windowBetween(samples, firstAtLeast(samples, 0.1 * total), firstAtLeast(samples, 0.9 * total))
+      const firstEvent = samples.find((s) => s.seq > 0) ?? samples[0]!
+      const result: IngestResult = {
+        storage: o.kind,
+        loadAvg,
+        totalFrames: total,
+        completed: last.handled >= total,
+        seconds: last.t,
+        accepted: counts.accepted,
+        dropped: counts.dropped,
+        droppedByReason: counts.droppedByReason,
+        storedEvents: stored.rows[0]?.n ?? -1,
+        steady,
+        overallEventsPerSec: last.t > firstEvent.t ? (last.seq - firstEvent.seq) / (last.t - firstEvent.t) : 0,
+        peakRssMB: Math.max(...samples.map((s) => s.rss)) / 2 ** 20,
+        startRssMB: startRss / 2 ** 20,
+        internals: {
+          commitMs: (await histogramMean(relay, 'relay_sequencer_commit_seconds')) * 1000,
+          batchEvents: await histogramMean(relay, 'relay_sequencer_batch_events'),
+          verifyMs: (await histogramMean(relay, 'relay_ingest_verify_seconds')) * 1000,
+          avgInFlight: average(samples, (s) => s.inFlight),
+          avgQueued: average(samples, (s) => s.queued),
+          avgSequencerQueued: average(samples, (s) => s.seqQueued),
+        },
+      }
+      if (profile) {
+        result.profile = profile
+        result.profileWindow = windowBetween(samples, firstAtLeast(samples, 0.55 * total), firstAtLeast(samples, 0.95 * total))
+      }
+      if (extra) result.extra = extra
+      return result
+    })
+  } finally {
+    await fleet.rpc.stop()
+  }
+}
+
+// ---------------------------------------------------------------- (b) latency
+
+export interface LatencyResult {
+  loadAvg: [number, number, number]
+  offeredPerSec: number
+  window: WindowStats
+  count: number
+  p50: number
+  p90: number
+  p99: number
+  max: number
+  mean: number
+  probe: { received: number; matched: number; unmatched: number; other: number; errors: string[] }
+  dropped: Record<string, number>
+}
+
+export async function runLatency(o: { params: Partial<CorpusParams>; rate: number; warmMs: number; windowMs: number; log: Log }): Promise<LatencyResult> {
+  const loadAvg = loadAverage()
+  const fleet = await startFleet(o.params, o.rate, o.log)
+  try {
+    return await withRelay('postgres', fleet.ready.plcUrl, async (relay) => {
+      const hosts = fleet.ready.hosts.map((h) => h.hostname)
+      const total = fleet.ready.totalFrames
+      await fleet.rpc.call('probe', { url: relayWsUrl(relay) })
+      await addHosts(relay, hosts)
+      const t0 = performance.now()
+      const at = (): Sample => {
+        const c = ingestCounts(relay, hosts)
+        return { t: (performance.now() - t0) / 1000, seq: relay.sequencer.currentSeq(), handled: c.accepted + c.dropped, cpu: processCpu(), machineBusy: machineCpu().busy, rss: 0 }
+      }
+      const waitFor = async (ms: number) => {
+        const end = performance.now() + ms
+        while (performance.now() < end && at().handled < total) await sleep(50)
+      }
+      await waitFor(o.warmMs)
+      await fleet.rpc.call('record', { on: true })
+      const a = at()
+      await waitFor(o.windowMs)
+      const b = at()
+      await fleet.rpc.call('record', { on: false })
+      const lat = await fleet.rpc.call<Omit<LatencyResult, 'loadAvg' | 'offeredPerSec' | 'window' | 'dropped'>>('latency')
+      return { loadAvg, offeredPerSec: o.rate, window: windowBetween([], a, b), ...lat, dropped: ingestCounts(relay, hosts).droppedByReason }
+    })
+  } finally {
+    await fleet.rpc.stop()
+  }
+}
+
+// ---------------------------------------------------------------- (c) fan-out
+
+export interface FanoutStep {
+  consumers: number
+  window: WindowStats
+  relayCpuSeconds: number
+  /** relay CPU per event (µs), all consumers included */
+  usPerEvent: number
+  /** relay CPU per event per consumer (µs): total / (events × consumers) */
+  usPerEventPerConsumer: number
+  /** (per-event CPU with N consumers − with none) / N (µs) */
+  marginalUsPerEventPerConsumer: number
+  messagesDelivered: number
+  expectedMessages: number
+  consumerChildCores: number
+}
+
+export interface FanoutResult {
+  loadAvg: [number, number, number]
+  offeredPerSec: number
+  steps: FanoutStep[]
+  consumersOpenAtEnd: number
+  consumersClosed: (number | null)[]
+  errorFrames: number
+  cutOff: Record<string, number>
+}
+
+interface ConsumerStats {
+  consumers: number
+  open: number
+  closed: (number | null)[]
+  errorFrames: number
+  totalMessages: number
+  cpu: { user: number; system: number }
+}
+
+export async function runFanout(o: { params: Partial<CorpusParams>; rate: number; counts: number[]; warmMs: number; windowMs: number; log: Log }): Promise<FanoutResult> {
+  const loadAvg = loadAverage()
+  const fleet = await startFleet(o.params, o.rate, o.log)
+  const consumers = await ChildRpc.start({ script: 'bench/suite/consumers-child.ts', log: o.log })
+  try {
+    return await withRelay('postgres', fleet.ready.plcUrl, async (relay) => {
+      const hosts = fleet.ready.hosts.map((h) => h.hostname)
+      await addHosts(relay, hosts)
+      await sleep(o.warmMs)
+      const steps: FanoutStep[] = []
+      let base = 0
+      for (const n of [0, ...o.counts]) {
+        const have = steps.length ? steps[steps.length - 1]!.consumers : 0
+        if (n > have) {
+          await consumers.call('connect', { url: relayWsUrl(relay), count: n - have })
+          await sleep(500)
+        }
+        const c0 = await consumers.call<ConsumerStats>('stats')
+        const seq0 = relay.sequencer.currentSeq()
+        const cpu0 = processCpu()
+        const m0 = machineCpu().busy
+        const t0 = performance.now()
+        await sleep(o.windowMs)
+        const seq1 = relay.sequencer.currentSeq()
+        const cpu1 = processCpu()
+        const dt = (performance.now() - t0) / 1000
+        const m1 = machineCpu().busy
+        await sleep(200) // let in-flight messages land before counting them
+        const c1 = await consumers.call<ConsumerStats>('stats')
+        const events = seq1 - seq0
+        const cpu = cpu1 - cpu0
+        const usPerEvent = events > 0 ? (cpu * 1e6) / events : NaN
+        if (n === 0) base = usPerEvent
+        const childCpu = (c1.cpu.user + c1.cpu.system - c0.cpu.user - c0.cpu.system) / 1e6
+        steps.push({
+          consumers: n,
+          window: { fromS: 0, toS: dt, events, eventsPerSec: events / dt, relayCores: cpu / dt, machineCores: (m1 - m0) / dt },
+          relayCpuSeconds: cpu,
+          usPerEvent,
+          usPerEventPerConsumer: n > 0 ? usPerEvent / n : NaN,
+          marginalUsPerEventPerConsumer: n > 0 ? (usPerEvent - base) / n : NaN,
+          messagesDelivered: c1.totalMessages - c0.totalMessages,
+          expectedMessages: events * n,
+          consumerChildCores: childCpu / dt,
+        })
+        o.log(`    ${n} consumers: ${events} events in ${dt.toFixed(1)} s, relay ${(cpu / dt).toFixed(2)} cores, ${usPerEvent.toFixed(0)} µs/event`)
+      }
+      const end = await consumers.call<ConsumerStats>('stats')
+      const cutOff: Record<string, number> = {}
+      const metric = relay.registry.getSingleMetric('relay_firehose_consumers_cut_off_total')
+      if (metric) for (const v of (await metric.get()).values) cutOff[String(v.labels.reason)] = v.value
+      return { loadAvg, offeredPerSec: o.rate, steps, consumersOpenAtEnd: end.open, consumersClosed: end.closed, errorFrames: end.errorFrames, cutOff }
+    })
+  } finally {
+    await consumers.stop()
+    await fleet.rpc.stop()
+  }
+}

@@ -1,0 +1,73 @@
+/**
+ * The relay as the benchmarks run it: in this process, loopback only (DNS
+ * answers only `localhost`, TXT lookups never leave the process), limits that
+ * do not throttle a fleet of localhost hosts, logs at warn on stderr.
+ */
+import { pino } from 'pino'
+import { loadConfig } from '../../src/config.js'
+import type { AddressLookup, TxtLookup } from '../../src/identity/index.js'
+import { startRelay, type Relay } from '../../src/relay.js'
+
+const loopbackLookup: AddressLookup = async (hostname) => {
+  if (hostname === 'localhost' || hostname === '127.0.0.1') return [{ address: '127.0.0.1', family: 4 }]
+  throw Object.assign(new Error(`bench DNS: ${hostname} does not exist`), { code: 'ENOTFOUND' })
+}
+const noTxt: TxtLookup = async (name) => {
+  throw Object.assign(new Error(`bench DNS: no TXT for ${name}`), { code: 'ENOTFOUND' })
+}
+
+export interface BenchRelayOptions {
+  /** Postgres URL; absent: PGlite in `dataDir`. */
+  databaseUrl?: string
+  dataDir?: string
+  plcUrl: string
+  env?: Record<string, string>
+}
+
+export async function startBenchRelay(opts: BenchRelayOptions): Promise<Relay> {
+  const config = loadConfig({
+    ...(opts.databaseUrl ? { DATABASE_URL: opts.databaseUrl } : { RELAY_DATA_DIR: opts.dataDir ?? 'memory://' }),
+    RELAY_API_LISTEN: '127.0.0.1:0',
+    RELAY_METRICS_LISTEN: '127.0.0.1:0',
+    RELAY_ALLOW_INSECURE_HOSTS: 'true',
+    RELAY_PLC_URL: opts.plcUrl,
+    RELAY_ADMIN_PASSWORD: 'bench',
+    // Every fake host is an untrusted localhost:<port>; its rate limits scale with the account limit.
+    RELAY_DEFAULT_ACCOUNT_LIMIT: '1000000000',
+    RELAY_NEW_HOSTS_PER_DAY: '10000',
+    LOG_LEVEL: 'warn',
+    ...opts.env,
+  })
+  const logger = pino({ level: config.logLevel, base: { service: 'atrelay-bench' } }, pino.destination(2))
+  return startRelay(config, logger, { addressLookup: loopbackLookup, txtLookup: noTxt })
+}
+
+export interface IngestCounts {
+  received: number
+  accepted: number
+  dropped: number
+  droppedByReason: Record<string, number>
+}
+
+export function ingestCounts(relay: Relay, hostnames: readonly string[]): IngestCounts {
+  const out: IngestCounts = { received: 0, accepted: 0, dropped: 0, droppedByReason: {} }
+  for (const h of hostnames) {
+    const s = relay.stats.snapshot(h)
+    out.received += s.received
+    out.accepted += s.accepted
+    for (const [reason, n] of Object.entries(s.dropped)) {
+      out.dropped += n
+      out.droppedByReason[reason] = (out.droppedByReason[reason] ?? 0) + n
+    }
+  }
+  return out
+}
+
+export async function addHosts(relay: Relay, hostnames: readonly string[]): Promise<void> {
+  // Throws (XrpcError) when a host is refused.
+  for (const h of hostnames) await relay.crawler.addHost(h)
+}
+
+export function relayWsUrl(relay: Relay): string {
+  return `ws://127.0.0.1:${relay.apiAddress.port}/xrpc/com.atproto.sync.subscribeRepos`
+}
