@@ -134,7 +134,11 @@ it('the lag gauge labels only the laggiest hosts; the maximum covers all', async
   const registry = new Registry()
   const stats = new HostStats(registry)
   const now = Date.now()
-  const conns = Array.from({ length: 5 }, (_, i) => ({ hostname: `pds${i}.example.com`, state: 'open', connectedSince: new Date(now - 3_600_000).toISOString() }))
+  const conns: { hostname: string; state: string; connectedSince: string | null }[] = Array.from({ length: 5 }, (_, i) => ({
+    hostname: `pds${i}.example.com`,
+    state: 'open',
+    connectedSince: new Date(now - 3_600_000).toISOString(),
+  }))
   conns.push({ hostname: 'dialling.example.com', state: 'connecting', connectedSince: null })
   for (const c of conns.slice(0, 4)) stats.received(c.hostname, 'commit') // pds4 never sent: counted from its connection time
   registerHostLagMetrics({ crawler: { connections: () => conns }, stats, registry, maxHosts: 2, now: () => now + 10_000 })
