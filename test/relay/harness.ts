@@ -7,7 +7,7 @@ import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import WebSocket from 'ws'
 import { decodeFrame } from '../../src/atproto/frame.js'
-import { loadConfig } from '../../src/config.js'
+import { loadConfig, type LogLevel } from '../../src/config.js'
 import type { AddressLookup, TxtLookup } from '../../src/identity/index.js'
 import { createLogger } from '../../src/logger.js'
 import { startRelay, type Relay } from '../../src/relay.js'
@@ -48,7 +48,8 @@ export async function startTestRelay(opts: TestRelayOptions): Promise<Relay> {
     RELAY_LENIENT: opts.lenient ? 'true' : 'false',
     ...opts.env,
   })
-  return startRelay(config, createLogger('silent'), {
+  // RELAY_TEST_LOG=debug shows the relay's own logs when a test needs explaining.
+  return startRelay(config, createLogger((process.env.RELAY_TEST_LOG as LogLevel | undefined) ?? 'silent'), {
     backoff: { baseMs: 50, maxMs: 500 },
     maxBatchDelayMs: 5,
     addressLookup: loopbackLookup,
