@@ -4,6 +4,15 @@
  */
 import type { Socket } from 'node:net'
 import type WebSocket from 'ws'
+import type { LoggedEvent } from '../sequencer/event-log.js'
+
+/** One page read from the event log for a catching-up consumer. */
+export interface LogPage {
+  afterSeq: number
+  rows: LoggedEvent[]
+  /** The committed seq when the read started: every event up to it that is still retained is in (or before) `rows`. */
+  headBefore: number
+}
 
 export type ConsumerState = 'catchup' | 'live' | 'closed'
 
@@ -34,6 +43,8 @@ export class Consumer {
   bytesSent = 0
   lastWriteAt = Date.now()
   awaitingPong = false
+  /** The next page of the log, read ahead while the previous one drains. */
+  prefetch: Promise<LogPage> | undefined
   readonly connectedAt = new Date()
 
   constructor(

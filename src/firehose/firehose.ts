@@ -19,7 +19,7 @@ import WebSocket, { WebSocketServer } from 'ws'
 import { encodeErrorFrame, encodeInfoFrame } from '../atproto/frame.js'
 import type { LoggedEvent } from '../sequencer/event-log.js'
 import type { CommittedEvent, CommittedEventSource } from '../sequencer/types.js'
-import { Consumer, type ConsumerInfo } from './consumer.js'
+import { Consumer, type ConsumerInfo, type LogPage } from './consumer.js'
 import { rejectUpgrade } from './http-reject.js'
 import { FrameRing, wsFrame, wsFrameParts, type RingEntry } from './ring.js'
 import { Semaphore } from './semaphore.js'
@@ -57,6 +57,7 @@ export type CutOffReason = 'too_slow' | 'future_cursor' | 'unresponsive' | 'erro
 
 const CURSOR_PATTERN = /^\d+$/
 
+
 export class Firehose {
   private readonly source: CommittedEventSource
   private readonly log: ReplaySource
@@ -87,7 +88,7 @@ export class Firehose {
     this.maxLag = opts.maxConsumerLag
     this.highWater = opts.highWaterBytes ?? 1 << 20
     this.pingIntervalMs = opts.pingIntervalMs ?? 30_000
-    this.pageSize = opts.replayPageSize ?? 500
+    this.pageSize = opts.replayPageSize ?? 1000
     this.closeGraceMs = opts.closeGraceMs ?? 2_000
     this.logReads = new Semaphore(opts.maxConcurrentLogReads ?? 2)
     this.logger = opts.logger
@@ -352,13 +353,12 @@ export class Firehose {
   }
 
   private async sendFromLog(c: Consumer): Promise<void> {
-    let headBefore = 0
-    const rows = await this.withLogRead(() => {
-      // Every event up to here is committed, so the read below sees it (if it is still retained).
-      headBefore = this.source.currentSeq()
-      return this.log.readRange(c.lastSent, this.pageSize)
-    })
+    const pending = c.prefetch ?? this.readPage(c.lastSent)
+    c.prefetch = undefined
+    const { afterSeq, rows, headBefore } = await pending
     if (c.state !== 'catchup') return
+    // A prefetched page that no longer starts where the consumer is (it was served from the ring meanwhile).
+    if (afterSeq !== c.lastSent) return
     if (rows.length === 0) {
       c.lastSent = Math.max(c.lastSent, headBefore)
       return
@@ -377,6 +377,21 @@ export class Firehose {
     }
     c.socket.uncork()
     this.count(c, events, bytes)
+    // Read the next page while this one drains to the socket.
+    if (rows.length === this.pageSize && c.lastSent < this.ring.floor) {
+      const next = this.readPage(c.lastSent)
+      next.catch(() => undefined) // awaited (and reported) by the next round
+      c.prefetch = next
+    }
+  }
+
+  private readPage(afterSeq: number): Promise<LogPage> {
+    return this.withLogRead(async () => {
+      // Every event up to here is committed, so the read below sees it (if it is still retained).
+      const headBefore = this.source.currentSeq()
+      const rows = await this.log.readRange(afterSeq, this.pageSize)
+      return { afterSeq, rows, headBefore }
+    })
   }
 
   private async withLogRead<T>(fn: () => Promise<T>): Promise<T> {
