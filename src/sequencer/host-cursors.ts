@@ -86,6 +86,25 @@ class HostTrack {
 
 export class HostCursorTracker {
   private readonly hosts = new Map<number, HostTrack>()
+  /**
+   * Per host: seqs of the sequence before the last reset that were still in
+   * flight then. Their late calls must not count towards the new sequence
+   * (an old seq finishing would drag the cursor back above every new one).
+   */
+  private readonly retired = new Map<number, Set<number>>()
+
+  /** True when `seq` is an event of the old sequence (its begin came before the reset); finishing it forgets it. */
+  private isRetired(hostId: number, seq: number, finished: boolean): boolean {
+    const old = this.retired.get(hostId)
+    if (old === undefined || !old.has(seq)) return false
+    // A new event with the same seq already being tracked is the new sequence's.
+    if (this.hosts.get(hostId)?.find(seq) !== undefined) return false
+    if (finished) {
+      old.delete(seq)
+      if (old.size === 0) this.retired.delete(hostId)
+    }
+    return true
+  }
 
   private track(hostId: number): HostTrack {
     let t = this.hosts.get(hostId)
@@ -98,6 +117,7 @@ export class HostCursorTracker {
 
   /** Ingest started processing upstream `seq` of `hostId`. */
   begin(hostId: number, seq: number): void {
+    if (this.isRetired(hostId, seq, false)) return
     const t = this.track(hostId)
     if (seq <= t.cursor) return
     if (t.find(seq) === undefined) t.upsert(seq, 'pending')
@@ -105,6 +125,7 @@ export class HostCursorTracker {
 
   /** The event was dropped on purpose: it counts as handled now. */
   handled(hostId: number, seq: number): void {
+    if (this.isRetired(hostId, seq, true)) return
     const t = this.track(hostId)
     if (seq <= t.cursor) return
     t.upsert(seq, 'done')
@@ -113,6 +134,7 @@ export class HostCursorTracker {
 
   /** The event went into a batch that is being committed. */
   committing(hostId: number, seq: number): void {
+    if (this.isRetired(hostId, seq, false)) return
     const t = this.track(hostId)
     if (seq <= t.cursor) return
     t.upsert(seq, 'committing')
@@ -120,6 +142,7 @@ export class HostCursorTracker {
 
   /** The batch holding these upstream seqs committed. */
   committed(hostId: number, seq: number): void {
+    if (this.isRetired(hostId, seq, true)) return
     const t = this.hosts.get(hostId)
     if (t === undefined || seq <= t.cursor) return
     const e = t.find(seq)
@@ -168,6 +191,14 @@ export class HostCursorTracker {
    * and the crawler starts over from a new cursor.
    */
   reset(hostId: number): void {
+    const t = this.hosts.get(hostId)
     this.hosts.delete(hostId)
+    if (t === undefined) return
+    const old = this.retired.get(hostId) ?? new Set<number>()
+    for (let i = t.head; i < t.entries.length; i++) {
+      const e = t.entries[i] as Entry
+      if (e.state !== 'done') old.add(e.seq)
+    }
+    if (old.size > 0) this.retired.set(hostId, old)
   }
 }

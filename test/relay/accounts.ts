@@ -8,9 +8,8 @@ import { expect } from 'vitest'
 import type { Relay } from '../../src/relay.js'
 import { FakePds } from '../helpers/fake-pds.js'
 import type { PdsEvent } from '../helpers/frames.js'
-import type { LoopbackPlc } from '../helpers/loopback-plc.js'
 import { TestAccount } from '../helpers/repo-builder.js'
-import { linkOf, requestCrawl, waitUntil, type FirehoseReader, type OutEvent } from './harness.js'
+import { didDocument, linkOf, requestCrawl, waitUntil, type DidDocServer, type FirehoseReader, type OutEvent } from './harness.js'
 
 /** What identifies an event in the output: type plus the field that tells two of a kind apart. */
 export function keyOfEvent(t: string, body: Record<string, unknown>): string {
@@ -86,9 +85,24 @@ export interface TestHost {
  * A fake host with `count` accounts registered in the PLC (PDS = the host),
  * crawled by the relay and connected; genesis events published unless told not to.
  */
+/** Where a host's accounts get their DID documents: the loopback PLC, or a `DidDocServer` via `servedBy`. */
+export interface DidRegistry {
+  register(account: TestAccount): Promise<void>
+}
+
+/** Serves an account's document (current key, handle and PDS) from a `DidDocServer`. */
+export function servedBy(docs: DidDocServer): DidRegistry {
+  return {
+    async register(account) {
+      const key = { type: 'Multikey', publicKeyMultibase: account.signingKey.did().replace(/^did:key:/, '') }
+      docs.docs.set(account.did, didDocument(account.did, account.handle, key, account.pdsUrl))
+    },
+  }
+}
+
 export async function startHost(
   relay: Relay,
-  plc: LoopbackPlc,
+  plc: DidRegistry,
   handles: Map<string, string>,
   ledger: Ledger,
   opts: { accounts?: number; genesis?: boolean } = {},

@@ -198,6 +198,8 @@ export function linkOf(value: unknown): string | undefined {
  */
 export class DidDocServer {
   readonly docs = new Map<string, unknown>()
+  /** DID → milliseconds to wait before answering (a slow directory). */
+  readonly delays = new Map<string, number>()
   requests = 0
 
   private constructor(
@@ -217,8 +219,13 @@ export class DidDocServer {
       const did = decodeURIComponent((req.url ?? '/').slice(1))
       const doc = s.docs.get(did)
       const text = doc === undefined ? JSON.stringify({ message: `DID not registered: ${did}` }) : JSON.stringify(doc)
-      res.writeHead(doc === undefined ? 404 : 200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) })
-      res.end(text)
+      const answer = () => {
+        res.writeHead(doc === undefined ? 404 : 200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) })
+        res.end(text)
+      }
+      const delay = s.delays.get(did) ?? 0
+      if (delay > 0) setTimeout(answer, delay).unref()
+      else answer()
     })
     return s
   }
