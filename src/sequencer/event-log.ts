@@ -139,19 +139,18 @@ export class EventLog {
   }
 
   /**
-   * Makes sure partitions cover every seq up to `seq`, plus half a partition
-   * ahead, so inserts never hit a missing partition. Cheap when already covered.
+   * Makes sure partitions cover every seq in [fromSeq, toSeq], plus half a
+   * partition ahead, so inserts never hit a missing partition. Cheap when already covered.
    */
-  async ensurePartitions(seq: number): Promise<void> {
-    const target = seq + Math.ceil(this.partitionSize / 2)
+  async ensurePartitions(fromSeq: number, toSeq: number = fromSeq): Promise<void> {
+    const target = toSeq + Math.ceil(this.partitionSize / 2)
     if (this.partitionsLoaded && target < this.coveredUpTo) return
     const existing = await this.partitions()
     this.partitionsLoaded = true
     const last = existing[existing.length - 1]
-    let next = last === undefined ? this.alignDown(seq) : last.end
-    // A gap below `seq` with no partition (e.g. a higher initial seq on an old database):
-    // start at seq's own aligned partition rather than filling the gap.
-    if (next <= seq && this.alignDown(seq) > next) next = this.alignDown(seq)
+    // Seqs below fromSeq are never written again: a gap below it (e.g. a raised
+    // initial seq) is left without partitions instead of being filled.
+    let next = Math.max(last?.end ?? Number.NEGATIVE_INFINITY, this.alignDown(fromSeq))
     while (next <= target) {
       const end = this.alignDown(next) + this.partitionSize
       await this.createPartition(next, end)

@@ -309,8 +309,9 @@ export class Sequencer implements CommittedEventSource {
   }
 
   private async commitBatch(batch: Pending[]): Promise<void> {
+    const first = batch[0]
     const last = batch[batch.length - 1]
-    if (last !== undefined) await this.eventLog.ensurePartitions(last.seq)
+    if (first !== undefined && last !== undefined) await this.eventLog.ensurePartitions(first.seq, last.seq)
     for (const p of batch) {
       if (p.evt.upstream !== undefined) this.cursors.committing(p.evt.upstream.hostId, p.evt.upstream.seq)
     }
