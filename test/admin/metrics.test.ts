@@ -72,10 +72,14 @@ it('exposes the operator metrics after traffic', async () => {
   await waitFor('the post on the firehose', () => consumer.events.some((e) => e.body.rev === post.meta.rev))
 
   const host = pds.hostname
-  const { m, text } = await waitFor('the duplicate counted', async () => {
+  // 8 genesis events and the post twice: wait until every one is accepted or dropped.
+  const { m, text } = await waitFor('all 10 events accounted for', async () => {
     const s = await scrape()
-    return (sum(s.m, 'relay_events_dropped_total', { host, reason: 'duplicate' }) ?? 0) >= 1 ? s : undefined
+    const received = sum(s.m, 'relay_events_received_total', { host }) ?? 0
+    const done = (sum(s.m, 'relay_events_accepted_total', { host }) ?? 0) + (sum(s.m, 'relay_events_dropped_total', { host }) ?? 0)
+    return received >= 10 && done === received ? s : undefined
   })
+  expect(sum(m, 'relay_events_dropped_total', { host, reason: 'duplicate' })).toBeGreaterThanOrEqual(1)
 
   // Events by host and type; drops by host and reason.
   expect(sum(m, 'relay_events_received_total', { host })).toBeGreaterThanOrEqual(10)
