@@ -47,6 +47,8 @@ export interface ConsumerState {
 
 export interface Consumer {
   state: ConsumerState
+  /** The Firehose's subscription ended by itself (the server closed the socket cleanly). */
+  firehoseEnded(): boolean
   firehoseCursor(): number | null
   caughtUp(): boolean
   waitUntil(predicate: (s: ConsumerState) => boolean, timeoutMs?: number, label?: string): Promise<void>

@@ -45,6 +45,7 @@ export function startConsumer(opts) {
 
   if (opts.raw !== false) stoppers.push(startRawReader(service, startCursor, state, opts.onEvent))
   let runner
+  let firehoseEnded = false
   if (opts.firehose !== false) {
     const idResolver = new IdResolver({ plcUrl: opts.plcUrl, didCache: new MemoryCache(), fetch: globalThis.fetch })
     if (opts.handlePdsUrls) installLocalHandleResolver(idResolver, opts.handlePdsUrls)
@@ -72,15 +73,22 @@ export function startConsumer(opts) {
         opts.onEvent?.({ source: 'firehose-error', ...e })
       },
     })
-    void firehose.start()
+    // start() also returns (without error) when the server closes the socket cleanly, e.g. a
+    // relay shutting down with 1001: @atproto/sync 0.1.40 then neither reconnects nor resolves
+    // destroy(), so stop() waits for whichever comes first.
+    const started = firehose.start().finally(() => {
+      firehoseEnded = true
+    })
     stoppers.push(async () => {
-      await firehose.destroy()
+      await Promise.race([firehose.destroy(), started])
       await runner.destroy()
     })
   }
 
   return {
     state,
+    /** The Firehose's subscription ended by itself (the server closed the socket cleanly). */
+    firehoseEnded: () => firehoseEnded,
     /** Seq up to which the Firehose has fully processed (verified) events. */
     firehoseCursor: () => runner?.getCursor() ?? null,
     /** Both readers have processed everything the raw reader has seen so far. */

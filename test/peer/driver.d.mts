@@ -117,7 +117,7 @@ export declare function migrateAccount(
   from: PdsDriver,
   to: PdsDriver,
   account: Account,
-  opts?: { settle?: () => Promise<void> },
+  opts?: { settle?: () => Promise<void>; activated?: () => Promise<void> },
 ): Promise<{ account: Account; blobs: number; carBytes: number }>
 
 export interface ScenarioResult {
@@ -129,4 +129,9 @@ export interface ScenarioResult {
   drivers: PdsDriver[]
 }
 
-export declare function runScenario(peer: PeerInfo, hooks?: { settle?: () => Promise<void> }): Promise<ScenarioResult>
+export type ScenarioCheckpoint = 'accounts' | 'content' | 'edits' | 'lifecycle' | 'migrated'
+
+export declare function runScenario(
+  peer: PeerInfo,
+  hooks?: { settle?: () => Promise<void>; checkpoint?: (name: ScenarioCheckpoint, expect: Expectations) => Promise<void> },
+): Promise<ScenarioResult>

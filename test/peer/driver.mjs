@@ -348,10 +348,11 @@ export class PdsDriver {
  * blobs → PLC operation signed by the old PDS (email token) and submitted by the new one →
  * activate on the new PDS → deactivate on the old one.
  * `settle` (optional) is awaited just before the PLC operation changes the signing key, so
- * a live consumer can verify the old PDS's commits with the old key first.
+ * a live consumer can verify the old PDS's commits with the old key first. `activated`
+ * (optional) is awaited after the new PDS activated the account, before the old one deactivates it.
  * Returns the account as it now lives on `to`.
  */
-export async function migrateAccount(from, to, account, { settle } = {}) {
+export async function migrateAccount(from, to, account, { settle, activated } = {}) {
   const { did } = account
   const newServerDid = (await to.describeServer()).did
   const { token: serviceJwt } = await xrpc(from.url, 'com.atproto.server.getServiceAuth', {
@@ -406,6 +407,7 @@ export async function migrateAccount(from, to, account, { settle } = {}) {
   to.expect.add(to.index, did, '#identity', { handle: null })
 
   await to.activate(moved)
+  if (activated) await activated()
   await from.deactivate(account)
   return { account: moved, blobs, carBytes: car.byteLength }
 }
@@ -416,6 +418,10 @@ export async function migrateAccount(from, to, account, { settle } = {}) {
  * handle change; deactivate/activate; admin takedown and reversal; account deletion;
  * migration of one account (with a blob) from PDS 0 to PDS 1.
  * hooks.settle() is awaited before the migration's PLC operation (see migrateAccount).
+ * hooks.checkpoint(name, expect) (optional) is awaited between phases, in this order:
+ * 'accounts', 'content', 'edits', 'lifecycle' (before the account deletion), 'migrated' (the
+ * new PDS activated the moved account; the old one has not deactivated it yet), e.g. to restart
+ * a relay mid-scenario or let it catch up; `expect` holds the events expected so far.
  */
 export async function runScenario(peer, hooks = {}) {
   if (!peer.pds || peer.pds.length < 2) throw new Error('runScenario needs a peer with two PDSes')
@@ -423,11 +429,15 @@ export async function runScenario(peer, hooks = {}) {
   const [a, b] = peer.pds.map(
     (p, index) => new PdsDriver({ url: p.url, index, adminPassword: peer.adminPassword, controlUrl: peer.controlUrl, expect }),
   )
+  const checkpoint = async (name) => {
+    if (hooks.checkpoint) await hooks.checkpoint(name, expect)
+  }
   const tag = Math.random().toString(36).slice(2, 8)
   const alice = await a.createAccount({ handle: `alice-${tag}.test` })
   const bob = await a.createAccount({ handle: `bob-${tag}.test` })
   const carol = await b.createAccount({ handle: `carol-${tag}.test` })
   const dave = await b.createAccount({ handle: `dave-${tag}.test` })
+  await checkpoint('accounts')
 
   // Profile, posts, likes, follows, image.
   await a.putRecord(alice, 'app.bsky.actor.profile', 'self', { $type: 'app.bsky.actor.profile', displayName: 'Alice' })
@@ -439,6 +449,7 @@ export async function runScenario(peer, hooks = {}) {
   await b.follow(dave, alice.did)
   const img = await a.postWithImage(bob, 'a picture')
   await b.like(dave, img)
+  await checkpoint('content')
 
   // Update and delete.
   await a.putRecord(alice, 'app.bsky.actor.profile', 'self', { $type: 'app.bsky.actor.profile', displayName: 'Alice A.' })
@@ -451,6 +462,7 @@ export async function runScenario(peer, hooks = {}) {
     { action: 'create', collection: 'app.bsky.feed.post', value: { $type: 'app.bsky.feed.post', text: 'batch 2', createdAt: now } },
     { action: 'create', collection: 'app.bsky.graph.follow', value: { $type: 'app.bsky.graph.follow', subject: bob.did, createdAt: now } },
   ])
+  await checkpoint('edits')
 
   // Identity and account lifecycle.
   await b.updateHandle(carol, `carol2-${tag}.test`)
@@ -459,10 +471,11 @@ export async function runScenario(peer, hooks = {}) {
   await b.takedown(dave.did, true)
   await b.takedown(dave.did, false)
   await b.post(dave, 'back again')
+  await checkpoint('lifecycle')
   await b.deleteAccount(carol.did)
 
   // Migration: bob (who has an image blob) moves from PDS 0 to PDS 1, then writes there.
-  const migration = await migrateAccount(a, b, bob, { settle: hooks.settle })
+  const migration = await migrateAccount(a, b, bob, { settle: hooks.settle, activated: () => checkpoint('migrated') })
   const bobOnB = migration.account
   await b.post(bobOnB, 'bob, now on the second PDS')
 
