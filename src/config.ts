@@ -51,6 +51,7 @@ export interface Config {
   identityErrorTtlMs: number
   hostConcurrency: number
   adminUrl: string
+  eventPartitionSize: number
 }
 
 type Env = Record<string, string | undefined>
@@ -158,6 +159,7 @@ export const SETTINGS = [
   s({ env: 'RELAY_VERIFY_WORKERS', key: 'verifyWorkers', default: '0', doc: 'Verification worker threads; 0 verifies inline on the main thread.', parse: int(0, 64) }),
   s({ env: 'RELAY_INITIAL_SEQ', key: 'initialSeq', default: '1', doc: 'Floor for the relay seq (start above a relay being replaced).', parse: int(1, Number.MAX_SAFE_INTEGER) }),
   s({ env: 'RELAY_REPLAY_WINDOW', key: 'replayWindowMs', default: '72h', doc: 'How long events stay available for cursor replay.', parse: parseDuration }),
+  s({ env: 'RELAY_EVENT_PARTITION_SIZE', key: 'eventPartitionSize', default: '5000000', doc: 'Seqs per event-log partition; retention drops whole partitions, so small relays want smaller ones.', parse: int(1000, 1_000_000_000) }),
   s({ env: 'RELAY_CONSUMER_MAX_LAG', key: 'consumerMaxLag', default: '100000', doc: 'Events a live consumer may fall behind before ConsumerTooSlow.', parse: int(1, 100_000_000) }),
   s({ env: 'RELAY_MAX_FUTURE_REV', key: 'maxFutureRevMs', default: '5m', doc: 'How far in the future a commit rev may be.', parse: parseDuration }),
   s({ env: 'RELAY_IDENTITY_CACHE_SIZE', key: 'identityCacheSize', default: '250000', doc: 'DID documents kept in memory (LRU; the identity table keeps the rest).', parse: int(1, 100_000_000) }),

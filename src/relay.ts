@@ -100,6 +100,7 @@ export async function startRelay(config: Config, logger: Logger, overrides: Rela
       storage,
       initialSeq: config.initialSeq,
       replayWindowMs: config.replayWindowMs,
+      partitionSize: config.eventPartitionSize,
       ...(overrides.maxBatchDelayMs !== undefined ? { maxBatchDelayMs: overrides.maxBatchDelayMs } : {}),
       logger: logger.child({ system: 'sequencer' }),
       registry,
