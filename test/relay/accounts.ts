@@ -134,7 +134,11 @@ export function post(account: TestAccount) {
 }
 
 /** The well-behaved host keeps committing (round robin over its accounts) until stopped. */
-export function streamCommits(host: TestHost, ledger: Ledger, opts: { intervalMs?: number; min?: number; max?: number } = {}): { stop(): Promise<number> } {
+export function streamCommits(
+  host: TestHost,
+  ledger: Ledger,
+  opts: { intervalMs?: number; min?: number; max?: number; /** every 3rd event an #identity or #account instead of a commit */ mixed?: boolean } = {},
+): { stop(): Promise<number> } {
   let running = true
   let published = 0
   const min = opts.min ?? 4
@@ -142,7 +146,9 @@ export function streamCommits(host: TestHost, ledger: Ledger, opts: { intervalMs
   const loop = (async () => {
     while ((running || published < min) && published < max) {
       const account = host.accounts[published % host.accounts.length]!
-      ledger.publish(host.pds, await post(account))
+      const turn = Math.floor(published / host.accounts.length)
+      if (opts.mixed && turn % 3 === 1) ledger.publish(host.pds, turn % 2 === 0 ? account.identityEvent() : account.accountEvent(true))
+      else ledger.publish(host.pds, await post(account))
       published++
       await new Promise((r) => setTimeout(r, opts.intervalMs ?? 30))
     }

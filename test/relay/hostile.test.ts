@@ -7,7 +7,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import type { Relay } from '../../src/relay.js'
 import { createPostgresDatabase } from '../helpers/db.js'
-import { encodeEventFrame } from '../helpers/frames.js'
+import { encodeEventFrame, encodeInfoFrame } from '../helpers/frames.js'
 import {
   forgedSignatureCommit,
   futureRevCommit,
@@ -157,6 +157,24 @@ describe('hostile hosts beside a well-behaved one', () => {
     await stream.stop()
     await expectDrops(bad, { 'bad-frame': 2, 'text-frame': 1 })
     expect((await hostStatus(relay, bad.pds.hostname)).status).toBe('active')
+  })
+
+  it('seqs that go backwards are dropped (seq-not-increasing); #info is neither forwarded nor fatal', async () => {
+    const stream = streamCommits(good, ledger)
+    const bad = await hostileHost()
+    const a = bad.accounts[0]!
+    const first = await post(a)
+    ledger.publish(bad.pds, first)
+    const connections = bad.pds.stats.connections
+    // The same valid commit again, under an older seq on the same connection.
+    bad.pds.emit(encodeEventFrame(first, 1), { seq: 1 })
+    bad.pds.emitRaw(encodeInfoFrame('OutdatedCursor', 'cursor is older than the backfill window'))
+    ledger.publish(bad.pds, await post(a))
+    await stream.stop()
+    await expectDrops(bad, { 'seq-not-increasing': 1 })
+    await ledger.expectAllForwarded(reader)
+    expect(bad.pds.stats.connections).toBe(connections)
+    expect(reader.events.some((o) => o.t === '#info')).toBe(false)
   })
 
   it('oversize frames (> 5 MB) and oversize blocks are dropped (too-big)', async () => {

@@ -50,7 +50,7 @@ describe('relay restart on the same database', () => {
     await ledger.expectAllForwarded(readerA)
 
     // Both hosts keep streaming through the stop and the restart.
-    const streams = hosts.map((h) => streamCommits(h, ledger, { intervalMs: 15, min: 40 }))
+    const streams = hosts.map((h) => streamCommits(h, ledger, { intervalMs: 15, min: 40, mixed: true }))
     await readerA.waitFor((ev) => ev.length >= 20, 'some streamed events before the stop')
     await relay.stop()
     const lastA = readerA.events.at(-1)!.seq
