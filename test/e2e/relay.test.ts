@@ -351,6 +351,18 @@ describe('relay end to end: real PDSes and PLC, independent verifying consumer',
     expect(live.frames.length).toBe(kept)
   })
 
+  it('the relay forwarded every kind of event, op and account status, with verified handles', () => {
+    const kinds = check.countBy(live.events, 'event')
+    for (const k of ['create', 'update', 'delete', 'identity', 'account']) expect(kinds[k], k).toBeGreaterThan(0)
+    const statuses = new Set(live.frames.filter((f) => f.type === '#account').map((f) => f.status ?? 'active'))
+    expect([...statuses].sort()).toEqual(['active', 'deactivated', 'deleted', 'takendown'])
+    expect(live.frames.some((f) => f.type === '#commit' && f.ops?.length === 3)).toBe(true) // applyWrites batch
+    // Handles survive the relay's bidirectional check, including carol's new one.
+    expect(live.frames.some((f) => f.type === '#identity' && f.handle === scenario.accounts.carol.handle)).toBe(true)
+    const alice = scenario.accounts.alice
+    expect(live.events.find((e) => e.event === 'identity' && e.did === alice.did)?.handle).toBe(alice.handle)
+  })
+
   it('the restart: relay B resumed the host cursors, and L1 resumed from its last cursor with no gap and no duplicate', () => {
     const lastBefore = beforeRestart.rawCursor
     expect(beforeRestart.firehoseEnded).toBe(true)
@@ -387,5 +399,73 @@ describe('relay end to end: real PDSes and PLC, independent verifying consumer',
       .checkConsumerState(replay)
       .filter((p) => ![...unverifiableSeqs].some((s) => p.startsWith(`seq ${s}: commit ops`) || p.endsWith(`seq=${s}`)))
     expect(otherProblems).toEqual([])
+  })
+
+  it('getLatestCommit, getRepoStatus and listRepos agree with the PDSes; listHosts and getHostStatus count the accounts', async () => {
+    const relayUrl = currentRelay().url
+    const query = async (base: string, nsid: string, params: Record<string, string | number> = {}) => {
+      try {
+        return { ok: true as const, body: await driver.xrpc(base, nsid, { params }) }
+      } catch (err) {
+        if (!(err instanceof driver.XrpcError)) throw err
+        return { ok: false as const, error: err.reason }
+      }
+    }
+    // Each account's home is the PDS its DID document names now.
+    const homeOf = async (did: string): Promise<number> => {
+      const doc = (await (await fetch(`${peer.plcUrl}/${did}`)).json()) as { service: Array<{ serviceEndpoint: string }> }
+      const i = peer.pds.findIndex((p) => p.url === doc.service[0]?.serviceEndpoint)
+      expect(i, `${did}'s PDS`).toBeGreaterThanOrEqual(0)
+      return i
+    }
+    const deleted = new Set(scenario.deleted)
+    const pdsRepos = await Promise.all(
+      peer.pds.map(async (p) => (await query(p.url, 'com.atproto.sync.listRepos', { limit: 1000 })).body as { repos: Array<{ did: string }> }),
+    )
+    const expectedRepos: unknown[] = []
+    const hostedBy = peer.pds.map(() => 0)
+    for (const [name, { did }] of Object.entries(scenario.accounts)) {
+      const home = peer.pds[await homeOf(did)]!
+      for (const nsid of ['com.atproto.sync.getLatestCommit', 'com.atproto.sync.getRepoStatus']) {
+        const fromRelay = await query(relayUrl, nsid, { did })
+        const fromPds = await query(home.url, nsid, { did })
+        if (deleted.has(did) && nsid.endsWith('getRepoStatus')) {
+          // The PDS forgot the deleted account; the relay keeps the status the PDS announced.
+          expect(fromPds, `${name} ${nsid} on its PDS`).toEqual({ ok: false, error: 'RepoNotFound' })
+          expect(fromRelay, `${name} ${nsid} on the relay`).toEqual({ ok: true, body: { did, active: false, status: 'deleted' } })
+        } else {
+          expect(fromRelay, `${name} ${nsid}`).toEqual(fromPds)
+        }
+      }
+      const listed = pdsRepos[peer.pds.indexOf(home)]!.repos.find((r) => r.did === did)
+      if (deleted.has(did)) {
+        expect(listed, `${name} in its PDS's listRepos`).toBeUndefined()
+      } else {
+        expect(listed, `${name} in its PDS's listRepos`).toBeDefined()
+        expectedRepos.push(listed)
+        hostedBy[peer.pds.indexOf(home)]!++
+      }
+    }
+    // listRepos: each account as its home PDS lists it, plus the deleted one (the relay keeps its last head).
+    const relayRepos = ((await query(relayUrl, 'com.atproto.sync.listRepos', { limit: 1000 })).body as { repos: Array<{ did: string }> }).repos
+    const sortByDid = (list: unknown[]) => [...list].sort((a, b) => ((a as { did: string }).did < (b as { did: string }).did ? -1 : 1))
+    expect(sortByDid(relayRepos.filter((r) => !deleted.has(r.did)))).toEqual(sortByDid(expectedRepos))
+    expect(relayRepos.filter((r) => deleted.has(r.did)).map((r) => ({ ...r, head: undefined, rev: undefined }))).toEqual(
+      scenario.deleted.map((did) => ({ did, head: undefined, rev: undefined, active: false, status: 'deleted' })),
+    )
+    expect(relayRepos.length).toBe(Object.keys(scenario.accounts).length)
+
+    // Hosts: both active, cursor at the PDS's last seq, counting the live accounts each one hosts.
+    const { hosts } = (await query(relayUrl, 'com.atproto.sync.listHosts')).body as {
+      hosts: Array<{ hostname: string; seq: number; accountCount: number; status: string }>
+    }
+    expect(hosts.map((h) => h.hostname).sort()).toEqual(peer.pds.map((p) => p.hostname).sort())
+    for (const [i, p] of peer.pds.entries()) {
+      const want = { hostname: p.hostname, seq: tapFrames[i]!.at(-1)!.seq, accountCount: hostedBy[i], status: 'active' }
+      expect(hosts.find((h) => h.hostname === p.hostname)).toEqual(want)
+      const status = (await query(relayUrl, 'com.atproto.sync.getHostStatus', { hostname: p.hostname })).body as Record<string, unknown>
+      expect({ hostname: status.hostname, seq: status.seq, accountCount: status.accountCount, status: status.status }).toEqual(want)
+    }
+    expect(hostedBy).toEqual([1, 2]) // alice on PDS 0; dave and bob (moved) on PDS 1; carol deleted
   })
 })
