@@ -26,6 +26,11 @@ export const basic = (password: string, user = 'admin') => 'Basic ' + Buffer.fro
  */
 export const loopbackOnly = async (_hostname: string) => [{ address: '127.0.0.1', family: 4 }]
 
+/** Handle DNS never leaves the machine either. */
+export const noTxtRecords = async (_name: string): Promise<string[][]> => {
+  throw Object.assign(new Error('no DNS in tests'), { code: 'ENOTFOUND' })
+}
+
 /** Starts a relay on `databaseUrl` with test-friendly settings; `env` overrides any of them. */
 export function startTestRelay(databaseUrl: string, plcUrl: string, env: Record<string, string> = {}, logger: Logger = createLogger('silent')): Promise<Relay> {
   const config = loadConfig({
@@ -38,7 +43,7 @@ export function startTestRelay(databaseUrl: string, plcUrl: string, env: Record<
     RELAY_ALLOW_INSECURE_HOSTS: 'true',
     ...env,
   })
-  return startRelay(config, logger, { backoff: { baseMs: 50, maxMs: 200 }, maxBatchDelayMs: 2, addressLookup: loopbackOnly })
+  return startRelay(config, logger, { backoff: { baseMs: 50, maxMs: 200 }, maxBatchDelayMs: 2, addressLookup: loopbackOnly, txtLookup: noTxtRecords })
 }
 
 let handles = 0
@@ -97,11 +102,7 @@ export interface FirehoseEvent {
 
 const openClients = new Set<FirehoseClient>()
 
-/**
- * Stops a relay after closing this file's firehose clients: Relay.stop() closes
- * the HTTP server before the firehose and waits while an upgraded consumer
- * socket is still open (reported to the lead), so consumers go first.
- */
+/** Closes this file's firehose clients, then stops the relay. */
 export async function stopRelay(relay: Relay | undefined): Promise<void> {
   await Promise.all([...openClients].map((c) => c.close()))
   await relay?.stop()
