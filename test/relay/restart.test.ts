@@ -91,4 +91,44 @@ describe('relay restart on the same database', () => {
     ledger.expectOutputValid(replay)
     for (const h of hosts) expect((await hostStatus(relay, h.pds.hostname)).seq).toBe(h.pds.seq)
   })
+
+  it('stopped in the middle of a backlog: the rest comes after the restart, once', async () => {
+    const db = await createPostgresDatabase()
+    cleanups.push(() => db.drop())
+    const plc = await LoopbackPlc.start()
+    cleanups.push(() => plc.close())
+    const handles = new Map<string, string>()
+    const ledger = new Ledger()
+    // A trusted host (5,000 events/s): the backlog is limited by processing, not by the rate limits.
+    // Few events of a host in ingest at once, so most of the backlog is still upstream at the stop.
+    const env = { RELAY_TRUSTED_DOMAINS: 'localhost', RELAY_HOST_CONCURRENCY: '2' }
+    let relay: Relay = await startTestRelay({ databaseUrl: db.url, plcUrl: plc.url, handles, env })
+    cleanups.push(() => relay.stop())
+    const readerA = await FirehoseReader.connect(relay, 0)
+    cleanups.push(() => readerA.close())
+    const h = await startHost(relay, plc, handles, ledger, { accounts: 6 })
+    cleanups.push(() => h.pds.close())
+    await ledger.expectAllForwarded(readerA)
+
+    const backlog = []
+    for (let i = 0; i < 240; i++) {
+      const account = h.accounts[i % h.accounts.length]!
+      backlog.push(i % 10 === 5 ? account.accountEvent(true) : await post(account))
+    }
+    const before = readerA.events.length
+    ledger.publish(h.pds, ...backlog)
+    await readerA.waitFor((ev) => ev.length >= before + 40, 'part of the backlog out')
+    await relay.stop()
+    const lastA = readerA.events.at(-1)!.seq
+    expect(readerA.events.length - before).toBeLessThan(backlog.length)
+
+    relay = await startTestRelay({ databaseUrl: db.url, plcUrl: plc.url, handles, env })
+    const readerB = await FirehoseReader.connect(relay, lastA)
+    cleanups.push(() => readerB.close())
+    const combined = { ofDid: (did: string): OutEvent[] => [...readerA.ofDid(did), ...readerB.ofDid(did)] }
+    await ledger.expectAllForwarded(combined, 20_000)
+    expect(readerB.events[0]!.seq).toBe(lastA + 1)
+    ledger.expectOutputValid(readerB)
+    await waitUntil(async () => (await hostStatus(relay, h.pds.hostname)).seq === h.pds.seq, 'host cursor at the end of the backlog')
+  })
 })
