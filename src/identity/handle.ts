@@ -39,8 +39,13 @@ export class HandleResolver {
   private readonly ownsDispatcher: boolean
   private readonly timeoutMs: number
   private readonly maxRedirects: number
+  /** `.test` names exist in no public DNS: they are only looked up through injected resolvers (dev networks, tests). */
+  private readonly testTldDns: boolean
+  private readonly testTldHttps: boolean
 
   constructor(opts: HandleResolverOptions = {}) {
+    this.testTldDns = opts.txtLookup !== undefined
+    this.testTldHttps = opts.lookup !== undefined || opts.dispatcher !== undefined
     this.policy = { allowLoopback: opts.allowInsecure ?? false }
     this.timeoutMs = opts.timeoutMs ?? 10_000
     this.maxRedirects = opts.maxRedirects ?? 3
@@ -67,9 +72,12 @@ export class HandleResolver {
     const invalid = this.checkHandle(handle)
     if (invalid) return { did: null, error: invalid }
     const devLocal = handle.startsWith('localhost:')
+    // RFC 6761: a .test name is never in public DNS, so asking the system resolver would only leak queries.
+    const testTld = handle.endsWith('.test')
+    const noHttps = { kind: 'error', error: 'HTTPS: .test handles need a development resolver' } as const
     // Both methods in parallel; DNS wins when it answers.
-    const httpsPromise = this.resolveHttps(handle, devLocal)
-    const dnsResult = devLocal ? ({ kind: 'none' } as const) : await this.resolveDns(handle)
+    const httpsPromise = testTld && !this.testTldHttps ? Promise.resolve(noHttps) : this.resolveHttps(handle, devLocal)
+    const dnsResult = devLocal || (testTld && !this.testTldDns) ? ({ kind: 'none' } as const) : await this.resolveDns(handle)
     if (dnsResult.kind === 'did') {
       void httpsPromise.catch(() => undefined)
       return { did: dnsResult.did, method: 'dns' }

@@ -142,6 +142,36 @@ describe('HandleResolver', () => {
   })
 })
 
+describe('HandleResolver and .test handles in development', () => {
+  it('never asks the system resolver about .test names: without injected resolvers it fails at once', async () => {
+    // No txtLookup and no address lookup: the defaults would be the system DNS, which must not be asked.
+    const resolver = new HandleResolver({ allowInsecure: true, timeoutMs: 60_000 })
+    try {
+      const started = Date.now()
+      const result = await resolver.resolve('alice.test')
+      expect(result.did).toBeNull()
+      expect((result as { error: string }).error).toContain('.test handles need a development resolver')
+      expect(Date.now() - started).toBeLessThan(30_000) // no network wait (a hang would hit the 60 s timeout)
+    } finally {
+      await resolver.close()
+    }
+  })
+
+  it('uses injected resolvers for .test names', async () => {
+    const asked: string[] = []
+    const resolver = new HandleResolver({
+      allowInsecure: true,
+      txtLookup: async (name) => (asked.push(name), [[`did=${DID_A}`]]),
+    })
+    try {
+      expect(await resolver.resolve('alice.test')).toEqual({ did: DID_A, method: 'dns' })
+      expect(asked).toEqual(['_atproto.alice.test'])
+    } finally {
+      await resolver.close()
+    }
+  })
+})
+
 describe('IdentityDirectory handles', () => {
   const logger = pino({ level: 'silent' })
   let claims: Record<string, string | null>
