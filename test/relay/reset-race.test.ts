@@ -71,5 +71,5 @@ describe('sequence reset while an old event is in flight', () => {
     await ledger.expectAllForwarded(reader)
     ledger.expectOutputValid(reader)
     expect(await healthStatus(relay)).toBe(200)
-  })
+  }, 60_000)
 })

@@ -90,7 +90,7 @@ describe('relay restart on the same database', () => {
     await ledger.expectAllForwarded(replay)
     ledger.expectOutputValid(replay)
     for (const h of hosts) expect((await hostStatus(relay, h.pds.hostname)).seq).toBe(h.pds.seq)
-  })
+  }, 60_000)
 
   it('stopped in the middle of a backlog: the rest comes after the restart, once', async () => {
     const db = await createPostgresDatabase()
@@ -130,5 +130,5 @@ describe('relay restart on the same database', () => {
     expect(readerB.events[0]!.seq).toBe(lastA + 1)
     ledger.expectOutputValid(readerB)
     await waitUntil(async () => (await hostStatus(relay, h.pds.hostname)).seq === h.pds.seq, 'host cursor at the end of the backlog')
-  })
+  }, 60_000)
 })
