@@ -4,7 +4,8 @@
  *
  *   (e) floor       decode + verify every corpus frame on one core, keys cached (child process)
  *   (e) reference   @atproto/sync Firehose with validation against one fake host (child process)
- *   (a) ingest      fleet offering as fast as the relay takes it; Postgres (with a CPU profile), then PGlite
+ *   (a) ingest      fleet offering as fast as the relay takes it; Postgres (with a CPU profile), then PGlite,
+ *                   then Postgres again with the relay's default outbound PLC rate limit (lifted elsewhere)
  *   (b) latency     host send → consumer receive at 2,000 events/s offered
  *   (c) fan-out     0 / 50 / 200 consumers (child process) at 1,000 events/s; relay CPU per consumer per event
  *   (d) memory      peak RSS while ingesting; 100k accounts seeded and read through the caches (child process)
@@ -12,7 +13,7 @@
  * Prints the report and writes it to docs/benchmarks.md (a --quick run writes
  * scratch/bench/benchmarks-quick.md instead, so it never replaces full results).
  *
- *   npm run bench [-- --quick] [-- --only floor,reference,ingest,pglite,latency,fanout,memory] [-- --out FILE]
+ *   npm run bench [-- --quick] [-- --only floor,reference,ingest,pglite,latency,fanout,memory] [-- --out FILE] [-- --accounts N]
  */
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
@@ -27,7 +28,7 @@ import { renderReport, type BenchResults } from './suite/report.js'
 import { runJsonChild } from './suite/rpc.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
-const PHASES = ['floor', 'reference', 'ingest', 'pglite', 'latency', 'fanout', 'memory'] as const
+const PHASES = ['floor', 'reference', 'ingest', 'pglite', 'plclimit', 'latency', 'fanout', 'memory'] as const
 type Phase = (typeof PHASES)[number]
 
 async function main(): Promise<void> {
@@ -36,6 +37,7 @@ async function main(): Promise<void> {
       quick: { type: 'boolean', default: false },
       only: { type: 'string' },
       out: { type: 'string' },
+      accounts: { type: 'string' },
     },
   })
   const quick = values.quick === true
@@ -72,6 +74,9 @@ async function main(): Promise<void> {
   results.reference = await phase('reference', () => runReference(params, quick ? 30_000 : 120_000, log))
   results.ingestPostgres = await phase('ingest', () => runIngest({ kind: 'postgres', params, deadlineMs: quick ? 30_000 : 240_000, profileFile, log }))
   results.ingestPglite = await phase('pglite', () => runIngest({ kind: 'pglite', params, deadlineMs: quick ? 30_000 : 240_000, log }))
+  results.ingestDefaultPlc = await phase('plclimit', () =>
+    runIngest({ kind: 'postgres', params, deadlineMs: quick ? 30_000 : 240_000, plcLimit: 'default', log }),
+  )
   results.latency = await phase('latency', () =>
     runLatency(quick ? { params, rate: 2000, warmMs: 300, windowMs: 900, log } : { params, rate: 2000, warmMs: 4000, windowMs: 12_000, log }),
   )
@@ -86,7 +91,7 @@ async function main(): Promise<void> {
     runJsonChild<IngestResult & { endRssMB: number }>({
       script: 'bench/suite/memory-child.ts',
       nodeFlags: ['--expose-gc'],
-      args: [JSON.stringify({ params, accounts: quick ? 10_000 : 100_000, deadlineMs: quick ? 30_000 : 240_000 })],
+      args: [JSON.stringify({ params, accounts: values.accounts ? Number(values.accounts) : quick ? 10_000 : 100_000, deadlineMs: quick ? 30_000 : 240_000 })],
       timeoutMs: quick ? 90_000 : 600_000,
       log,
     }).then((r) => ({ ...r, loadAvg: r.loadAvg })),

@@ -39,6 +39,11 @@ function mb(bytes: number): number {
   return Math.round((bytes / 2 ** 20) * 10) / 10
 }
 
+function memory(): { rssMB: number; heapUsedMB: number; arrayBuffersMB: number; externalMB: number } {
+  const m = process.memoryUsage()
+  return { rssMB: mb(m.rss), heapUsedMB: mb(m.heapUsed), arrayBuffersMB: mb(m.arrayBuffers), externalMB: mb(m.external) }
+}
+
 function gcNow(): void {
   const gc = (globalThis as { gc?: () => void }).gc
   gc?.()
@@ -47,7 +52,7 @@ function gcNow(): void {
 
 async function seedAndTouch(relay: Relay, count: number, log: (m: string) => void): Promise<Record<string, unknown>> {
   gcNow()
-  const before = { rssMB: mb(process.memoryUsage.rss()), heapUsedMB: mb(process.memoryUsage().heapUsed) }
+  const before = memory()
   const db = relay.storage.db
   const t0 = performance.now()
   const host = await db
@@ -103,7 +108,7 @@ async function seedAndTouch(relay: Relay, count: number, log: (m: string) => voi
   const touchS = (performance.now() - t1) / 1000
   if (missing > 0) throw new Error(`${missing} seeded accounts did not read back`)
   gcNow()
-  const after = { rssMB: mb(process.memoryUsage.rss()), heapUsedMB: mb(process.memoryUsage().heapUsed) }
+  const after = memory()
   return {
     seededAccounts: count,
     seedSeconds: seededS,

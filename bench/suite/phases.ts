@@ -32,12 +32,17 @@ async function startFleet(params: Partial<CorpusParams>, totalRate: number, log:
 }
 
 /** A relay on a fresh database of `kind`, with the fleet's PLC; everything is torn down after `fn`. */
-async function withRelay<T>(kind: 'postgres' | 'pglite', plcUrl: string, fn: (relay: Relay) => Promise<T>, env?: Record<string, string>): Promise<T> {
+async function withRelay<T>(
+  kind: 'postgres' | 'pglite',
+  plcUrl: string,
+  fn: (relay: Relay) => Promise<T>,
+  plcLimit: 'default' | 'lifted' = 'lifted',
+): Promise<T> {
   const pgdb = kind === 'postgres' ? await createPostgresDatabase() : null
   const dataDir = kind === 'pglite' ? mkdtempSync(join(tmpdir(), 'atrelay-bench-pglite-')) : undefined
   let relay: Relay | undefined
   try {
-    relay = await startBenchRelay({ ...(pgdb ? { databaseUrl: pgdb.url } : { dataDir }), plcUrl, ...(env ? { env } : {}) })
+    relay = await startBenchRelay({ ...(pgdb ? { databaseUrl: pgdb.url } : { dataDir }), plcUrl, plcLimit })
     return await fn(relay)
   } finally {
     await relay?.stop()
@@ -122,6 +127,7 @@ export interface WindowStats {
 
 export interface IngestResult {
   storage: 'postgres' | 'pglite'
+  plcLimit: 'default' | 'lifted'
   loadAvg: [number, number, number]
   totalFrames: number
   completed: boolean
@@ -144,6 +150,8 @@ export interface IngestResult {
     avgInFlight: number
     avgQueued: number
     avgSequencerQueued: number
+    plcResolutions: number
+    plcLimitDelaySeconds: number
   }
   extra?: Record<string, unknown>
 }
@@ -160,6 +168,13 @@ async function histogramMean(relay: Relay, name: string): Promise<number> {
     else if (n.endsWith('_count')) count += v.value
   }
   return count > 0 ? sum / count : NaN
+}
+
+/** Sum of a counter over all its labels. */
+async function counterSum(relay: Relay, name: string): Promise<number> {
+  const metric = relay.registry.getSingleMetric(name)
+  if (!metric) return NaN
+  return (await metric.get()).values.reduce((n, v) => n + v.value, 0)
 }
 
 function average(samples: Sample[], pick: (s: Sample) => number | undefined): number {
@@ -192,6 +207,8 @@ export interface IngestOptions {
   profileFile?: string
   /** Runs after the relay started and before hosts are added (seeding, cache warming). */
   beforeHosts?: (relay: Relay) => Promise<Record<string, unknown>>
+  /** The relay's outbound PLC rate limit (default: lifted, see startBenchRelay). */
+  plcLimit?: 'default' | 'lifted'
   log: Log
 }
 
@@ -200,6 +217,7 @@ export async function runIngest(o: IngestOptions): Promise<IngestResult> {
   const loadAvg = loadAverage()
   const fleet = await startFleet(o.params, 0, o.log)
   try {
+    const plcLimit = o.plcLimit ?? 'lifted'
     return await withRelay(o.kind, fleet.ready.plcUrl, async (relay) => {
       const extra = o.beforeHosts ? await o.beforeHosts(relay) : undefined
       const hosts = fleet.ready.hosts.map((h) => h.hostname)
@@ -255,6 +273,7 @@ export async function runIngest(o: IngestOptions): Promise<IngestResult> {
       const firstEvent = samples.find((s) => s.seq > 0) ?? samples[0]!
       const result: IngestResult = {
         storage: o.kind,
+        plcLimit,
         loadAvg,
         totalFrames: total,
         completed: last.handled >= total,
@@ -274,6 +293,8 @@ export async function runIngest(o: IngestOptions): Promise<IngestResult> {
           avgInFlight: average(samples, (s) => s.inFlight),
           avgQueued: average(samples, (s) => s.queued),
           avgSequencerQueued: average(samples, (s) => s.seqQueued),
+          plcResolutions: await counterSum(relay, 'relay_identity_resolutions_total'),
+          plcLimitDelaySeconds: await counterSum(relay, 'relay_identity_rate_limit_delay_seconds_total'),
         },
       }
       if (profile) {
@@ -282,7 +303,7 @@ export async function runIngest(o: IngestOptions): Promise<IngestResult> {
       }
       if (extra) result.extra = extra
       return result
-    })
+    }, plcLimit)
   } finally {
     await fleet.rpc.stop()
   }

@@ -6,6 +6,7 @@
 import { pino } from 'pino'
 import { loadConfig } from '../../src/config.js'
 import type { AddressLookup, TxtLookup } from '../../src/identity/index.js'
+import { KeyedTokenBucket } from '../../src/identity/rate-limit.js'
 import { startRelay, type Relay } from '../../src/relay.js'
 
 const loopbackLookup: AddressLookup = async (hostname) => {
@@ -22,6 +23,13 @@ export interface BenchRelayOptions {
   dataDir?: string
   plcUrl: string
   env?: Record<string, string>
+  /**
+   * 'lifted': replace the relay's outbound PLC rate limit (100 resolutions/s, a politeness limit
+   * toward plc.directory; not configurable yet) so the bench measures the relay, not the limit:
+   * the corpus creates all its accounts inside the run, and every account's first event is an
+   * #identity that forces a PLC resolution. 'default' keeps it.
+   */
+  plcLimit?: 'default' | 'lifted'
 }
 
 export async function startBenchRelay(opts: BenchRelayOptions): Promise<Relay> {
@@ -39,7 +47,13 @@ export async function startBenchRelay(opts: BenchRelayOptions): Promise<Relay> {
     ...opts.env,
   })
   const logger = pino({ level: config.logLevel, base: { service: 'atrelay-bench' } }, pino.destination(2))
-  return startRelay(config, logger, { addressLookup: loopbackLookup, txtLookup: noTxt })
+  const relay = await startRelay(config, logger, { addressLookup: loopbackLookup, txtLookup: noTxt })
+  if (opts.plcLimit === 'lifted') {
+    const directory = relay.identity.directory as unknown as { plcLimiter?: KeyedTokenBucket }
+    if (!(directory.plcLimiter instanceof KeyedTokenBucket)) throw new Error('bench: IdentityDirectory.plcLimiter not found; cannot lift the PLC limit')
+    directory.plcLimiter = new KeyedTokenBucket({ ratePerSec: 1e9, burst: 1e9 })
+  }
+  return relay
 }
 
 export interface IngestCounts {
@@ -64,8 +78,8 @@ export function ingestCounts(relay: Relay, hostnames: readonly string[]): Ingest
 }
 
 export async function addHosts(relay: Relay, hostnames: readonly string[]): Promise<void> {
-  // Throws (XrpcError) when a host is refused.
-  for (const h of hostnames) await relay.crawler.addHost(h)
+  // All at once, so every host starts streaming at about the same time. Throws (XrpcError) when a host is refused.
+  await Promise.all(hostnames.map((h) => relay.crawler.addHost(h)))
 }
 
 export function relayWsUrl(relay: Relay): string {

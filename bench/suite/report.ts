@@ -14,6 +14,7 @@ export interface BenchResults {
   reference?: ReferenceResult
   ingestPostgres?: IngestResult
   ingestPglite?: IngestResult
+  ingestDefaultPlc?: IngestResult
   latency?: LatencyResult
   fanout?: FanoutResult
   memory?: IngestResult & { endRssMB: number }
@@ -101,6 +102,7 @@ export function renderReport(r: BenchResults): string {
   L.push('|---|---|---|')
   L.push(`| (a) max sustained ingest, Postgres | ${ing ? `${int(ing.steady.eventsPerSec)} events/s` : 'n/a'} | ≥ 5,000 events/s: ${target(relayRate, 5000, true)} |`)
   L.push(`| (a) max sustained ingest, PGlite | ${lite ? `${int(lite.steady.eventsPerSec)} events/s` : 'n/a'} | |`)
+  if (r.ingestDefaultPlc) L.push(`| (a) the same, Postgres, relay's default PLC limit (100 resolutions/s) | ${int(r.ingestDefaultPlc.steady.eventsPerSec)} events/s | |`)
   L.push(`| (b) latency at ${int(lat?.offeredPerSec ?? 2000)} events/s, p50 / p99 | ${lat ? `${f1(lat.p50)} / ${f1(lat.p99)} ms` : 'n/a'} | p99 ≤ 100 ms: ${target(lat?.p99, 100, false)} |`)
   if (fan) {
     for (const s of fan.steps.filter((s) => s.consumers > 0)) {
@@ -132,6 +134,7 @@ export function renderReport(r: BenchResults): string {
     L.push(`| whole run | ${int(x.accepted)} accepted, ${int(x.dropped)} dropped of ${int(x.totalFrames)} frames in ${f1(x.seconds)} s (${int(x.overallEventsPerSec)} events/s from first commit to last)${x.completed ? '' : ' — **stopped at the deadline before the corpus was done**'} |`)
     L.push(`| drops | ${x.completed ? dropVerdict(x.droppedByReason, c) : droppedText(x.droppedByReason)} |`)
     L.push(`| events in the log | ${int(x.storedEvents)} |`)
+    L.push(`| PLC | ${int(x.internals.plcResolutions)} resolutions; ${f1(x.internals.plcLimitDelaySeconds)} s of rate-limit delay in total (${x.plcLimit === 'lifted' ? 'limit lifted' : 'default limit'}) |`)
     L.push(`| CPU in the window | relay process ${f2(x.steady.relayCores)} cores; whole machine ${f2(x.steady.machineCores)} of ${m.cores} cores busy (relay + database + fake hosts + other users) |`)
     L.push(`| RSS | ${int(x.startRssMB)} MB at start, peak ${int(x.peakRssMB)} MB |`)
     const i = x.internals
@@ -145,11 +148,13 @@ export function renderReport(r: BenchResults): string {
   L.push('## (a) Maximum sustained ingest')
   L.push('')
   L.push(
-    'Every fake host offers its whole corpus as fast as the relay reads it. The relay verifies everything (CAR hashes, signature, strict MST inversion), writes every event with its head and host cursor to the database, and publishes it. Rate = growth of the committed seq over the window in which 10 % to 90 % of the corpus was handled (10–55 % when a profile is taken over 55–95 %).',
+    "The bench lifts the relay's outbound PLC rate limit (100 resolutions/s by default, a politeness limit toward plc.directory) except in the last run below: the corpus creates all of its accounts during the run, and each account's first event is an `#identity`, which forces a PLC resolution, so with the limit the corpus measures the limit. " +
+      'Every fake host offers its whole corpus as fast as the relay reads it. The relay verifies everything (CAR hashes, signature, strict MST inversion), writes every event with its head and host cursor to the database, and publishes it. Rate = growth of the committed seq over the window in which 10 % to 90 % of the corpus was handled (10–55 % when a profile is taken over 55–95 %).',
   )
   L.push('')
   if (ing) ingestSection('Postgres', ing)
   if (lite) ingestSection('PGlite (embedded, data directory on local disk)', lite)
+  if (r.ingestDefaultPlc) ingestSection("Postgres with the relay's default outbound PLC limit (100 resolutions/s)", r.ingestDefaultPlc)
 
   if (lat) {
     L.push(`## (b) Latency, host send → consumer receive, ${int(lat.offeredPerSec)} events/s offered`)
@@ -194,10 +199,10 @@ export function renderReport(r: BenchResults): string {
   if (ing) L.push(`- While ingesting the corpus at full speed on Postgres: peak RSS **${int(ing.peakRssMB)} MB** (${int(ing.startRssMB)} MB at start).`)
   if (lite) L.push(`- The same on PGlite (the database lives in the relay process): peak RSS ${int(lite.peakRssMB)} MB.`)
   if (mem && mem.extra) {
-    const e = mem.extra as Record<string, unknown> & { beforeSeed: { rssMB: number; heapUsedMB: number }; afterTouch: { rssMB: number; heapUsedMB: number } }
+    const e = mem.extra as Record<string, unknown> & { beforeSeed: { rssMB: number; heapUsedMB: number; arrayBuffersMB: number }; afterTouch: { rssMB: number; heapUsedMB: number; arrayBuffersMB: number } }
     L.push(
       `- ${int(Number(e.seededAccounts))} accounts (rows, heads and cached identities) seeded into a fresh Postgres database in ${f1(Number(e.seedSeconds))} s, then every one read through the relay's account cache and identity cache (${f1(Number(e.touchSeconds))} s; caches then held ${int(Number(e.accountCache))} accounts and ${int(Number(e.identityCache))} identities). ` +
-        `RSS ${int(e.beforeSeed.rssMB)} MB → ${int(e.afterTouch.rssMB)} MB (heap used after GC ${int(e.beforeSeed.heapUsedMB)} → ${int(e.afterTouch.heapUsedMB)} MB). ` +
+        `RSS ${int(e.beforeSeed.rssMB)} MB → ${int(e.afterTouch.rssMB)} MB (after GC: heap used ${int(e.beforeSeed.heapUsedMB)} → ${int(e.afterTouch.heapUsedMB)} MB, array buffers ${int(e.beforeSeed.arrayBuffersMB)} → ${int(e.afterTouch.arrayBuffersMB)} MB). ` +
         `Then the whole corpus was ingested on top: peak RSS **${int(mem.peakRssMB)} MB**, ${int(mem.steady.eventsPerSec)} events/s, drops: ${droppedText(mem.droppedByReason)}. Separate process, load average at start ${load(mem.loadAvg)}.`,
     )
   }
