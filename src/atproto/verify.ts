@@ -20,7 +20,7 @@ import { CarError, CommitError } from './errors.js'
 import { isPlainMap } from './frame.js'
 import type { PublicKey } from './keys.js'
 import { MAX_COMMIT_BLOCKS_BYTES, MAX_COMMIT_OPS, MAX_FUTURE_REV_MS, MAX_RECORD_BYTES, MAX_SYNC_BLOCKS_BYTES } from './limits.js'
-import { MstError, invertOps, mstLookup, type MstOp } from './mst/index.js'
+import { MstError, invertOps, mstLookup, normaliseOps, type MstOp } from './mst/index.js'
 import { isValidDatetime, isValidDid, isValidRepoPath, isValidTid } from './syntax.js'
 import { isRevTooFarInFuture } from './tid.js'
 
@@ -193,41 +193,34 @@ function readOps(raw: unknown): MstOp[] {
   return ops
 }
 
-/** Sync 1.1 op shapes and unique paths. Returns whether every op is well-formed. */
+/** Sync 1.1 op shapes and unique paths (the inversion's own rules). Returns whether every op is well-formed. */
 function checkOpShapes(ops: MstOp[], checks: StrictChecks): boolean {
-  let ok = true
-  const seen = new Set<string>()
-  for (const op of ops) {
-    let problem: string | null = null
-    if (seen.has(op.path)) problem = 'duplicate path in one commit'
-    else if (op.action === 'create' && (op.cid === null || op.prev !== null)) problem = 'create needs cid and no prev'
-    else if (op.action === 'update' && (op.cid === null || op.prev === null)) problem = 'update needs cid and prev'
-    else if (op.action === 'delete' && (op.cid !== null || op.prev === null)) problem = 'delete needs prev and no cid'
-    seen.add(op.path)
-    if (problem !== null) {
-      checks.fail('bad-op', `${op.action} ${op.path}: ${problem}`)
-      ok = false
-    }
+  try {
+    normaliseOps(ops)
+    return true
+  } catch (err) {
+    if (!(err instanceof MstError)) throw err
+    checks.fail('bad-op', err.message)
+    return false
   }
-  return ok
 }
 
-/** Each create/update record block is in the CAR. */
+/** Whether a create/update's record block is in the CAR; records a missing-block failure if not. */
+function hasRecordBlock(blocks: ReadonlyBlockMap, path: string, cid: Uint8Array, checks: StrictChecks): boolean {
+  if (blocks.has(cid)) return true
+  checks.fail('missing-block', `record block for ${path} is not in the CAR`)
+  return false
+}
+
+/** Each create/update's record block is in the CAR. */
 function checkRecordBlocks(blocks: ReadonlyBlockMap, ops: MstOp[], checks: StrictChecks): void {
-  for (const op of ops) {
-    if (op.action === 'delete' || op.cid === null || blocks.has(op.cid)) continue
-    checks.fail('missing-block', `record block for ${op.path} is not in the CAR`)
-  }
+  for (const op of ops) if (op.cid !== null && op.action !== 'delete') hasRecordBlock(blocks, op.path, op.cid, checks)
 }
 
 /** Each create/update maps path → cid in the new tree, and its record block is present. */
 function checkForward(dataCid: Uint8Array, blocks: ReadonlyBlockMap, ops: MstOp[], checks: StrictChecks): void {
   for (const op of ops) {
-    if (op.action === 'delete' || op.cid === null) continue
-    if (!blocks.has(op.cid)) {
-      checks.fail('missing-block', `record block for ${op.path} is not in the CAR`)
-      continue
-    }
+    if (op.action === 'delete' || op.cid === null || !hasRecordBlock(blocks, op.path, op.cid, checks)) continue
     let found: Uint8Array | null
     try {
       found = mstLookup(dataCid, blocks, op.path)

@@ -323,6 +323,18 @@ describe('commits built with @atproto/repo', () => {
       expect(lenient.ok && lenient.facts.tolerated).toContain('missing-block')
     })
 
+    it('without prevData (no inversion) the forward check catches a wrong op cid and a missing record block', () => {
+      const genesis: VerifyOptions = { strict: true, hasStoredHead: false }
+      expect(reasonOf(verifyWire(commitBody(create, { prevData: undefined }), key(), genesis))).toBe('ok')
+      const otherBlock = create.blocks.find(([cid]) => !Buffer.from(cid).equals(Buffer.from(create.ops[0]!.cid!)))![0]
+      const wrong = { ...create, prevData: null, ops: [{ ...create.ops[0]!, cid: otherBlock }] }
+      expect(reasonOf(verifyWire(commitBody(wrong), key(), genesis))).toBe('bad-op')
+      const noRecord = create.blocks.filter(([cid]) => !Buffer.from(cid).equals(Buffer.from(create.ops[0]!.cid!)))
+      expect(reasonOf(verifyWire(commitBody({ ...create, prevData: null, blocks: noRecord }), key(), genesis))).toBe('missing-block')
+      const lenient = verifyWire(commitBody({ ...create, prevData: null, blocks: noRecord }), key(), { ...genesis, strict: false })
+      expect(lenient.ok && lenient.facts.tolerated).toEqual(['missing-block'])
+    })
+
     it('ill-formed ops are bad-op in strict mode and tolerated in lenient mode', () => {
       const op = create.ops[0]!
       const variants: CommitParts['ops'][] = [
