@@ -9,6 +9,7 @@ import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
 import type { ListenAddress } from '../config.js'
 import { VERSION } from '../package-root.js'
+import { listenOn } from './listen.js'
 import { XrpcError } from './xrpc-error.js'
 
 export const SERVER_HEADER = `atrelay/${VERSION} (atproto-relay)`
@@ -73,15 +74,8 @@ export class HttpServer {
     this.upgrades.set(path, handler)
   }
 
-  async listen(address: ListenAddress): Promise<AddressInfo> {
-    await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject)
-      this.server.listen(address.port, address.host, () => {
-        this.server.off('error', reject)
-        resolve()
-      })
-    })
-    return this.server.address() as AddressInfo
+  listen(address: ListenAddress): Promise<AddressInfo> {
+    return listenOn(this.server, address)
   }
 
   address(): AddressInfo | null {

@@ -3,6 +3,7 @@ import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Registry } from 'prom-client'
 import type { ListenAddress } from '../config.js'
+import { listenOn } from './listen.js'
 
 export class MetricsServer {
   private readonly server: Server
@@ -27,15 +28,8 @@ export class MetricsServer {
     })
   }
 
-  async listen(address: ListenAddress): Promise<AddressInfo> {
-    await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject)
-      this.server.listen(address.port, address.host, () => {
-        this.server.off('error', reject)
-        resolve()
-      })
-    })
-    return this.server.address() as AddressInfo
+  listen(address: ListenAddress): Promise<AddressInfo> {
+    return listenOn(this.server, address)
   }
 
   async close(): Promise<void> {
