@@ -12,7 +12,7 @@ import type { Storage } from '../storage/db.js'
 import { EventKind } from '../storage/types.js'
 import type { HttpServer, RequestContext } from './http-server.js'
 import { Params } from './params.js'
-import { XrpcError } from './xrpc-error.js'
+import { XrpcError, invalidRequest } from './xrpc-error.js'
 
 const NS = 'com.atproto.sync.'
 
@@ -117,10 +117,10 @@ export function registerSyncQueries(http: HttpServer, deps: SyncQueryDeps): void
       .orderBy('account.id')
       .limit(limit + 1)
       .execute()
-    const page = rows.slice(0, limit)
+    const [page, next] = splitPage(rows, limit)
     return {
       json: {
-        ...(rows.length > limit ? { cursor: String(page[page.length - 1]!.id) } : {}),
+        ...next,
         repos: page.map((r) => {
           const status = combinedStatus(r.local_status, r.upstream_status)
           return {
@@ -149,10 +149,10 @@ export function registerSyncQueries(http: HttpServer, deps: SyncQueryDeps): void
       .orderBy('id')
       .limit(limit + 1)
       .execute()
-    const page = rows.slice(0, limit)
+    const [page, next] = splitPage(rows, limit)
     return {
       json: {
-        ...(rows.length > limit ? { cursor: String(page[page.length - 1]!.id) } : {}),
+        ...next,
         hosts: page.map((h) => ({ hostname: h.hostname, seq: h.cursor, accountCount: h.account_count, status: h.status })),
       },
     }
@@ -245,20 +245,24 @@ export function registerSyncQueries(http: HttpServer, deps: SyncQueryDeps): void
       .orderBy('seq')
       .execute()
     let commits = rows.map((r) => r.commit_cid!)
-    if (earliest) {
-      const target = cidFromString(earliest)
-      const i = commits.findIndex((c) => cidEquals(c, target))
-      if (i < 0) throw new XrpcError(400, 'InvalidRequest', `earliest commit ${earliest} is not within the relay's replay window`)
-      commits = commits.slice(i)
-    }
-    if (latest) {
-      const target = cidFromString(latest)
-      const i = commits.findIndex((c) => cidEquals(c, target))
-      if (i < 0) throw new XrpcError(400, 'InvalidRequest', `latest commit ${latest} is not within the relay's replay window`)
-      commits = commits.slice(0, i + 1)
-    }
+    if (earliest) commits = commits.slice(indexInWindow(commits, earliest, 'earliest'))
+    if (latest) commits = commits.slice(0, indexInWindow(commits, latest, 'latest') + 1)
     return { json: { commits: commits.map(cidToString) } }
   })
+}
+
+/** A page fetched with `limit + 1` rows, and the cursor field for the next page when that extra row came back. */
+function splitPage<T extends { id: number }>(rows: T[], limit: number): [page: T[], next: { cursor?: string }] {
+  if (rows.length <= limit) return [rows, {}]
+  const page = rows.slice(0, limit)
+  return [page, { cursor: String(page[page.length - 1]!.id) }]
+}
+
+function indexInWindow(commits: Uint8Array[], cid: string, which: 'earliest' | 'latest'): number {
+  const target = cidFromString(cid)
+  const i = commits.findIndex((c) => cidEquals(c, target))
+  if (i < 0) throw invalidRequest(`${which} commit ${cid} is not within the relay's replay window`)
+  return i
 }
 
 function inactiveError(did: string, status: CombinedStatus): XrpcError {
