@@ -30,12 +30,16 @@ export async function insertHost(db: Kysely<Database>, row: NewHostRow): Promise
       account_limit: row.accountLimit,
       trusted: row.trusted,
       status: row.status ?? 'active',
-      last_error: row.lastError ?? null,
-      last_error_at: row.lastError ? new Date() : null,
+      ...(row.lastError !== undefined ? lastErrorColumns(row.lastError) : { last_error: null, last_error_at: null }),
     })
     .onConflict((oc) => oc.column('hostname').doNothing())
     .returningAll()
     .executeTakeFirst()
+}
+
+/** The last_error columns for a problem seen now; the message is capped so a hostile host cannot bloat the row. */
+function lastErrorColumns(message: string): { last_error: string; last_error_at: Date } {
+  return { last_error: message.slice(0, 1_000), last_error_at: new Date() }
 }
 
 export interface HostPatch {
@@ -53,7 +57,7 @@ export async function updateHost(db: Kysely<Database>, id: number, patch: HostPa
     .updateTable('host')
     .set({
       ...(patch.status !== undefined ? { status: patch.status } : {}),
-      ...(patch.lastError !== undefined ? { last_error: patch.lastError.slice(0, 1_000), last_error_at: new Date() } : {}),
+      ...(patch.lastError !== undefined ? lastErrorColumns(patch.lastError) : {}),
       ...(patch.accountLimit !== undefined ? { account_limit: patch.accountLimit } : {}),
       ...(patch.lenient !== undefined ? { lenient: patch.lenient } : {}),
       ...(patch.resetCursor ? { cursor: 0 } : {}),

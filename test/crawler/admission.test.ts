@@ -154,6 +154,15 @@ describe('requestCrawl over HTTP', () => {
     expect(f.connections).toHaveLength(0)
   })
 
+  it('caps the stored last_error when a relay answers with a huge Server header', async () => {
+    const f = await fake()
+    f.serverHeader = `atrelay/9.9.9 (atproto-relay) ${'x'.repeat(5_000)}`
+    expect((await requestCrawl(f.hostname)).body?.error).toBe('HostBanned')
+    const row = await hostRow(f.hostname)
+    expect(row?.last_error).toMatch(/^relay loop/)
+    expect(row?.last_error?.length).toBe(1_000)
+  })
+
   it('refuses bad and missing hostnames with InvalidRequest', async () => {
     for (const bad of ['1.2.3.4', 'pds', 'https://pds.example.com/xrpc', 'pds.example.com:8080', 42]) {
       const res = await requestCrawl(bad)
