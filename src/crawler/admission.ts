@@ -32,9 +32,8 @@ export interface AdmissionResult {
   outcome: AdmissionOutcome
 }
 
-export interface AdmissionOptions {
-  storage: Storage
-  hosts: HostLifecycle
+/** The admission rules as configured; the crawler takes the same settings and hands them on. */
+export interface AdmissionPolicy {
   /** RELAY_ALLOW_INSECURE_HOSTS */
   allowInsecureHosts: boolean
   /** RELAY_TRUSTED_DOMAINS */
@@ -43,12 +42,17 @@ export interface AdmissionOptions {
   defaultAccountLimit: number
   /** RELAY_TRUSTED_ACCOUNT_LIMIT */
   trustedAccountLimit: number
-  /** RELAY_NEW_HOSTS_PER_DAY (changeable at run time with setNewHostsPerDay) */
+  /** RELAY_NEW_HOSTS_PER_DAY (changeable at run time with Admission.setNewHostsPerDay) */
   newHostsPerDay: number
   /** RELAY_DISABLE_REQUEST_CRAWL */
   disableRequestCrawl: boolean
-  /** describeServer probe timeout; 5 s by default. */
+  /** describeServer probe timeout at admission; 5 s by default. */
   describeTimeoutMs?: number
+}
+
+export interface AdmissionOptions extends AdmissionPolicy {
+  storage: Storage
+  hosts: HostLifecycle
   addressLookup?: AddressLookup | undefined
   logger: Logger
   metrics?: CrawlerMetrics

@@ -19,7 +19,7 @@ import type { HostStats } from '../ingest/host-stats.js'
 import type { AddressLookup } from '../identity/net-guard.js'
 import type { Storage } from '../storage/db.js'
 import type { Host, HostStatus } from '../storage/types.js'
-import { Admission, type AdmissionResult, type HostLifecycle } from './admission.js'
+import { Admission, type AdmissionPolicy, type AdmissionResult, type HostLifecycle } from './admission.js'
 import { DEFAULT_BACKOFF, type BackoffOptions } from './backoff.js'
 import { HostConnection, type ConnectionFailure, type ConnectionInfo } from './host-connection.js'
 import { findHost, insertHost, loadConnectableHosts, updateHost, type HostPatch } from './host-store.js'
@@ -27,24 +27,12 @@ import type { ParsedHostname } from './hostname.js'
 import { CrawlerMetrics } from './metrics.js'
 import type { FutureCursorPolicy, HostCursorSource, IngestSink, UpstreamHost } from './types.js'
 
-export interface CrawlerOptions {
+export interface CrawlerOptions extends AdmissionPolicy {
   storage: Storage
   sink: IngestSink
   stats: HostStats
   /** The sequencer (owner of host cursors). */
   sequencer: HostCursorSource
-  /** RELAY_ALLOW_INSECURE_HOSTS */
-  allowInsecureHosts: boolean
-  /** RELAY_TRUSTED_DOMAINS */
-  trustedDomains: readonly string[]
-  /** RELAY_DEFAULT_ACCOUNT_LIMIT */
-  defaultAccountLimit: number
-  /** RELAY_TRUSTED_ACCOUNT_LIMIT */
-  trustedAccountLimit: number
-  /** RELAY_NEW_HOSTS_PER_DAY */
-  newHostsPerDay: number
-  /** RELAY_DISABLE_REQUEST_CRAWL */
-  disableRequestCrawl: boolean
   /** RELAY_FUTURE_CURSOR */
   futureCursorPolicy: FutureCursorPolicy
   /** Reconnect backoff; default 1 s base, 3 min cap. */
@@ -53,8 +41,6 @@ export interface CrawlerOptions {
   pingIntervalMs?: number
   /** WebSocket handshake timeout; 10 s by default. */
   handshakeTimeoutMs?: number
-  /** describeServer probe timeout at admission; 5 s by default. */
-  describeTimeoutMs?: number
   /** DNS resolution for every outbound connection (tests inject one). */
   addressLookup?: AddressLookup
   /** Pause between dials at start-up, so thousands of hosts do not dial at once; 1 ms by default. */
@@ -123,7 +109,7 @@ export class Crawler implements HostLifecycle {
 
   /** Admin: status banned, connection closed. False for an unknown host. */
   async blockHost(hostname: string): Promise<boolean> {
-    const host = await findHost(this.opts.storage.db, hostname.toLowerCase())
+    const host = await this.findByName(hostname)
     if (!host) return false
     await this.write(host.id, { status: 'banned', lastError: 'blocked by the relay operator' })
     await this.disconnect(host.id)
@@ -133,7 +119,7 @@ export class Crawler implements HostLifecycle {
 
   /** Admin: status active again and reconnected. False for an unknown host. */
   async unblockHost(hostname: string): Promise<boolean> {
-    const host = await findHost(this.opts.storage.db, hostname.toLowerCase())
+    const host = await this.findByName(hostname)
     if (!host) return false
     if (host.status === 'banned') await this.write(host.id, { status: 'active' })
     if (!this.stopping) this.connect({ ...host, status: 'active' })
@@ -144,7 +130,7 @@ export class Crawler implements HostLifecycle {
   /** Admin: changes the account limit; the host's event rate limits follow at once. */
   async setAccountLimit(hostname: string, accountLimit: number): Promise<boolean> {
     if (!Number.isSafeInteger(accountLimit) || accountLimit < 0) throw new RangeError(`invalid account limit ${accountLimit}`)
-    const host = await findHost(this.opts.storage.db, hostname.toLowerCase())
+    const host = await this.findByName(hostname)
     if (!host) return false
     await this.write(host.id, { accountLimit })
     const conn = this.conns.get(host.id)
@@ -157,7 +143,7 @@ export class Crawler implements HostLifecycle {
 
   /** Admin: per-host strictness override (null follows RELAY_LENIENT). Ingest sees it on the next frame. */
   async setLenient(hostname: string, lenient: boolean | null): Promise<boolean> {
-    const host = await findHost(this.opts.storage.db, hostname.toLowerCase())
+    const host = await this.findByName(hostname)
     if (!host) return false
     await this.write(host.id, { lenient })
     const conn = this.conns.get(host.id)
@@ -167,7 +153,7 @@ export class Crawler implements HostLifecycle {
 
   /** Admin: forget the host's cursor (e.g. after it reset its sequence) and reconnect live. */
   async resetHostCursor(hostname: string): Promise<boolean> {
-    const host = await findHost(this.opts.storage.db, hostname.toLowerCase())
+    const host = await this.findByName(hostname)
     if (!host) return false
     this.opts.sequencer.resetHost(host.id)
     const conn = this.conns.get(host.id)
@@ -183,13 +169,17 @@ export class Crawler implements HostLifecycle {
 
   /** Live state of every host connection. */
   connections(): HostConnectionStatus[] {
-    return [...this.conns.values()].map((c) => ({ ...c.info(), status: this.status.get(c.host.id) ?? 'active' }))
+    return [...this.conns.values()].map((c) => this.statusOf(c))
   }
 
   connection(hostname: string): HostConnectionStatus | undefined {
     const name = hostname.toLowerCase()
-    for (const c of this.conns.values()) if (c.host.hostname === name) return { ...c.info(), status: this.status.get(c.host.id) ?? 'active' }
+    for (const c of this.conns.values()) if (c.host.hostname === name) return this.statusOf(c)
     return undefined
+  }
+
+  private statusOf(conn: HostConnection): HostConnectionStatus {
+    return { ...conn.info(), status: this.status.get(conn.host.id) ?? 'active' }
   }
 
   /** Closes every connection cleanly and waits for in-flight pushes and status writes. */
@@ -201,6 +191,10 @@ export class Crawler implements HostLifecycle {
       await this.admission.close()
     })()
     return this.stopped
+  }
+
+  private findByName(hostname: string): Promise<Host | undefined> {
+    return findHost(this.opts.storage.db, hostname.toLowerCase())
   }
 
   // ---------------------------------------------------------------- HostLifecycle (admission)
@@ -222,7 +216,7 @@ export class Crawler implements HostLifecycle {
   }
 
   async banRelayLoop(parsed: ParsedHostname, server: string, limits: { accountLimit: number; trusted: boolean }): Promise<void> {
-    const lastError = `relay loop: host answers with Server ${JSON.stringify(server)}`
+    const lastError = relayLoopError(server)
     const known = await findHost(this.opts.storage.db, parsed.hostname)
     if (known) {
       await this.write(known.id, { status: 'banned', lastError })
@@ -312,7 +306,7 @@ export class Crawler implements HostLifecycle {
     this.log.warn({ host: conn.host.hostname, server }, 'host is a relay (loop); banned')
     this.conns.delete(conn.host.id)
     void conn.stop()
-    void this.write(conn.host.id, { status: 'banned', lastError: `relay loop: host answers with Server ${JSON.stringify(server)}` })
+    void this.write(conn.host.id, { status: 'banned', lastError: relayLoopError(server) })
   }
 
   /** Host-table writes, serialised per host so a late "offline" never overwrites a newer "active". */
@@ -328,4 +322,8 @@ export class Crawler implements HostLifecycle {
     })
     return next
   }
+}
+
+function relayLoopError(server: string): string {
+  return `relay loop: host answers with Server ${JSON.stringify(server)}`
 }
