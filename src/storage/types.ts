@@ -2,7 +2,7 @@
  * Kysely table types, mirroring schema.sql (which is the source of truth).
  * int8 columns are parsed to JS numbers by both dialects (every value stays below 2^53).
  */
-import type { ColumnType, Generated, Insertable, Selectable, Updateable } from 'kysely'
+import type { ColumnType, Generated, Selectable } from 'kysely'
 
 type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>
 
@@ -103,8 +103,5 @@ export interface Database {
 }
 
 export type Host = Selectable<HostTable>
-export type NewHost = Insertable<HostTable>
-export type HostUpdate = Updateable<HostTable>
 export type Account = Selectable<AccountTable>
-export type AccountHead = Selectable<AccountHeadTable>
 export type IdentityRow = Selectable<IdentityTable>
