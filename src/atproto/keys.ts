@@ -128,7 +128,7 @@ class P256PublicKey implements PublicKey {
     try {
       return cryptoVerify('sha256', message, { key: this.keyObject, dsaEncoding: 'ieee-p1363' }, sig)
     } catch {
-      return false
+      return false // unparsable signature (r or s out of range)
     }
   }
 }

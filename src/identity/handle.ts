@@ -78,13 +78,13 @@ export class HandleResolver {
     // Both methods in parallel; DNS wins when it answers.
     const httpsPromise = testTld && !this.testTldHttps ? Promise.resolve(noHttps) : this.resolveHttps(handle, devLocal)
     const dnsResult = devLocal || (testTld && !this.testTldDns) ? ({ kind: 'none' } as const) : await this.resolveDns(handle)
-    if (dnsResult.kind === 'did') {
+    if (dnsResult.kind === 'did' || dnsResult.kind === 'conflict') {
+      // DNS decided; the HTTPS answer is left unread. resolveHttps reports failures as values,
+      // so this catch only keeps a bug there from becoming an unhandled rejection.
       void httpsPromise.catch(() => undefined)
-      return { did: dnsResult.did, method: 'dns' }
-    }
-    if (dnsResult.kind === 'conflict') {
-      void httpsPromise.catch(() => undefined)
-      return { did: null, error: `conflicting DNS records for _atproto.${handle}` }
+      return dnsResult.kind === 'did'
+        ? { did: dnsResult.did, method: 'dns' }
+        : { did: null, error: `conflicting DNS records for _atproto.${handle}` }
     }
     const https = await httpsPromise
     if (https.kind === 'did') return { did: https.did, method: 'https' }
