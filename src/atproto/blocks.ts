@@ -8,6 +8,8 @@
  * call `get` several times per event); the full compare keeps it exact even
  * for CIDs crafted to share a digest suffix.
  */
+import { bytesEqual } from './cid.js'
+
 export interface ReadonlyBlockMap {
   get(cid: Uint8Array): Uint8Array | undefined
   has(cid: Uint8Array): boolean
@@ -30,18 +32,12 @@ function bucketOf(cid: Uint8Array): number {
   return h & 0x3fffffff
 }
 
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false
-  for (let i = a.length - 1; i >= 0; i--) if (a[i] !== b[i]) return false
-  return true
-}
-
 export class BlockMap implements ReadonlyBlockMap {
   private readonly buckets = new Map<number, Entry>()
   private count = 0
 
   private find(cid: Uint8Array): Entry | undefined {
-    for (let e = this.buckets.get(bucketOf(cid)); e !== undefined; e = e.next) if (sameBytes(e.cid, cid)) return e
+    for (let e = this.buckets.get(bucketOf(cid)); e !== undefined; e = e.next) if (bytesEqual(e.cid, cid)) return e
     return undefined
   }
 
@@ -57,7 +53,7 @@ export class BlockMap implements ReadonlyBlockMap {
     const bucket = bucketOf(cid)
     const head = this.buckets.get(bucket)
     for (let e = head; e !== undefined; e = e.next) {
-      if (sameBytes(e.cid, cid)) {
+      if (bytesEqual(e.cid, cid)) {
         e.bytes = bytes
         return
       }
@@ -70,7 +66,7 @@ export class BlockMap implements ReadonlyBlockMap {
     const bucket = bucketOf(cid)
     let prev: Entry | undefined
     for (let e = this.buckets.get(bucket); e !== undefined; prev = e, e = e.next) {
-      if (!sameBytes(e.cid, cid)) continue
+      if (!bytesEqual(e.cid, cid)) continue
       if (prev !== undefined) prev.next = e.next
       else if (e.next !== undefined) this.buckets.set(bucket, e.next)
       else this.buckets.delete(bucket)

@@ -36,6 +36,11 @@ export function cidMatchesBlock(cid: Uint8Array, block: Uint8Array): boolean {
 
 export function cidEquals(a: Uint8Array | null | undefined, b: Uint8Array | null | undefined): boolean {
   if (!a || !b) return a === b
+  return bytesEqual(a, b)
+}
+
+/** Same length and bytes (CIDs, MST keys). */
+export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
   return true

@@ -2,10 +2,10 @@
  * Whole-tree helpers for tests, benchmarks and fixture generation (a fake PDS
  * producing commits). Not used on the relay's hot path.
  */
-import { cidEquals, copyBytes } from '../cid.js'
+import { bytesEqual, cidEquals, copyBytes } from '../cid.js'
 import { BlockMap, type ReadonlyBlockMap } from '../blocks.js'
 import { MstError } from './errors.js'
-import { compareKeys, keyBytes, keysEqual, lowerBound } from './key.js'
+import { compareKeys, keyBytes, lowerBound } from './key.js'
 import { normaliseOps, type MstOp } from './invert.js'
 import { loadNode, loadRoot, MstTree } from './tree.js'
 
@@ -110,7 +110,7 @@ export function coveringProof(root: Uint8Array, blocks: ReadonlyBlockMap, keys: 
     pathProof(root, blocks, key, out)
     let i = lowerBound(all, key)
     if (i > 0) pathProof(root, blocks, all[i - 1]!, out)
-    if (i < all.length && keysEqual(all[i]!, key)) i++
+    if (i < all.length && bytesEqual(all[i]!, key)) i++
     if (i < all.length) pathProof(root, blocks, all[i]!, out)
   }
   return out

@@ -68,9 +68,3 @@ export function lowerBound(keys: readonly Uint8Array[], key: Uint8Array): number
   }
   return lo
 }
-
-export function keysEqual(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
-  return true
-}

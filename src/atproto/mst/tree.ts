@@ -9,10 +9,10 @@
  * until its entries change; if only its children's CIDs change, its new
  * encoding is its old block with those digests patched in.
  */
-import { cidForCbor } from '../cid.js'
+import { bytesEqual, cidForCbor } from '../cid.js'
 import type { BlockMap, ReadonlyBlockMap } from '../blocks.js'
 import { MstError } from './errors.js'
-import { keyHeight, keyHeightAt, keysEqual, lowerBound } from './key.js'
+import { keyHeight, keyHeightAt, lowerBound } from './key.js'
 import {
   EMPTY_NODE_BYTES,
   ENT,
@@ -78,7 +78,7 @@ export class MstNode {
     if (this.layout !== null) return layoutFind(this.layout, key)
     const keys = this.arrays!.keys
     const i = lowerBound(keys, key)
-    return (i << 1) | (i < keys.length && keysEqual(keys[i]!, key) ? 1 : 0)
+    return (i << 1) | (i < keys.length && bytesEqual(keys[i]!, key) ? 1 : 0)
   }
 
   value(i: number): Uint8Array {
