@@ -3,18 +3,20 @@
  * the relay's), plus an optional latency probe. Every corpus frame is stamped
  * with the time its host hands it to the socket; the probe subscribes to the
  * relay's firehose and matches what arrives by (DID, rev) — both ends in this
- * one process, on one clock.
+ * one process, on one clock. Also serves the corpus DID documents statically
+ * (`staticPlcUrl`, see static-plc.ts) next to the real PLC (`plcUrl`).
  *
  *   node --import tsx bench/suite/fleet-child.ts '{"params":{…},"totalRate":0}'
  * Commands: status, rate {totalRate}, probe {url}, record {on}, latency.
  */
 import WebSocket from 'ws'
 import { decodeFrame, type MessageFrame } from '../../src/atproto/frame.js'
-import { ensureCorpus, loadHostFrames } from '../corpus/corpus.js'
+import { ensureCorpus, loadHostAccounts, loadHostFrames } from '../corpus/corpus.js'
 import type { CorpusParams } from '../corpus/params.js'
 import { FakeHostFleet } from '../fake-host-fleet.js'
 import type { SeqFrame } from '../../test/helpers/fake-pds.js'
 import { serveRpc } from './rpc.js'
+import { StaticPlc } from './static-plc.js'
 
 interface Args {
   params: Partial<CorpusParams>
@@ -41,6 +43,7 @@ async function main(): Promise<void> {
   const corpus = await ensureCorpus({ params: args.params, log })
   const fleet = await FakeHostFleet.start({ corpus, totalRate: args.totalRate, log })
   const ratePerHost = args.totalRate > 0 ? args.totalRate / fleet.hosts.length : 0
+  const staticPlc = await StaticPlc.start(fleet.hosts.flatMap((h) => loadHostAccounts(corpus, h.corpusHost).map((account) => ({ account, pdsUrl: h.pds.url }))))
 
   // Replace each host's play source with one that stamps send times (nothing has been sent yet:
   // a host appends frames only while someone is subscribed).
@@ -64,7 +67,7 @@ async function main(): Promise<void> {
   const probeStats = { received: 0, matched: 0, unmatched: 0, other: 0, errors: [] as string[] }
 
   serveRpc(
-    { plcUrl: fleet.plcUrl, hosts: fleet.hosts.map((h) => ({ hostname: h.pds.hostname, wsUrl: h.pds.wsUrl, frames: h.frames })), totalFrames: fleet.totalFrames },
+    { plcUrl: fleet.plcUrl, staticPlcUrl: staticPlc.url, hosts: fleet.hosts.map((h) => ({ hostname: h.pds.hostname, wsUrl: h.pds.wsUrl, frames: h.frames })), totalFrames: fleet.totalFrames },
     {
       status: () => ({ released: fleet.framesReleased, total: fleet.totalFrames, sent: fleet.hosts.reduce((n, h) => n + h.pds.stats.framesSent, 0) }),
       rate: (a) => {
@@ -128,6 +131,7 @@ async function main(): Promise<void> {
     async () => {
       const p = probe as WebSocket | null
       p?.terminate()
+      await staticPlc.close()
       await fleet.close()
     },
   )

@@ -3,7 +3,7 @@
  * and creates and drops its own database. The relay runs in this process;
  * the fleet, the consumers and the baselines run in child processes.
  */
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -21,7 +21,10 @@ import { ChildRpc, runJsonChild } from './rpc.js'
 export type Log = (message: string) => void
 
 interface FleetReady {
+  /** the real PLC (@did-plc/server) holding the corpus DIDs */
   plcUrl: string
+  /** the same documents served statically (what the relay resolves against; see static-plc.ts) */
+  staticPlcUrl: string
   hosts: { hostname: string; wsUrl: string; frames: number }[]
   totalFrames: number
 }
@@ -112,6 +115,8 @@ export interface Sample {
   cpu: number
   machineBusy: number
   rss: number
+  /** CPU seconds of this run's Postgres backends (Postgres only) */
+  pgCpu?: number
 }
 
 export interface WindowStats {
@@ -123,6 +128,12 @@ export interface WindowStats {
   relayCores: number
   /** all cores busy on the machine (everything: relay, Postgres, fleet, other users) */
   machineCores: number
+  /** this database's Postgres backends, cores (Postgres only) */
+  pgCores?: number
+  /** relay process CPU per accepted event, µs */
+  relayUsPerEvent?: number
+  /** Postgres backend CPU per accepted event, µs */
+  pgUsPerEvent?: number
 }
 
 export interface IngestResult {
@@ -135,6 +146,8 @@ export interface IngestResult {
   accepted: number
   dropped: number
   droppedByReason: Record<string, number>
+  /** Distinct last errors recorded per host (why events were dropped). */
+  lastErrors: string[]
   storedEvents: number
   steady: WindowStats
   overallEventsPerSec: number
@@ -185,13 +198,68 @@ function average(samples: Sample[], pick: (s: Sample) => number | undefined): nu
 function windowBetween(samples: Sample[], a: Sample, b: Sample): WindowStats {
   void samples
   const dt = b.t - a.t
-  return {
+  const events = b.seq - a.seq
+  const w: WindowStats = {
     fromS: a.t,
     toS: b.t,
-    events: b.seq - a.seq,
-    eventsPerSec: dt > 0 ? (b.seq - a.seq) / dt : 0,
+    events,
+    eventsPerSec: dt > 0 ? events / dt : 0,
     relayCores: dt > 0 ? (b.cpu - a.cpu) / dt : 0,
     machineCores: dt > 0 ? (b.machineBusy - a.machineBusy) / dt : 0,
+    relayUsPerEvent: events > 0 ? ((b.cpu - a.cpu) * 1e6) / events : NaN,
+  }
+  if (a.pgCpu !== undefined && b.pgCpu !== undefined) {
+    w.pgCores = dt > 0 ? (b.pgCpu - a.pgCpu) / dt : 0
+    w.pgUsPerEvent = events > 0 ? ((b.pgCpu - a.pgCpu) * 1e6) / events : NaN
+  }
+  return w
+}
+
+/** CPU seconds (user + system) of processes by pid, from /proc (Linux); missing pids count 0. */
+function procCpuSeconds(pids: readonly number[]): number {
+  let ticks = 0
+  for (const pid of pids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+      ticks += Number(f[11]) + Number(f[12])
+    } catch {
+      // gone
+    }
+  }
+  return ticks / 100
+}
+
+/** The backends serving this database, with the CPU they had when first seen (so a pid that goes away does not make the sum jump). */
+class PgBackendCpu {
+  private readonly seen = new Map<number, { base: number; last: number }>()
+  private retired = 0
+  constructor(private readonly relay: Relay) {}
+  async refresh(): Promise<void> {
+    if (this.relay.storage.kind !== 'postgres') return
+    const r = await sql<{ pid: number }>`select pid from pg_stat_activity where datname = current_database()`.execute(this.relay.storage.db)
+    for (const { pid } of r.rows) {
+      if (this.seen.has(pid)) continue
+      const now = procCpuSeconds([pid])
+      this.seen.set(pid, { base: now, last: now })
+    }
+  }
+  /** CPU seconds used by the backends since they were first seen (a backend that exits keeps its share). */
+  read(): number | undefined {
+    if (this.relay.storage.kind !== 'postgres') return undefined
+    let total = this.retired
+    for (const [pid, e] of this.seen) {
+      const now = procCpuSeconds([pid])
+      if (now === 0) {
+        this.retired += e.last - e.base
+        total += e.last - e.base
+        this.seen.delete(pid)
+        continue
+      }
+      e.last = now
+      total += now - e.base
+    }
+    return total
   }
 }
 
@@ -218,7 +286,7 @@ export async function runIngest(o: IngestOptions): Promise<IngestResult> {
   const fleet = await startFleet(o.params, 0, o.log)
   try {
     const plcLimit = o.plcLimit ?? 'lifted'
-    return await withRelay(o.kind, fleet.ready.plcUrl, async (relay) => {
+    return await withRelay(o.kind, fleet.ready.staticPlcUrl, async (relay) => {
       const extra = o.beforeHosts ? await o.beforeHosts(relay) : undefined
       const hosts = fleet.ready.hosts.map((h) => h.hostname)
       const total = fleet.ready.totalFrames
@@ -237,18 +305,23 @@ export async function runIngest(o: IngestOptions): Promise<IngestResult> {
           queued: relay.ingest.queued,
           seqQueued: relay.sequencer.queuedEvents(),
         }
+        const pgCpu = pg.read()
+        if (pgCpu !== undefined) s.pgCpu = pgCpu
         samples.push(s)
         return s
       }
       const startRss = process.memoryUsage.rss()
+      const pg = new PgBackendCpu(relay)
+      await pg.refresh()
       sample()
       await addHosts(relay, hosts)
       const profiler = o.profileFile ? new CpuProfiler() : null
       let profiling: 'before' | 'on' | 'done' = 'before'
       let profile: ProfileSummary | undefined
       let lastLog = 0
-      for (;;) {
+      for (let n = 0; ; n++) {
         await sleep(100)
+        if (n % 10 === 0) await pg.refresh()
         const s = sample()
         if (profiler && profiling === 'before' && s.handled >= 0.55 * total) {
           await profiler.start()
@@ -281,6 +354,7 @@ export async function runIngest(o: IngestOptions): Promise<IngestResult> {
         accepted: counts.accepted,
         dropped: counts.dropped,
         droppedByReason: counts.droppedByReason,
+        lastErrors: [...new Set(hosts.map((h) => relay.stats.snapshot(h).lastError?.message).filter((m): m is string => !!m))].slice(0, 5),
         storedEvents: stored.rows[0]?.n ?? -1,
         steady,
         overallEventsPerSec: last.t > firstEvent.t ? (last.seq - firstEvent.seq) / (last.t - firstEvent.t) : 0,
@@ -323,13 +397,14 @@ export interface LatencyResult {
   mean: number
   probe: { received: number; matched: number; unmatched: number; other: number; errors: string[] }
   dropped: Record<string, number>
+  lastErrors: string[]
 }
 
 export async function runLatency(o: { params: Partial<CorpusParams>; rate: number; warmMs: number; windowMs: number; log: Log }): Promise<LatencyResult> {
   const loadAvg = loadAverage()
   const fleet = await startFleet(o.params, o.rate, o.log)
   try {
-    return await withRelay('postgres', fleet.ready.plcUrl, async (relay) => {
+    return await withRelay('postgres', fleet.ready.staticPlcUrl, async (relay) => {
       const hosts = fleet.ready.hosts.map((h) => h.hostname)
       const total = fleet.ready.totalFrames
       await fleet.rpc.call('probe', { url: relayWsUrl(relay) })
@@ -350,7 +425,8 @@ export async function runLatency(o: { params: Partial<CorpusParams>; rate: numbe
       const b = at()
       await fleet.rpc.call('record', { on: false })
       const lat = await fleet.rpc.call<Omit<LatencyResult, 'loadAvg' | 'offeredPerSec' | 'window' | 'dropped'>>('latency')
-      return { loadAvg, offeredPerSec: o.rate, window: windowBetween([], a, b), ...lat, dropped: ingestCounts(relay, hosts).droppedByReason }
+      const lastErrors = [...new Set(hosts.map((h) => relay.stats.snapshot(h).lastError?.message).filter((m): m is string => !!m))].slice(0, 5)
+      return { loadAvg, offeredPerSec: o.rate, window: windowBetween([], a, b), ...lat, dropped: ingestCounts(relay, hosts).droppedByReason, lastErrors }
     })
   } finally {
     await fleet.rpc.stop()
@@ -398,7 +474,7 @@ export async function runFanout(o: { params: Partial<CorpusParams>; rate: number
   const fleet = await startFleet(o.params, o.rate, o.log)
   const consumers = await ChildRpc.start({ script: 'bench/suite/consumers-child.ts', log: o.log })
   try {
-    return await withRelay('postgres', fleet.ready.plcUrl, async (relay) => {
+    return await withRelay('postgres', fleet.ready.staticPlcUrl, async (relay) => {
       const hosts = fleet.ready.hosts.map((h) => h.hostname)
       await addHosts(relay, hosts)
       await sleep(o.warmMs)

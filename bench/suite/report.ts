@@ -132,10 +132,15 @@ export function renderReport(r: BenchResults): string {
     L.push('|---|---|')
     L.push(`| steady window | ${f1(x.steady.fromS)}–${f1(x.steady.toS)} s: ${int(x.steady.events)} events, **${int(x.steady.eventsPerSec)} events/s** accepted at the sequencer |`)
     L.push(`| whole run | ${int(x.accepted)} accepted, ${int(x.dropped)} dropped of ${int(x.totalFrames)} frames in ${f1(x.seconds)} s (${int(x.overallEventsPerSec)} events/s from first commit to last)${x.completed ? '' : ' — **stopped at the deadline before the corpus was done**'} |`)
-    L.push(`| drops | ${x.completed ? dropVerdict(x.droppedByReason, c) : droppedText(x.droppedByReason)} |`)
+    L.push(`| drops | ${x.completed ? dropVerdict(x.droppedByReason, c) : droppedText(x.droppedByReason)}${x.lastErrors.length ? `; last errors: ${x.lastErrors.map((e) => '`' + e.slice(0, 160) + '`').join('; ')}` : ''} |`)
     L.push(`| events in the log | ${int(x.storedEvents)} |`)
     L.push(`| PLC | ${int(x.internals.plcResolutions)} resolutions; ${f1(x.internals.plcLimitDelaySeconds)} s of rate-limit delay in total (${x.plcLimit === 'lifted' ? 'limit lifted' : 'default limit'}) |`)
-    L.push(`| CPU in the window | relay process ${f2(x.steady.relayCores)} cores; whole machine ${f2(x.steady.machineCores)} of ${m.cores} cores busy (relay + database + fake hosts + other users) |`)
+    L.push(
+      `| CPU in the window | relay process ${f2(x.steady.relayCores)} cores${x.steady.pgCores !== undefined ? `, its Postgres backends ${f2(x.steady.pgCores)} cores` : ''}; whole machine ${f2(x.steady.machineCores)} of ${m.cores} cores busy (relay + database + fake hosts + other users) |`,
+    )
+    L.push(
+      `| CPU per accepted event | relay process ${f1(x.steady.relayUsPerEvent ?? NaN)} µs${x.steady.pgUsPerEvent !== undefined ? ` + Postgres backends ${f1(x.steady.pgUsPerEvent)} µs = ${f1((x.steady.relayUsPerEvent ?? NaN) + x.steady.pgUsPerEvent)} µs` : ''} (floor: ${r.floor ? f1(r.floor.usPerEvent) + ' µs' : 'n/a'}) |`,
+    )
     L.push(`| RSS | ${int(x.startRssMB)} MB at start, peak ${int(x.peakRssMB)} MB |`)
     const i = x.internals
     L.push(
@@ -168,7 +173,9 @@ export function renderReport(r: BenchResults): string {
     L.push('|---:|---:|---:|---:|---:|---:|---:|')
     L.push(`| ${f1(lat.p50)} ms | ${f1(lat.p90)} ms | ${f1(lat.p99)} ms | ${f1(lat.max)} ms | ${f1(lat.mean)} ms | ${int(lat.count)} | ${int(lat.window.eventsPerSec)} events/s |`)
     L.push('')
-    L.push(`Probe: ${int(lat.probe.received)} frames received, ${int(lat.probe.matched)} matched, ${int(lat.probe.unmatched)} unmatched, ${lat.probe.errors.length ? lat.probe.errors.join('; ') : 'no errors'}. Drops: ${droppedText(lat.dropped)}.`)
+    L.push(
+      `Probe: ${int(lat.probe.received)} frames received, ${int(lat.probe.matched)} matched, ${int(lat.probe.unmatched)} unmatched, ${lat.probe.errors.length ? lat.probe.errors.join('; ') : 'no errors'}. Drops: ${droppedText(lat.dropped)}${lat.lastErrors.length ? ` (last errors: ${lat.lastErrors.map((e) => '`' + e.slice(0, 160) + '`').join('; ')})` : ''}.`,
+    )
     L.push('')
   }
 
