@@ -66,6 +66,7 @@ export class Admission {
   private readonly policy: HostPolicy
   private readonly dispatcher: Dispatcher
   private readonly trusted: TrustedDomains
+  private readonly describeTimeoutMs: number
   private readonly now: () => number
   /** Times of public admissions of new hosts in the last 24 h (in memory, as indigo). */
   private admitted: number[] = []
@@ -79,11 +80,11 @@ export class Admission {
     this.now = opts.now ?? Date.now
     this.perDay = opts.newHostsPerDay
     this.disabled = opts.disableRequestCrawl
-    const timeoutMs = opts.describeTimeoutMs ?? 5_000
+    this.describeTimeoutMs = opts.describeTimeoutMs ?? 5_000
     this.dispatcher = createGuardedDispatcher({
       allowLoopback: opts.allowInsecureHosts,
-      connectTimeoutMs: timeoutMs,
-      responseTimeoutMs: timeoutMs,
+      connectTimeoutMs: this.describeTimeoutMs,
+      responseTimeoutMs: this.describeTimeoutMs,
       ...(opts.addressLookup ? { lookup: opts.addressLookup } : {}),
     })
   }
@@ -148,11 +149,11 @@ export class Admission {
     const ban = await findDomainBan(db, hostname)
     if (ban !== undefined) throw new XrpcError(400, 'HostBanned', `${hostname} is banned by this relay (domain ${ban})`)
     let known = await findHost(db, hostname)
-    if (known?.status === 'banned') throw new XrpcError(400, 'HostBanned', `${hostname} is banned by this relay`)
+    if (known?.status === 'banned') throw hostBanned(hostname)
 
     let server: string | undefined
     try {
-      server = (await describeServer(hostname, parsed.ssl, { dispatcher: this.dispatcher, policy: this.policy, timeoutMs: this.opts.describeTimeoutMs ?? 5_000 })).server
+      server = (await describeServer(hostname, parsed.ssl, { dispatcher: this.dispatcher, policy: this.policy, timeoutMs: this.describeTimeoutMs })).server
     } catch (err) {
       if (!(err instanceof DescribeServerError)) throw err
       if (isRelayServerHeader(err.server)) server = err.server
@@ -170,7 +171,7 @@ export class Admission {
     // Re-read: the probe took time and a concurrent request may have added or banned it.
     known = await findHost(db, hostname)
     if (known) {
-      if (known.status === 'banned') throw new XrpcError(400, 'HostBanned', `${hostname} is banned by this relay`)
+      if (known.status === 'banned') throw hostBanned(hostname)
       const outcome = await this.opts.hosts.wakeHost(known)
       if (outcome === 'reconnecting') log.info({ status: known.status }, 'requestCrawl: reconnecting known host')
       return { hostname, outcome }
@@ -182,7 +183,7 @@ export class Admission {
       if (!admin) this.admitted.pop()
       const now = await findHost(db, hostname)
       if (now && now.status !== 'banned') return { hostname, outcome: await this.opts.hosts.wakeHost(now) }
-      throw new XrpcError(400, 'HostBanned', `${hostname} is banned by this relay`)
+      throw hostBanned(hostname)
     }
     log.info({ admin, trusted: added.trusted, accountLimit: added.account_limit }, 'new host admitted')
     return { hostname, outcome: 'added' }
@@ -214,4 +215,8 @@ export class Admission {
   async close(): Promise<void> {
     await this.dispatcher.close()
   }
+}
+
+function hostBanned(hostname: string): XrpcError {
+  return new XrpcError(400, 'HostBanned', `${hostname} is banned by this relay`)
 }
