@@ -21,6 +21,7 @@ export class KeyedTokenBucket {
   private readonly buckets: LRUCache<string, Bucket>
   private readonly rate: number
   private readonly burst: number
+  private readonly now: () => number
 
   constructor(
     limit: RateLimit,
@@ -33,8 +34,6 @@ export class KeyedTokenBucket {
     // Bounded: an evicted key simply starts again with a full bucket.
     this.buckets = new LRUCache({ max: opts.maxKeys ?? 10_000 })
   }
-
-  private readonly now: () => number
 
   /**
    * Reserves one token for `key` and returns how many milliseconds the caller
