@@ -299,10 +299,15 @@ export function createGuardedDispatcher(opts: GuardedDispatcherOptions): Dispatc
   })
 }
 
-/** Walks an error's `cause` chain for a `NetGuardError` (undici wraps connect errors). */
-export function findNetGuardError(err: unknown): NetGuardError | undefined {
+/** The first error in `err`'s `cause` chain (at most 5 deep) that `match` accepts: undici and ws wrap the real cause. */
+export function findCause<T>(err: unknown, match: (e: unknown) => e is T): T | undefined {
   for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
-    if (e instanceof NetGuardError) return e
+    if (match(e)) return e
   }
   return undefined
+}
+
+/** The `NetGuardError` behind a failed connection, if the guard refused it. */
+export function findNetGuardError(err: unknown): NetGuardError | undefined {
+  return findCause(err, (e): e is NetGuardError => e instanceof NetGuardError)
 }

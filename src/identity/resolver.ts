@@ -7,7 +7,7 @@ import { Agent, type Dispatcher } from 'undici'
 import { isValidDid } from '../atproto/syntax.js'
 import { parseDidDocument, type IdentityResult } from './did-doc.js'
 import { fetchBounded, FetchError } from './http-fetch.js'
-import { assertPublicUrl, createGuardedDispatcher, type AddressLookup, type HostPolicy } from './net-guard.js'
+import { assertPublicUrl, createGuardedDispatcher, findCause, type AddressLookup, type HostPolicy } from './net-guard.js'
 
 export type DidMethod = 'plc' | 'web'
 
@@ -89,11 +89,6 @@ export class DidResolver implements DidResolverLike {
     })
   }
 
-  /** The PLC directory's host[:port], for per-target rate limits. */
-  get plcHost(): string {
-    return new URL(this.plcUrl).host
-  }
-
   async resolve(did: string): Promise<IdentityResult> {
     if (!isValidDid(did)) return { status: 'failed', did, error: 'invalid DID syntax' }
     const method = didMethod(did)
@@ -166,9 +161,5 @@ export class DidResolver implements DidResolverLike {
 }
 
 function findCode(err: unknown): string | undefined {
-  for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
-    const code = (e as { code?: unknown }).code
-    if (typeof code === 'string') return code
-  }
-  return undefined
+  return findCause(err, (e): e is { code: string } => typeof (e as { code?: unknown }).code === 'string')?.code
 }
