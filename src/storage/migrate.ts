@@ -4,9 +4,10 @@
  */
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { sql } from 'kysely'
+import { sql, type Kysely } from 'kysely'
 import { packageRoot } from '../package-root.js'
 import type { Storage } from './db.js'
+import type { Database } from './types.js'
 
 export interface Migration {
   version: number
@@ -41,7 +42,7 @@ export function parseMigrations(text: string): Migration[] {
   return migrations
 }
 
-export function schemaPath(): string {
+function schemaPath(): string {
   return join(packageRoot(), 'schema.sql')
 }
 
@@ -49,12 +50,15 @@ export function loadMigrations(): Migration[] {
   return parseMigrations(readFileSync(schemaPath(), 'utf8'))
 }
 
-export async function currentSchemaVersion(storage: Storage): Promise<number> {
-  const { rows } = await sql<{ exists: string | null }>`select to_regclass('schema_version')::text as exists`.execute(
-    storage.db,
-  )
+export function currentSchemaVersion(storage: Storage): Promise<number> {
+  return schemaVersion(storage.db)
+}
+
+/** The highest applied migration, 0 for a database without the schema_version table (on a connection or in a transaction). */
+async function schemaVersion(db: Kysely<Database>): Promise<number> {
+  const { rows } = await sql<{ exists: string | null }>`select to_regclass('schema_version')::text as exists`.execute(db)
   if (!rows[0]?.exists) return 0
-  const max = await storage.db
+  const max = await db
     .selectFrom('schema_version')
     .select((eb) => eb.fn.max('version').as('v'))
     .executeTakeFirst()
@@ -68,12 +72,7 @@ export async function migrate(storage: Storage, migrations: Migration[] = loadMi
   for (const m of migrations) {
     const done = await storage.db.transaction().execute(async (trx) => {
       await sql`select pg_advisory_xact_lock(${LOCK_KEY})`.execute(trx)
-      const { rows } = await sql<{ exists: string | null }>`select to_regclass('schema_version')::text as exists`.execute(trx)
-      let version = 0
-      if (rows[0]?.exists) {
-        const r = await sql<{ v: number | null }>`select max(version) as v from schema_version`.execute(trx)
-        version = Number(r.rows[0]?.v ?? 0)
-      }
+      const version = await schemaVersion(trx)
       if (version > codeVersion) throw new SchemaTooNewError(version, codeVersion)
       if (version >= m.version) return false
       await sql.raw(m.sql).execute(trx)
