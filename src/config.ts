@@ -68,8 +68,9 @@ interface Setting<K extends keyof Config> {
 
 function int(min: number, max: number) {
   return (raw: string, env: string): number => {
-    if (!/^-?\d+$/.test(raw.replace(/_/g, ''))) throw new ConfigError(env, `expected an integer, got "${raw}"`)
-    const n = Number(raw.replace(/_/g, ''))
+    const digits = raw.replace(/_/g, '') // 10_000 reads as 10000
+    if (!/^-?\d+$/.test(digits)) throw new ConfigError(env, `expected an integer, got "${raw}"`)
+    const n = Number(digits)
     if (!Number.isSafeInteger(n) || n < min || n > max)
       throw new ConfigError(env, `expected an integer from ${min} to ${max}, got "${raw}"`)
     return n
