@@ -239,10 +239,6 @@ function skipItem(buf: Uint8Array, pos: number, depth: number): number {
   }
 }
 
-function encodeUint(value: number): Uint8Array {
-  return encode(value)
-}
-
 /**
  * A complete `op: 1` frame whose body is `bodyBytes` with its `seq` set to
  * `seq`. The canonical body bytes are spliced (key order is unchanged, so the
@@ -253,7 +249,7 @@ export function frameWithSeq(t: string, bodyBytes: Uint8Array, seq: number): Uin
   const header = messageHeader(t)
   const at = findSeqValue(bodyBytes)
   if (at === null) return reencodeWithSeq(header, bodyBytes, seq)
-  const seqBytes = encodeUint(seq)
+  const seqBytes = encode(seq)
   const out = new Uint8Array(header.length + at.start + seqBytes.length + (bodyBytes.length - at.end))
   out.set(header, 0)
   let p = header.length
