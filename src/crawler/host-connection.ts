@@ -104,6 +104,12 @@ interface Queued {
 }
 
 const CLOSE_GRACE_MS = 1_000
+const MAX_UPSTREAM_TEXT = 500
+
+/** Upstream-chosen text, cut to a size fit for logs and status. */
+function clip(text: string): string {
+  return text.length > MAX_UPSTREAM_TEXT ? `${text.slice(0, MAX_UPSTREAM_TEXT)}…` : text
+}
 
 export class HostConnection {
   readonly host: UpstreamHost
@@ -390,10 +396,11 @@ export class HostConnection {
       return
     }
     if (frame.op === -1) {
-      const text = `${frame.error}${frame.message ? `: ${frame.message}` : ''}`
+      // The host chooses this text (up to a whole frame): clip it before it is kept in stats, logs and the host row.
+      const text = clip(`${frame.error}${frame.message ? `: ${frame.message}` : ''}`)
       this.opts.stats.setLastError(this.host.hostname, `upstream error frame ${text}`)
       if (frame.error === 'FutureCursor' && session.cursor > 0) {
-        session.outcome = { kind: 'future-cursor', message: frame.message ?? '' }
+        session.outcome = { kind: 'future-cursor', message: clip(frame.message ?? '') }
         session.ws.terminate()
       } else {
         this.end(session, { reason: 'error-frame', message: `upstream error frame ${text}` })
@@ -402,7 +409,7 @@ export class HostConnection {
     }
     if (frame.t === '#info') {
       // Connection-level (e.g. OutdatedCursor): logged, never forwarded.
-      this.log.info({ name: frame.body.name, message: frame.body.message, cursor: session.cursor }, 'upstream #info')
+      this.log.info({ name: clip(String(frame.body.name)), message: clip(String(frame.body.message ?? '')), cursor: session.cursor }, 'upstream #info')
       return
     }
     const rawSeq = frame.body.seq

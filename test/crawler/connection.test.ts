@@ -288,6 +288,24 @@ describe('host connection', () => {
     expect((await hostRow(f.hostname)).last_error).toMatch(/InternalError: sequencer on fire/)
   })
 
+  it('clips a huge upstream error message before keeping it in stats and the host row', async () => {
+    const f = await fake()
+    f.onConnection = ({ ws }) => {
+      if (f.connections.length === 1) {
+        ws.send(encodeErrorFrame('InternalError', 'x'.repeat(100_000)))
+        ws.close(1008)
+      } else ws.send(eventFrame(9))
+    }
+    await insertHost(f.hostname)
+    const h = harness()
+    await h.crawler.start()
+    await waitFor(() => h.sink.received.length === 1, 5_000, 'event')
+    const kept = h.stats.snapshot(f.hostname).lastError?.message ?? ''
+    expect(kept).toMatch(/^upstream error frame InternalError: x+…$/)
+    expect(kept.length).toBeLessThan(600)
+    expect((await hostRow(f.hostname)).last_error!.length).toBeLessThan(600)
+  })
+
   it('refuses a relay detected by the Server header of the upgrade and bans it', async () => {
     const f = await fake()
     f.serverHeader = 'atrelay/1.0 (atproto-relay)'
