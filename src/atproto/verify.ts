@@ -20,7 +20,7 @@ import { CarError, CommitError } from './errors.js'
 import { isPlainMap } from './frame.js'
 import type { PublicKey } from './keys.js'
 import { MAX_COMMIT_BLOCKS_BYTES, MAX_COMMIT_OPS, MAX_FUTURE_REV_MS, MAX_RECORD_BYTES, MAX_SYNC_BLOCKS_BYTES } from './limits.js'
-import { MstError, invertOps, mstLookup, normaliseOps, type MstOp } from './mst/index.js'
+import { MstError, invertNormalisedOps, mstLookup, normaliseOps, type MstOp, type NormalOp } from './mst/index.js'
 import { isValidDatetime, isValidDid, isValidRepoPath, isValidTid } from './syntax.js'
 import { isRevTooFarInFuture } from './tid.js'
 
@@ -193,15 +193,14 @@ function readOps(raw: unknown): MstOp[] {
   return ops
 }
 
-/** Sync 1.1 op shapes and unique paths (the inversion's own rules). Returns whether every op is well-formed. */
-function checkOpShapes(ops: MstOp[], checks: StrictChecks): boolean {
+/** Sync 1.1 op shapes and unique paths (the inversion's own rules): the ops ready to invert, or null if one is ill-formed. */
+function checkOpShapes(ops: MstOp[], checks: StrictChecks): NormalOp[] | null {
   try {
-    normaliseOps(ops)
-    return true
+    return normaliseOps(ops)
   } catch (err) {
     if (!(err instanceof MstError)) throw err
     checks.fail('bad-op', err.message)
-    return false
+    return null
   }
 }
 
@@ -237,12 +236,12 @@ function checkInversion(
   dataCid: Uint8Array,
   prevData: Uint8Array,
   blocks: ReadonlyBlockMap,
-  ops: MstOp[],
+  ops: readonly NormalOp[],
   checks: StrictChecks,
 ): void {
   let previous: Uint8Array
   try {
-    previous = ops.length === 0 ? dataCid : invertOps(dataCid, blocks, ops)
+    previous = ops.length === 0 ? dataCid : invertNormalisedOps(dataCid, blocks, ops)
   } catch (err) {
     if (!(err instanceof MstError)) throw err
     checks.fail(mstReason(err), `inversion: ${err.message}`)
@@ -294,14 +293,13 @@ export function verifyCommitEvent(body: Record<string, unknown>, key: PublicKey,
     const { blocks, commitCid, commit } = checkCarAndCommit(blocksBytes, commitLink.bytes, repo, rev, key)
 
     // 8–10. ops, forward check, inversion
-    const wellFormed = checkOpShapes(ops, checks)
+    const normalised = checkOpShapes(ops, checks)
     // Ill-formed ops (tolerated in lenient mode) cannot be inverted; that failure is already recorded.
-    const invert = prevData !== null && wellFormed
-    if (invert) {
+    if (prevData !== null && normalised !== null) {
       // Inverting a create/update already checks that the new tree maps its path to its cid,
       // so the forward check reduces to the record blocks being present.
       checkRecordBlocks(blocks, ops, checks)
-      checkInversion(commit.data, prevData, blocks, ops, checks)
+      checkInversion(commit.data, prevData, blocks, normalised, checks)
     } else {
       checkForward(commit.data, blocks, ops, checks)
     }

@@ -18,7 +18,8 @@ export interface MstOp {
   prev: Uint8Array | null
 }
 
-interface NormalOp {
+/** A checked op with its key bytes (from normaliseOps). */
+export interface NormalOp {
   op: MstOp
   key: Uint8Array
 }
@@ -72,7 +73,16 @@ export function invertOps(
   ops: readonly MstOp[],
   opts?: MstLoadOptions,
 ): Uint8Array {
-  const normal = normaliseOps(ops)
+  return invertNormalisedOps(root, blocks, normaliseOps(ops), opts)
+}
+
+/** `invertOps` for ops the caller has already passed through `normaliseOps` (with `prev` required). */
+export function invertNormalisedOps(
+  root: Uint8Array,
+  blocks: ReadonlyBlockMap,
+  normal: readonly NormalOp[],
+  opts?: MstLoadOptions,
+): Uint8Array {
   // No ops: the tree is unchanged and no block needs to be opened.
   if (normal.length === 0) return copyBytes(root)
   const tree = MstTree.load(root, blocks, opts)
