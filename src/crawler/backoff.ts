@@ -1,4 +1,4 @@
-/** Exponential backoff with full jitter: a random delay in [0, min(max, base·2^attempt)). */
+/** Exponential backoff with full jitter: a random delay in [0, min(max, base·2^(attempt−1))). */
 
 export interface BackoffOptions {
   baseMs: number

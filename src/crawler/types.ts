@@ -11,4 +11,5 @@ export interface HostCursorSource {
   resetHost(hostId: number): void
 }
 
-export type FutureCursorPolicy = 'reset' | 'stop'
+/** RELAY_FUTURE_CURSOR: declared with the setting it comes from. */
+export type { FutureCursorPolicy } from '../config.js'
