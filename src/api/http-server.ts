@@ -10,7 +10,7 @@ import type { Logger } from 'pino'
 import type { ListenAddress } from '../config.js'
 import { VERSION } from '../package-root.js'
 import { listenOn } from './listen.js'
-import { XrpcError } from './xrpc-error.js'
+import { XrpcError, invalidRequest } from './xrpc-error.js'
 
 export const SERVER_HEADER = `atrelay/${VERSION} (atproto-relay)`
 const MAX_JSON_BODY = 64 * 1024
@@ -126,7 +126,7 @@ export class HttpServer {
       const wanted = entry.kind === 'query' ? 'GET' : 'POST'
       const get = method === 'GET' || method === 'HEAD'
       if (!(method === wanted || (wanted === 'GET' && get) || (entry.allowGet && get)))
-        throw new XrpcError(400, 'InvalidRequest', `${nsid} must be called with ${wanted}`)
+        throw invalidRequest(`${nsid} must be called with ${wanted}`)
       const body = method === 'POST' ? await readJsonBody(req) : undefined
       return entry.handler({ req, res, url, params: url.searchParams, body })
     }
@@ -213,6 +213,6 @@ async function readJsonBody(req: IncomingMessage): Promise<unknown> {
   try {
     return JSON.parse(Buffer.concat(chunks).toString('utf8'))
   } catch {
-    throw new XrpcError(400, 'InvalidRequest', 'request body is not valid JSON')
+    throw invalidRequest('request body is not valid JSON')
   }
 }

@@ -5,7 +5,7 @@
  */
 import type { Logger } from 'pino'
 import type { Dispatcher } from 'undici'
-import { XrpcError } from '../api/xrpc-error.js'
+import { XrpcError, invalidRequest } from '../api/xrpc-error.js'
 import { createGuardedDispatcher, type AddressLookup, type HostPolicy } from '../identity/net-guard.js'
 import type { Storage } from '../storage/db.js'
 import type { Host } from '../storage/types.js'
@@ -141,7 +141,7 @@ export class Admission {
     try {
       parsed = parseHostname(input, { allowInsecureHosts: this.opts.allowInsecureHosts })
     } catch (err) {
-      if (err instanceof HostnameError) throw new XrpcError(400, 'InvalidRequest', `invalid hostname: ${err.message}`)
+      if (err instanceof HostnameError) throw invalidRequest(`invalid hostname: ${err.message}`)
       throw err
     }
     const { hostname } = parsed

@@ -3,7 +3,7 @@
  * `notifyOfUpdate`, and the 2023 GET `?hostname=` form of both.
  */
 import type { HttpServer, RequestContext } from '../api/http-server.js'
-import { XrpcError } from '../api/xrpc-error.js'
+import { invalidRequest } from '../api/xrpc-error.js'
 import type { Admission } from './admission.js'
 
 export function registerCrawlRoutes(http: HttpServer, admission: Pick<Admission, 'requestCrawl'>): void {
@@ -18,7 +18,7 @@ export function registerCrawlRoutes(http: HttpServer, admission: Pick<Admission,
 function hostnameOf(ctx: RequestContext): string {
   const fromBody = typeof ctx.body === 'object' && ctx.body !== null ? (ctx.body as { hostname?: unknown }).hostname : undefined
   const hostname = fromBody ?? ctx.params.get('hostname') ?? undefined
-  if (hostname === undefined || hostname === null) throw new XrpcError(400, 'InvalidRequest', 'hostname is required')
-  if (typeof hostname !== 'string') throw new XrpcError(400, 'InvalidRequest', 'hostname must be a string')
+  if (hostname === undefined || hostname === null) throw invalidRequest('hostname is required')
+  if (typeof hostname !== 'string') throw invalidRequest('hostname must be a string')
   return hostname
 }
