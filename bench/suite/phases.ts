@@ -448,6 +448,32 @@ export interface FanoutStep {
   messagesDelivered: number
   expectedMessages: number
   consumerChildCores: number
+  /** relay CPU spent inside Firehose.broadcast (framing + writes to every live socket), µs per event per consumer */
+  broadcastUsPerEventPerConsumer: number
+  /** the same, µs per event (all consumers) */
+  broadcastUsPerEvent: number
+}
+
+/**
+ * Accumulates the process CPU time spent inside the firehose's (private) broadcast, which
+ * frames each committed batch once and writes it to every live socket: the fan-out cost
+ * itself, without the ingest work around it. Measurement only.
+ */
+function instrumentBroadcast(relay: Relay): { cpuSeconds: () => number } {
+  const fh = relay.firehose as unknown as { broadcast?: (events: unknown[]) => void }
+  const original = fh.broadcast
+  if (typeof original !== 'function') throw new Error('bench: Firehose.broadcast not found; cannot instrument fan-out')
+  let total = 0
+  fh.broadcast = function (this: unknown, events: unknown[]) {
+    const t0 = process.cpuUsage()
+    try {
+      original.call(this, events)
+    } finally {
+      const d = process.cpuUsage(t0)
+      total += (d.user + d.system) / 1e6
+    }
+  }
+  return { cpuSeconds: () => total }
 }
 
 export interface FanoutResult {
@@ -476,6 +502,7 @@ export async function runFanout(o: { params: Partial<CorpusParams>; rate: number
   try {
     return await withRelay('postgres', fleet.ready.staticPlcUrl, async (relay) => {
       const hosts = fleet.ready.hosts.map((h) => h.hostname)
+      const broadcast = instrumentBroadcast(relay)
       await addHosts(relay, hosts)
       await sleep(o.warmMs)
       const steps: FanoutStep[] = []
@@ -489,11 +516,13 @@ export async function runFanout(o: { params: Partial<CorpusParams>; rate: number
         const c0 = await consumers.call<ConsumerStats>('stats')
         const seq0 = relay.sequencer.currentSeq()
         const cpu0 = processCpu()
+        const b0 = broadcast.cpuSeconds()
         const m0 = machineCpu().busy
         const t0 = performance.now()
         await sleep(o.windowMs)
         const seq1 = relay.sequencer.currentSeq()
         const cpu1 = processCpu()
+        const b1 = broadcast.cpuSeconds()
         const dt = (performance.now() - t0) / 1000
         const m1 = machineCpu().busy
         await sleep(200) // let in-flight messages land before counting them
@@ -513,6 +542,8 @@ export async function runFanout(o: { params: Partial<CorpusParams>; rate: number
           messagesDelivered: c1.totalMessages - c0.totalMessages,
           expectedMessages: events * n,
           consumerChildCores: childCpu / dt,
+          broadcastUsPerEvent: events > 0 ? ((b1 - b0) * 1e6) / events : NaN,
+          broadcastUsPerEventPerConsumer: events > 0 && n > 0 ? ((b1 - b0) * 1e6) / (events * n) : NaN,
         })
         o.log(`    ${n} consumers: ${events} events in ${dt.toFixed(1)} s, relay ${(cpu / dt).toFixed(2)} cores, ${usPerEvent.toFixed(0)} µs/event`)
       }

@@ -15,6 +15,7 @@ interface ProfileNode {
   id: number
   callFrame: CallFrame
   hitCount?: number
+  children?: number[]
 }
 interface CpuProfile {
   nodes: ProfileNode[]
@@ -34,6 +35,9 @@ export interface SelfTimeRow {
 export interface ProfileSummary {
   seconds: number
   samples: number
+  /** Share of busy (non-idle) samples whose stack is in each stage of the relay, first match in this order. */
+  stages: { stage: string; share: number }[]
+  busyShare: number
   top: SelfTimeRow[]
   areas: { area: string; ms: number; share: number }[]
   file: string
@@ -83,6 +87,39 @@ function areaOf(cf: CallFrame): string {
   return 'other'
 }
 
+/** Stages of the relay's ingest path, tested in order against every frame of a sample's stack. */
+const STAGES: [string, (cf: CallFrame) => boolean][] = [
+  ['verification (verifyCommitEvent / verifySyncEvent)', (cf) => cf.functionName === 'runVerification'],
+  ['identity (DID resolution, handle checks)', (cf) => cf.url.includes('/src/identity/')],
+  ['database client (kysely, pg; every caller)', (cf) => /node_modules\/(kysely|pg|pg-protocol|pg-pool)\//.test(cf.url)],
+  ['upstream receive (crawler: ws frames, decodeFrame)', (cf) => cf.url.includes('/src/crawler/')],
+  ['sequencer (seq splice, batching)', (cf) => cf.url.includes('/src/sequencer/')],
+  ['firehose (fan-out)', (cf) => cf.url.includes('/src/firehose/')],
+  ['metrics (prom-client)', (cf) => cf.url.includes('prom-client')],
+  ['garbage collector', (cf) => cf.functionName === '(garbage collector)'],
+]
+
+function stageShares(profile: CpuProfile): { stages: { stage: string; share: number }[]; busy: number } {
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]))
+  const parent = new Map<number, number>()
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id)
+  const counts = new Map<string, number>(STAGES.map(([s]) => [s, 0]))
+  let busy = 0
+  let other = 0
+  for (const leaf of profile.samples ?? []) {
+    if (byId.get(leaf)?.callFrame.functionName === '(idle)') continue
+    busy++
+    const stack: CallFrame[] = []
+    for (let id: number | undefined = leaf; id !== undefined; id = parent.get(id)) stack.push(byId.get(id)!.callFrame)
+    const hit = STAGES.find(([, test]) => stack.some(test))
+    if (hit) counts.set(hit[0], counts.get(hit[0])! + 1)
+    else other++
+  }
+  const stages = [...counts].map(([stage, n]) => ({ stage, share: busy ? n / busy : 0 }))
+  stages.push({ stage: 'everything else (scheduling, promises, ingest glue, Node internals)', share: busy ? other / busy : 0 })
+  return { stages, busy }
+}
+
 export function summarise(profile: CpuProfile, file: string, topN: number): ProfileSummary {
   const samples = profile.samples?.length ?? 0
   const seconds = (profile.endTime - profile.startTime) / 1e6
@@ -115,5 +152,6 @@ export function summarise(profile: CpuProfile, file: string, topN: number): Prof
     .map(([area, hits]) => ({ area, ms: hits * msPerSample, share: busyHits ? hits / busyHits : 0 }))
   const idle = byArea.get('idle') ?? 0
   areas.push({ area: 'idle (event loop waiting)', ms: idle * msPerSample, share: NaN })
-  return { seconds, samples, top, areas, file }
+  const st = stageShares(profile)
+  return { seconds, samples, stages: st.stages, busyShare: samples ? st.busy / samples : 0, top, areas, file }
 }

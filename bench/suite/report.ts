@@ -16,6 +16,7 @@ export interface BenchResults {
   ingestPglite?: IngestResult
   ingestDefaultPlc?: IngestResult
   latency?: LatencyResult
+  latencyLow?: LatencyResult
   fanout?: FanoutResult
   memory?: IngestResult & { endRssMB: number }
   failures?: Record<string, string>
@@ -104,10 +105,11 @@ export function renderReport(r: BenchResults): string {
   L.push(`| (a) max sustained ingest, PGlite | ${lite ? `${int(lite.steady.eventsPerSec)} events/s` : 'n/a'} | |`)
   if (r.ingestDefaultPlc) L.push(`| (a) the same, Postgres, relay's default PLC limit (100 resolutions/s) | ${int(r.ingestDefaultPlc.steady.eventsPerSec)} events/s | |`)
   L.push(`| (b) latency at ${int(lat?.offeredPerSec ?? 2000)} events/s, p50 / p99 | ${lat ? `${f1(lat.p50)} / ${f1(lat.p99)} ms` : 'n/a'} | p99 ≤ 100 ms: ${target(lat?.p99, 100, false)} |`)
+  if (r.latencyLow) L.push(`| (b) latency at ${int(r.latencyLow.offeredPerSec)} events/s, p50 / p99 | ${f1(r.latencyLow.p50)} / ${f1(r.latencyLow.p99)} ms | |`)
   if (fan) {
     for (const s of fan.steps.filter((s) => s.consumers > 0)) {
       L.push(
-        `| (c) ${s.consumers} consumers at ${int(fan.offeredPerSec)} events/s | ${f2(s.usPerEventPerConsumer)} µs relay CPU per event per consumer (marginal ${f2(s.marginalUsPerEventPerConsumer)} µs) | none cut off: ${fan.consumersOpenAtEnd === fan.steps[fan.steps.length - 1]!.consumers && Object.keys(fan.cutOff).length === 0 ? 'met' : '**no**'} |`,
+        `| (c) ${s.consumers} consumers at ${int(fan.offeredPerSec)} events/s | ${f2(s.usPerEventPerConsumer)} µs relay CPU per event per consumer (all relay work ÷ consumers); ${f2(s.broadcastUsPerEventPerConsumer ?? NaN)} µs in the fan-out itself | none cut off: ${fan.consumersOpenAtEnd === fan.steps[fan.steps.length - 1]!.consumers && Object.keys(fan.cutOff).length === 0 ? 'met' : '**no**'} |`,
       )
     }
   }
@@ -116,7 +118,11 @@ export function renderReport(r: BenchResults): string {
     `| (d) peak RSS, ${mem?.extra ? int(Number(mem.extra.seededAccounts)) : '100k'} accounts known, then ingesting | ${mem ? `${int(mem.peakRssMB)} MB` : 'n/a'} | ≤ 500 MB: ${target(mem?.peakRssMB, 500, false)} |`,
   )
   if (r.reference && ing) L.push(`| (e) relay ÷ reference consumer | ${f1(ing.steady.eventsPerSec / r.reference.framesPerSec)} × | |`)
-  if (r.floor && ing) L.push(`| (e) relay ÷ CPU floor (one core) | ${f2(ing.steady.eventsPerSec / r.floor.eventsPerCpuSecond)} | |`)
+  if (r.floor && ing) L.push(`| (e) relay ÷ CPU floor (one core), events/s | ${f2(ing.steady.eventsPerSec / r.floor.eventsPerCpuSecond)} | |`)
+  if (r.floor && ing?.steady.relayUsPerEvent !== undefined)
+    L.push(
+      `| (e) CPU per event, relay (+ Postgres) ÷ floor | ${f1(ing.steady.relayUsPerEvent / r.floor.usPerEvent)} × (${f1((ing.steady.relayUsPerEvent + (ing.steady.pgUsPerEvent ?? 0)) / r.floor.usPerEvent)} ×) | |`,
+    )
   L.push('')
   if (r.failures && Object.keys(r.failures).length > 0) {
     L.push('**Phases that failed:** ' + Object.entries(r.failures).map(([k, v]) => `${k}: ${v}`).join('; '))
@@ -161,37 +167,48 @@ export function renderReport(r: BenchResults): string {
   if (lite) ingestSection('PGlite (embedded, data directory on local disk)', lite)
   if (r.ingestDefaultPlc) ingestSection("Postgres with the relay's default outbound PLC limit (100 resolutions/s)", r.ingestDefaultPlc)
 
-  if (lat) {
-    L.push(`## (b) Latency, host send → consumer receive, ${int(lat.offeredPerSec)} events/s offered`)
+  const latencySection = (x: LatencyResult) => {
+    L.push(`### ${int(x.offeredPerSec)} events/s offered`)
+    L.push('')
+    L.push(`Load average at start: ${load(x.loadAvg)}.`)
+    L.push('')
+    L.push('| p50 | p90 | p99 | max | mean | events measured | accepted in window |')
+    L.push('|---:|---:|---:|---:|---:|---:|---:|')
+    L.push(`| ${f1(x.p50)} ms | ${f1(x.p90)} ms | ${f1(x.p99)} ms | ${f1(x.max)} ms | ${f1(x.mean)} ms | ${int(x.count)} | ${int(x.window.eventsPerSec)} events/s |`)
+    L.push('')
+    L.push(
+      `Probe: ${int(x.probe.received)} frames received, ${int(x.probe.matched)} matched, ${int(x.probe.unmatched)} unmatched, ${x.probe.errors.length ? x.probe.errors.join('; ') : 'no errors'}. Drops: ${droppedText(x.dropped)}${x.lastErrors.length ? ` (last errors: ${x.lastErrors.map((e) => '`' + e.slice(0, 160) + '`').join('; ')})` : ''}.`,
+    )
+    L.push('')
+  }
+  if (lat || r.latencyLow) {
+    L.push('## (b) Latency, host send → consumer receive')
     L.push('')
     L.push(
       'The fake hosts (child process) stamp every frame when they hand it to the socket; a `ws` consumer of the relay firehose in the same child matches what arrives by (DID, rev), so both ends use one clock. `#identity`/`#account` are not matched (no rev). ' +
-        `Load average at start: ${load(lat.loadAvg)}.`,
+        'Measured after a warm-up, over a fixed window, on a fresh relay and database each time.',
     )
     L.push('')
-    L.push('| p50 | p90 | p99 | max | mean | events measured | rate in window |')
-    L.push('|---:|---:|---:|---:|---:|---:|---:|')
-    L.push(`| ${f1(lat.p50)} ms | ${f1(lat.p90)} ms | ${f1(lat.p99)} ms | ${f1(lat.max)} ms | ${f1(lat.mean)} ms | ${int(lat.count)} | ${int(lat.window.eventsPerSec)} events/s |`)
-    L.push('')
-    L.push(
-      `Probe: ${int(lat.probe.received)} frames received, ${int(lat.probe.matched)} matched, ${int(lat.probe.unmatched)} unmatched, ${lat.probe.errors.length ? lat.probe.errors.join('; ') : 'no errors'}. Drops: ${droppedText(lat.dropped)}${lat.lastErrors.length ? ` (last errors: ${lat.lastErrors.map((e) => '`' + e.slice(0, 160) + '`').join('; ')})` : ''}.`,
-    )
-    L.push('')
+    if (lat) latencySection(lat)
+    if (r.latencyLow) latencySection(r.latencyLow)
   }
 
   if (fan) {
     L.push(`## (c) Fan-out at ${int(fan.offeredPerSec)} events/s`)
     L.push('')
     L.push(
-      'Consumers are plain `ws` clients in a child process; the relay runs in the bench process, so `process.cpuUsage()` there is the relay alone. Per consumer per event = relay CPU ÷ (events × consumers); marginal = (relay CPU per event with N consumers − with none) ÷ N, i.e. the cost of fan-out itself. ' +
+      'Consumers are plain `ws` clients in a child process; the relay runs in the bench process, so `process.cpuUsage()` there is the relay alone. Per consumer per event = all relay CPU ÷ (events × consumers); marginal = (relay CPU per event with N consumers − with none) ÷ N, which ingest noise swamps; "in broadcast" = process CPU measured around the firehose\'s broadcast (frame once, write to every live socket), the fan-out cost itself. ' +
         `Load average at start: ${load(fan.loadAvg)}.`,
     )
     L.push('')
-    L.push('| consumers | events | relay cores | relay µs/event | µs/event/consumer | marginal µs/event/consumer | messages delivered / expected | consumer process cores |')
-    L.push('|---:|---:|---:|---:|---:|---:|---:|---:|')
+    L.push(
+      '| consumers | events | relay cores | relay µs/event | µs/event/consumer | marginal µs/event/consumer | in broadcast: µs/event | in broadcast: µs/event/consumer | messages delivered / expected | consumer process cores |',
+    )
+    L.push('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
     for (const s of fan.steps) {
+      const b = s.broadcastUsPerEvent ?? NaN
       L.push(
-        `| ${s.consumers} | ${int(s.window.events)} (${int(s.window.eventsPerSec)}/s) | ${f2(s.window.relayCores)} | ${f1(s.usPerEvent)} | ${s.consumers ? f2(s.usPerEventPerConsumer) : ''} | ${s.consumers ? f2(s.marginalUsPerEventPerConsumer) : ''} | ${s.consumers ? `${int(s.messagesDelivered)} / ${int(s.expectedMessages)}` : ''} | ${s.consumers ? f2(s.consumerChildCores) : ''} |`,
+        `| ${s.consumers} | ${int(s.window.events)} (${int(s.window.eventsPerSec)}/s) | ${f2(s.window.relayCores)} | ${f1(s.usPerEvent)} | ${s.consumers ? f2(s.usPerEventPerConsumer) : ''} | ${s.consumers ? f2(s.marginalUsPerEventPerConsumer) : ''} | ${f2(b)} | ${s.consumers ? f2(s.broadcastUsPerEventPerConsumer ?? NaN) : ''} | ${s.consumers ? `${int(s.messagesDelivered)} / ${int(s.expectedMessages)}` : ''} | ${s.consumers ? f2(s.consumerChildCores) : ''} |`,
       )
     }
     L.push('')
@@ -244,7 +261,15 @@ export function renderReport(r: BenchResults): string {
       `Sampled with the \`inspector\` Profiler (500 µs interval) over ${f1(p.seconds)} s of phase (a), ${int(p.samples)} samples. Raw profile: \`${p.file.replace(/^.*?\/scratch\//, 'scratch/')}\` (open in Chrome DevTools). Shares are of non-idle samples.`,
     )
     L.push('')
-    L.push('By area:')
+    if (p.stages) {
+      L.push(`The main thread was busy ${pct(p.busyShare)} of the window. By stage (a sample counts for the first stage, in this order, found anywhere on its stack):`)
+      L.push('')
+      L.push('| stage | share of busy time |')
+      L.push('|---|---:|')
+      for (const st of p.stages) L.push(`| ${st.stage} | ${pct(st.share)} |`)
+      L.push('')
+    }
+    L.push('By area (self time):')
     L.push('')
     L.push('| area | self ms | share |')
     L.push('|---|---:|---:|')
@@ -267,7 +292,8 @@ export function renderReport(r: BenchResults): string {
   L.push('```bash')
   L.push('npm run bench                 # full run, writes docs/benchmarks.md (~5–8 min; the corpus is generated once, ~1–2 min, into bench/.corpus/)')
   L.push('npm run bench -- --quick      # smoke test on the small corpus, < 2 min, writes scratch/bench/benchmarks-quick.md')
-  L.push('npm run bench -- --only ingest,latency   # a subset of phases: floor, reference, ingest, pglite, latency, fanout, memory')
+  L.push('npm run bench -- --only ingest,latency   # a subset of phases: floor, reference, ingest, pglite, plclimit, latency, fanout, memory')
+  L.push('npm run bench -- --render scratch/bench/results-full.json   # re-render this file from a saved run')
   L.push('```')
   L.push('')
   L.push('Needs Postgres at `TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/test`; each phase creates and drops its own database) and `test/peer` installed (`bash test/peer/install.sh`) for the reference consumer. Raw results: `scratch/bench/results-*.json`.')
