@@ -3,8 +3,9 @@
  * a JSON object within a few seconds, through the SSRF-guarded dispatcher.
  * The response's Server header is returned so relay loops can be refused.
  */
-import { request, type Dispatcher } from 'undici'
-import { assertPublicUrl, findNetGuardError, type HostPolicy } from '../identity/net-guard.js'
+import type { Dispatcher } from 'undici'
+import { fetchBounded, FetchError, type FetchResult } from '../identity/http-fetch.js'
+import { assertPublicUrl, type HostPolicy } from '../identity/net-guard.js'
 import { USER_AGENT } from './host-connection.js'
 
 export type DescribeFailureReason = 'forbidden' | 'timeout' | 'network' | 'status' | 'not-json' | 'too-large'
@@ -35,44 +36,29 @@ export interface DescribeServerOptions {
 }
 
 export async function describeServer(hostname: string, ssl: boolean, opts: DescribeServerOptions): Promise<DescribeServerResult> {
-  const url = new URL(`${ssl ? 'https' : 'http'}://${hostname}/xrpc/com.atproto.server.describeServer`)
+  let res: FetchResult
   try {
-    assertPublicUrl(url, opts.policy)
-  } catch (err) {
-    throw new DescribeServerError('forbidden', `${hostname} may not be contacted: ${(err as Error).message}`)
-  }
-  const signal = AbortSignal.timeout(opts.timeoutMs)
-  let res: Dispatcher.ResponseData
-  try {
-    res = await request(url, {
-      method: 'GET',
+    res = await fetchBounded(`${ssl ? 'https' : 'http'}://${hostname}/xrpc/com.atproto.server.describeServer`, {
       dispatcher: opts.dispatcher,
-      headers: { accept: 'application/json', 'user-agent': USER_AGENT },
-      signal,
+      checkUrl: (url) => assertPublicUrl(url, opts.policy),
+      accept: 'application/json',
+      headers: { 'user-agent': USER_AGENT },
+      maxBytes: MAX_BODY,
+      timeoutMs: opts.timeoutMs,
       // A PDS answers describeServer itself; a redirect is not followed.
-      maxRedirections: 0,
+      maxRedirects: 0,
     })
   } catch (err) {
-    const guard = findNetGuardError(err)
-    if (guard) throw new DescribeServerError('forbidden', `${hostname} may not be contacted: ${guard.message}`)
-    if (signal.aborted) throw new DescribeServerError('timeout', `no answer within ${opts.timeoutMs / 1000} s`)
-    const code = (err as { code?: string }).code
-    throw new DescribeServerError('network', `request failed: ${code ?? (err as Error).message}`)
+    if (!(err instanceof FetchError)) throw err
+    throw describeFailure(hostname, err, opts.timeoutMs)
   }
   const server = headerString(res.headers.server)
-  let text: string
-  try {
-    text = await readLimited(res.body)
-  } catch (err) {
-    if (err instanceof DescribeServerError) throw new DescribeServerError(err.reason, err.message, server)
-    throw new DescribeServerError(signal.aborted ? 'timeout' : 'network', `reading the response failed: ${(err as Error).message}`, server)
-  }
-  if (res.statusCode !== 200) {
-    throw new DescribeServerError('status', `describeServer answered HTTP ${res.statusCode}`, server)
+  if (res.status !== 200) {
+    throw new DescribeServerError('status', `describeServer answered HTTP ${res.status}`, server)
   }
   let body: unknown
   try {
-    body = JSON.parse(text)
+    body = JSON.parse(res.body.toString('utf8'))
   } catch {
     throw new DescribeServerError('not-json', 'describeServer did not answer JSON', server)
   }
@@ -82,20 +68,23 @@ export async function describeServer(hostname: string, ssl: boolean, opts: Descr
   return { server, body: body as Record<string, unknown> }
 }
 
-function headerString(value: string | string[] | undefined): string | undefined {
-  return Array.isArray(value) ? value.join(', ') : value
+/** The bounded GET's failure in the probe's terms, keeping the Server header when a response had begun. */
+function describeFailure(hostname: string, err: FetchError, timeoutMs: number): DescribeServerError {
+  const server = headerString(err.headers?.server)
+  switch (err.reason) {
+    case 'timeout':
+      return new DescribeServerError('timeout', `no answer within ${timeoutMs / 1000} s`, server)
+    case 'too_large':
+      return new DescribeServerError('too-large', `describeServer response over ${MAX_BODY} bytes`, server)
+    case 'network':
+    case 'too_many_redirects': // not followed (maxRedirects 0): listed so every reason is mapped
+    case 'bad_redirect':
+      return new DescribeServerError('network', err.message, server)
+    default: // the SSRF guard refused the host or what its name resolves to
+      return new DescribeServerError('forbidden', `${hostname} may not be contacted: ${err.message}`)
+  }
 }
 
-async function readLimited(body: Dispatcher.ResponseData['body']): Promise<string> {
-  const chunks: Buffer[] = []
-  let size = 0
-  for await (const chunk of body) {
-    size += (chunk as Buffer).length
-    if (size > MAX_BODY) {
-      body.destroy()
-      throw new DescribeServerError('too-large', `describeServer response over ${MAX_BODY} bytes`)
-    }
-    chunks.push(chunk as Buffer)
-  }
-  return Buffer.concat(chunks).toString('utf8')
+function headerString(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value.join(', ') : value
 }

@@ -2,6 +2,7 @@
  * One bounded HTTP GET: overall timeout, body size limit, redirects followed by
  * hand so every hop is checked before it is requested.
  */
+import type { IncomingHttpHeaders } from 'node:http'
 import { request, type Dispatcher } from 'undici'
 import { findNetGuardError, type NetGuardReason } from './net-guard.js'
 
@@ -15,12 +16,15 @@ export type FetchFailureReason =
 
 export class FetchError extends Error {
   override readonly name = 'FetchError'
+  /** The response's headers when the failure came after they arrived (body too large, cut or too slow). */
+  readonly headers: IncomingHttpHeaders | undefined
   constructor(
     readonly reason: FetchFailureReason,
     message: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; headers?: IncomingHttpHeaders },
   ) {
     super(message, options)
+    this.headers = options?.headers
   }
 }
 
@@ -29,6 +33,8 @@ export interface FetchOptions {
   /** Throws (a NetGuardError) when a URL, first or redirected, may not be requested. */
   checkUrl?: (url: URL) => void
   accept?: string
+  /** Further request headers (e.g. User-Agent). */
+  headers?: Record<string, string>
   maxBytes: number
   /** Whole exchange, redirects included. */
   timeoutMs: number
@@ -38,6 +44,7 @@ export interface FetchOptions {
 
 export interface FetchResult {
   status: number
+  headers: IncomingHttpHeaders
   body: Buffer
   /** The URL that produced the final response. */
   url: URL
@@ -59,7 +66,7 @@ export async function fetchBounded(input: string | URL, opts: FetchOptions): Pro
       res = await request(url, {
         method: 'GET',
         dispatcher: opts.dispatcher,
-        headers: opts.accept ? { accept: opts.accept } : {},
+        headers: { ...opts.headers, ...(opts.accept ? { accept: opts.accept } : {}) },
         signal,
         maxRedirections: 0,
       })
@@ -78,12 +85,13 @@ export async function fetchBounded(input: string | URL, opts: FetchOptions): Pro
       }
       continue
     }
-    const body = await readLimited(res.body, opts.maxBytes, url, signal)
-    return { status: res.statusCode, body, url }
+    const body = await readLimited(res, opts.maxBytes, url, signal)
+    return { status: res.statusCode, headers: res.headers, body, url }
   }
 }
 
-async function readLimited(body: Dispatcher.ResponseData['body'], maxBytes: number, url: URL, signal: AbortSignal): Promise<Buffer> {
+async function readLimited(res: Dispatcher.ResponseData, maxBytes: number, url: URL, signal: AbortSignal): Promise<Buffer> {
+  const { body, headers } = res
   const chunks: Buffer[] = []
   let size = 0
   try {
@@ -92,12 +100,12 @@ async function readLimited(body: Dispatcher.ResponseData['body'], maxBytes: numb
       size += buf.length
       if (size > maxBytes) {
         discard(body)
-        throw new FetchError('too_large', `response from ${url.host} exceeds ${maxBytes} bytes`)
+        throw new FetchError('too_large', `response from ${url.host} exceeds ${maxBytes} bytes`, { headers })
       }
       chunks.push(buf)
     }
   } catch (err) {
-    throw asFetchError(err, url, signal)
+    throw asFetchError(err, url, signal, headers)
   }
   return Buffer.concat(chunks, size)
 }
@@ -108,14 +116,15 @@ function discard(body: Dispatcher.ResponseData['body']): void {
   body.destroy()
 }
 
-function asFetchError(err: unknown, url: URL, signal?: AbortSignal): FetchError {
+function asFetchError(err: unknown, url: URL, signal?: AbortSignal, headers?: IncomingHttpHeaders): FetchError {
   if (err instanceof FetchError) return err
   const guard = findNetGuardError(err)
   if (guard) return new FetchError(guard.reason, guard.message, { cause: err })
   const name = (err as { name?: string }).name ?? ''
   const code = (err as { code?: string }).code ?? ''
+  const options = headers ? { cause: err, headers } : { cause: err }
   if (signal?.aborted || name === 'TimeoutError' || (code.startsWith('UND_ERR_') && code.includes('TIMEOUT'))) {
-    return new FetchError('timeout', `request to ${url.host} timed out`, { cause: err })
+    return new FetchError('timeout', `request to ${url.host} timed out`, options)
   }
-  return new FetchError('network', `request to ${url.host} failed: ${code || (err as Error).message}`, { cause: err })
+  return new FetchError('network', `request to ${url.host} failed: ${code || (err as Error).message}`, options)
 }
