@@ -30,7 +30,6 @@ export interface FailedIdentity {
 
 export type IdentityResult = ResolvedIdentity | FailedIdentity
 
-export const ATPROTO_KEY_TYPES = new Set(['Multikey', 'EcdsaSecp256k1VerificationKey2019', 'EcdsaSecp256r1VerificationKey2019'])
 export const PDS_SERVICE_TYPE = 'AtprotoPersonalDataServer'
 
 type Json = Record<string, unknown>
@@ -58,9 +57,8 @@ export function parseDidDocument(did: string, doc: unknown): IdentityResult {
   )
   if (!method) return { status: 'no_key', did, error: 'no #atproto verification method' }
   if (method.controller !== did) return { status: 'no_key', did, error: '#atproto key controller is not the DID' }
-  if (typeof method.type !== 'string' || !ATPROTO_KEY_TYPES.has(method.type)) {
-    return { status: 'no_key', did, error: `unsupported #atproto key type ${JSON.stringify(method.type)}` }
-  }
+  // Which key types are understood is parseDidDocKey's to say (Multikey and the two legacy types).
+  if (typeof method.type !== 'string') return { status: 'no_key', did, error: '#atproto key has no type' }
   if (typeof method.publicKeyMultibase !== 'string') return { status: 'no_key', did, error: '#atproto key has no publicKeyMultibase' }
   let signingKey: PublicKey
   try {
