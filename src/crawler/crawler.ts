@@ -163,7 +163,7 @@ export class Crawler implements HostLifecycle {
       // An open connection is on the old cursor: start over.
       await this.disconnect(host.id)
     }
-    if (host.status !== 'banned' && !this.stopping) this.connect({ ...host, cursor: 0 })
+    if (host.status !== 'banned' && !this.stopping) this.connect({ ...host, cursor: 0 }, { startLive: true })
     return true
   }
 
@@ -201,7 +201,7 @@ export class Crawler implements HostLifecycle {
 
   async addNewHost(parsed: ParsedHostname, limits: { accountLimit: number; trusted: boolean }): Promise<Host | undefined> {
     const host = await insertHost(this.opts.storage.db, { hostname: parsed.hostname, ssl: parsed.ssl, ...limits })
-    if (host && !this.stopping) this.connect(host)
+    if (host && !this.stopping) this.connect(host, { startLive: true })
     return host
   }
 
@@ -228,7 +228,8 @@ export class Crawler implements HostLifecycle {
 
   // ---------------------------------------------------------------- connections
 
-  private connect(row: Host): HostConnection {
+  /** `startLive`: a host with no cursor yet subscribes live (new admission, cursor reset); see HostConnectionOptions. */
+  private connect(row: Host, opts: { startLive?: boolean } = {}): HostConnection {
     const existing = this.conns.get(row.id)
     if (existing) {
       existing.retryNow()
@@ -245,6 +246,7 @@ export class Crawler implements HostLifecycle {
     const conn = new HostConnection({
       host,
       storedCursor: row.cursor,
+      startLive: opts.startLive ?? false,
       sink: this.opts.sink,
       stats: this.opts.stats,
       cursors: this.opts.sequencer,

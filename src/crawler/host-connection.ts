@@ -52,6 +52,12 @@ export interface HostConnectionOptions {
   host: UpstreamHost
   /** host.cursor from the database when the connection was created (0 = none). */
   storedCursor: number
+  /**
+   * With no cursor (0), subscribe live: true for a host admitted just now. Otherwise a 0
+   * cursor is sent as `cursor=0`: after a restart, events a host sent before it were maybe
+   * received but never handled (the cursor could not pass them) and must be fetched again.
+   */
+  startLive?: boolean
   sink: IngestSink
   stats: HostStats
   cursors: HostCursorSource
@@ -122,6 +128,7 @@ export class HostConnection {
   private state: ConnectionState = 'stopped'
   private closed = false
   private storedCursor: number
+  private startLive: boolean
   private lastSeqSeen = 0
   private attempt = 0
   private retryTimer: NodeJS.Timeout | undefined
@@ -140,6 +147,7 @@ export class HostConnection {
     this.opts = opts
     this.host = opts.host
     this.storedCursor = opts.storedCursor
+    this.startLive = opts.startLive ?? false
     this.log = opts.logger.child({ host: opts.host.hostname })
     this.limiter = new HostRateLimiter(hostRateLimits(opts.host.accountLimit, opts.host.trusted))
     this.policy = { allowLoopback: opts.allowInsecureHosts }
@@ -164,6 +172,7 @@ export class HostConnection {
   resetCursor(): void {
     this.lastSeqSeen = 0
     this.storedCursor = 0
+    this.startLive = true
     this.queue = []
   }
 
@@ -232,7 +241,8 @@ export class HostConnection {
     this.opts.metrics.attempts.inc()
     const cursor = this.dialCursor()
     const scheme = this.host.ssl ? 'wss' : 'ws'
-    const url = `${scheme}://${this.host.hostname}/xrpc/com.atproto.sync.subscribeRepos${cursor > 0 ? `?cursor=${cursor}` : ''}`
+    const live = cursor === 0 && this.startLive
+    const url = `${scheme}://${this.host.hostname}/xrpc/com.atproto.sync.subscribeRepos${live ? '' : `?cursor=${cursor}`}`
     try {
       assertPublicUrl(new URL(`${this.host.ssl ? 'https' : 'http'}://${this.host.hostname}/`), this.policy)
     } catch (err) {

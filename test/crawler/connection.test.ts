@@ -158,7 +158,8 @@ describe('host connection', () => {
     await f.waitForConnections(3)
     await waitFor(() => h.sink.received.length === 3)
     expect(h.sink.seqs()).toEqual([10, 11, 12])
-    expect(f.connections.map((c) => c.cursor)).toEqual([null, '10', '11'])
+    // A host known from the database with no cursor asks for cursor=0 (only a new admission starts live).
+    expect(f.connections.map((c) => c.cursor)).toEqual(['0', '10', '11'])
     expect(h.stats.snapshot(f.hostname).dropped).toEqual({ 'bad-frame': 1, 'text-frame': 1 })
     expect(await metric(h.registry, 'relay_upstream_connection_failures_total')).toBeGreaterThanOrEqual(2)
     expect((await hostRow(f.hostname)).last_error).toMatch(/text frame/)
