@@ -5,9 +5,10 @@
 //  1. peer up; relay A in-process on a fresh Postgres database; requestCrawl for both PDSes;
 //     consumer L1 on relay A from cursor 0; a raw tap on each PDS (what the PDSes emitted).
 //  2. the scenario (test/peer/driver.mjs runScenario) runs; at checkpoint 'content' relay A is
-//     stopped (L1's sockets close), the PDSes keep writing while no relay runs, and at 'edits'
-//     relay B starts on the same database; L1 reconnects to it with its last cursors (raw and
-//     verified readers each resume from their own).
+//     stopped as soon as it forwards (L1's sockets close with 1001), the PDSes keep writing
+//     while no relay runs, and at 'edits' relay B starts on the same database; L1 reconnects
+//     to it with its last cursors (raw and verified readers each resume from their own: the
+//     @atproto/sync Firehose ends silently on a clean close and never reconnects by itself).
 //  3. before the migration's PLC operation changes bob's key, the relay and the consumer
 //     catch up, so bob's old commits are verified with the key that signed them. The relay
 //     also catches up before carol's deletion (it verifies handles through the PDS, which stops
@@ -30,6 +31,11 @@
 //  * bob's commits from before the migration cannot be verified any more by a consumer that
 //    replays them after the PLC now lists his new key: exactly those seqs fail in the verifying
 //    reader of the cursor-0 consumer (its raw reader still gets every frame).
+// And one in the sync queries: the PDS forgets a deleted account (RepoNotFound, not listed);
+// the relay keeps the 'deleted' status the PDS announced and lists it with its last head.
+//
+// Debugging: E2E_LOG_LEVEL=debug keeps the relay's debug logs; E2E_DEBUG=1 prints them and the
+// streams after the run. A timeout prints the relay's queues, metrics and log tail.
 import fs from 'node:fs'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -61,7 +67,7 @@ let peer: PeerInfo
 let db: { url: string; drop: () => Promise<void> } | undefined
 let relay: TestRelay | undefined
 let stopRelayA: Promise<void> | undefined
-const { logger, log } = memoryLogger('info')
+const { logger, log } = memoryLogger(process.env.E2E_LOG_LEVEL === 'debug' ? 'debug' : 'info')
 /** Everything started here, stopped (bounded) in afterAll. */
 const consumers: Consumer[] = []
 /** Raw readers on each PDS's own firehose: what the PDSes emitted. */
@@ -83,9 +89,22 @@ const timings: Record<string, number> = {}
 async function waitFor(pred: () => boolean | Promise<boolean>, label: string, ms = WAIT_MS): Promise<void> {
   const deadline = Date.now() + ms
   while (!(await pred())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${label}\nrelay log (tail):\n${log.tail()}`)
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${label}\n${await diagnostics()}`)
     await new Promise((r) => setTimeout(r, 50))
   }
+}
+
+/** The relay's state for a failure message: its queues, pool, taps, relevant metrics and log tail. */
+async function diagnostics(): Promise<string> {
+  const lines = [`taps: ${JSON.stringify(taps.map((t) => ({ lastSeq: t.state.lastRawSeq, frames: t.state.frames.length, errors: t.state.rawErrors })))}`]
+  if (relay) {
+    const r = relay.relay
+    lines.push(`relay: seq ${r.sequencer.currentSeq()}, ingest in flight ${r.ingest.inFlight}, queued ${r.ingest.queued}, sequencer queued ${r.sequencer.queuedEvents()}, db pool ${JSON.stringify(r.storage.poolStats())}`)
+    const metrics = (await r.registry.metrics()).split('\n').filter((l) => /^(relay|atproto|identity)_/.test(l) && !/ 0$/.test(l))
+    lines.push(...metrics.slice(0, 150))
+  }
+  lines.push('relay log (tail):', log.tail(60))
+  return lines.join('\n')
 }
 
 async function bounded<T>(p: Promise<T>, ms: number, label: string): Promise<T | undefined> {
@@ -180,7 +199,9 @@ beforeAll(async () => {
     checkpoint: async (name, expectations) => {
       expectSoFar = expectations
       if (name === 'content') {
-        // Stop relay A while it may still be ingesting: whatever it acknowledged upstream must be in its log.
+        // Stop relay A once it forwards events, while it may still be ingesting the rest: whatever
+        // it acknowledged upstream must be in its log.
+        await waitFor(() => l1.state.frames.length > 0, 'relay A to forward its first event')
         stopRelayA = relayA.relay.stop()
         await bounded(stopRelayA, 20_000, 'relay A stop')
         relay = undefined
@@ -264,9 +285,9 @@ afterAll(async () => {
   if (process.env.E2E_DEBUG) {
     console.info(log.lines.filter((l) => !l.includes('"system":"firehose"')).join(''))
     const f = (x: RawFrame) => `${x.seq} ${x.type} ${x.did?.slice(-5)} ${x.ops?.length ?? ''} ${x.status ?? ''}`
-    console.info('accounts', Object.entries(scenario.accounts).map(([k, v]) => `${k}=${v.did.slice(-5)}`).join(' '))
-    console.info('L1 before', beforeRestart.state.frames.map(f).join(' | '), beforeRestart.rawCursor, beforeRestart.firehoseCursor)
-    console.info('L1 after', afterRestartRaw.frames.map(f).join(' | '))
+    console.info('accounts', Object.entries(scenario?.accounts ?? {}).map(([k, v]) => `${k}=${v.did.slice(-5)}`).join(' '))
+    console.info('L1 before', beforeRestart?.state.frames.map(f).join(' | '), beforeRestart?.rawCursor, beforeRestart?.firehoseCursor)
+    console.info('L1 after', afterRestartRaw?.frames.map(f).join(' | '))
     for (const [i, t] of tapFrames.entries()) console.info('PDS', i, t.map(f).join(' | '))
   }
 }, 60_000)
