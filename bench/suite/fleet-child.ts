@@ -64,6 +64,9 @@ async function main(): Promise<void> {
   let probe: WebSocket | null = null
   let recording = false
   const latencies: number[] = []
+  // An account's first #commit/#sync at the relay follows its #identity (PLC resolution, handle check) and account creation.
+  const firstLatencies: number[] = []
+  const seenDids = new Set<string>()
   const probeStats = { received: 0, matched: 0, unmatched: 0, other: 0, errors: [] as string[] }
 
   serveRpc(
@@ -104,7 +107,10 @@ async function main(): Promise<void> {
             }
             sentAt.delete(key)
             probeStats.matched++
-            if (recording) latencies.push(now - sent)
+            const did = key.slice(0, key.indexOf('|'))
+            const first = !seenDids.has(did)
+            seenDids.add(did)
+            if (recording) (first ? firstLatencies : latencies).push(now - sent)
           })
           ws.once('open', () => resolve(null))
           ws.once('error', reject)
@@ -112,12 +118,19 @@ async function main(): Promise<void> {
         }),
       record: (a) => {
         recording = a.on === true
-        if (recording) latencies.length = 0
+        if (recording) {
+          latencies.length = 0
+          firstLatencies.length = 0
+        }
         return null
       },
       latency: () => {
-        const sorted = [...latencies].sort((x, y) => x - y)
+        const sorted = [...latencies, ...firstLatencies].sort((x, y) => x - y)
+        const rest = [...latencies].sort((x, y) => x - y)
+        const firsts = [...firstLatencies].sort((x, y) => x - y)
         return {
+          existingAccounts: { count: rest.length, p50: percentile(rest, 50), p99: percentile(rest, 99) },
+          firstEventOfAccount: { count: firsts.length, p50: percentile(firsts, 50), p99: percentile(firsts, 99) },
           count: sorted.length,
           p50: percentile(sorted, 50),
           p90: percentile(sorted, 90),

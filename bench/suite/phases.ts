@@ -396,6 +396,9 @@ export interface LatencyResult {
   max: number
   mean: number
   probe: { received: number; matched: number; unmatched: number; other: number; errors: string[] }
+  /** Events of accounts the probe had already seen vs each account's first #commit/#sync. */
+  existingAccounts?: { count: number; p50: number; p99: number }
+  firstEventOfAccount?: { count: number; p50: number; p99: number }
   dropped: Record<string, number>
   lastErrors: string[]
 }

@@ -176,6 +176,13 @@ export function renderReport(r: BenchResults): string {
     L.push('|---:|---:|---:|---:|---:|---:|---:|')
     L.push(`| ${f1(x.p50)} ms | ${f1(x.p90)} ms | ${f1(x.p99)} ms | ${f1(x.max)} ms | ${f1(x.mean)} ms | ${int(x.count)} | ${int(x.window.eventsPerSec)} events/s |`)
     L.push('')
+    if (x.existingAccounts && x.firstEventOfAccount) {
+      L.push(
+        `Split: events of accounts already seen: p50 ${f1(x.existingAccounts.p50)} ms, p99 ${f1(x.existingAccounts.p99)} ms (${int(x.existingAccounts.count)}); ` +
+          `the first \`#commit\`/\`#sync\` of an account (it waits behind the account's \`#identity\`: PLC resolution, handle check, account creation): p50 ${f1(x.firstEventOfAccount.p50)} ms, p99 ${f1(x.firstEventOfAccount.p99)} ms (${int(x.firstEventOfAccount.count)}).`,
+      )
+      L.push('')
+    }
     L.push(
       `Probe: ${int(x.probe.received)} frames received, ${int(x.probe.matched)} matched, ${int(x.probe.unmatched)} unmatched, ${x.probe.errors.length ? x.probe.errors.join('; ') : 'no errors'}. Drops: ${droppedText(x.dropped)}${x.lastErrors.length ? ` (last errors: ${x.lastErrors.map((e) => '`' + e.slice(0, 160) + '`').join('; ')})` : ''}.`,
     )
