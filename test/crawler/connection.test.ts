@@ -287,7 +287,8 @@ describe('host connection', () => {
     await h.crawler.start()
     await waitFor(() => h.sink.received.length === 1, 5_000, 'event')
     expect(f.connections).toHaveLength(2)
-    expect((await hostRow(f.hostname)).last_error).toMatch(/InternalError: sequencer on fire/)
+    // The status write is asynchronous: wait for it rather than race it.
+    await waitFor(async () => /InternalError: sequencer on fire/.test((await hostRow(f.hostname)).last_error ?? ''), 3_000, 'last_error')
   })
 
   it('clips a huge upstream error message before keeping it in stats and the host row', async () => {
@@ -305,6 +306,7 @@ describe('host connection', () => {
     const kept = h.stats.snapshot(f.hostname).lastError?.message ?? ''
     expect(kept).toMatch(/^upstream error frame InternalError: x+…$/)
     expect(kept.length).toBeLessThan(600)
+    await waitFor(async () => ((await hostRow(f.hostname)).last_error ?? '').startsWith('upstream error frame InternalError'), 3_000, 'last_error')
     expect((await hostRow(f.hostname)).last_error!.length).toBeLessThan(600)
   })
 
