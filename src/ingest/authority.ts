@@ -9,7 +9,7 @@ import type { ResolvedIdentity } from '../identity/did-doc.js'
 import type { UpstreamAccountStatus } from '../storage/types.js'
 import type { AccountState } from './accounts.js'
 import type { IngestContext } from './context.js'
-import { IngestDrop, type UpstreamHost } from './types.js'
+import { IngestDrop, unresolvedIdentity, type UpstreamHost } from './types.js'
 
 export function isHostOf(identity: ResolvedIdentity, host: UpstreamHost): boolean {
   return identity.pdsHost === host.hostname.toLowerCase()
@@ -18,13 +18,14 @@ export function isHostOf(identity: ResolvedIdentity, host: UpstreamHost): boolea
 /**
  * The DID's identity, if its document names `host` as the PDS. A cached
  * answer that disagrees (or failed) is re-resolved once, bypassing caches,
- * before the event is rejected: `wrong-host` or `no-identity`.
+ * before the event is rejected: `wrong-host` or `no-identity` (a failed lookup,
+ * as opposed to a definitive answer, is retried by the pipeline).
  */
 export async function requireAuthority(ctx: IngestContext, host: UpstreamHost, did: string): Promise<ResolvedIdentity> {
   const cached = await ctx.identity.resolve(did)
   if (cached.status === 'ok' && isHostOf(cached, host)) return cached
   const fresh = await ctx.identity.resolve(did, { forceRefresh: true })
-  if (fresh.status !== 'ok') throw new IngestDrop('no-identity', `${did} does not resolve: ${fresh.status} (${fresh.error})`)
+  if (fresh.status !== 'ok') throw unresolvedIdentity(did, fresh)
   if (!isHostOf(fresh, host)) throw new IngestDrop('wrong-host', `${did} is hosted at ${fresh.pdsHost}, not ${host.hostname}`)
   return fresh
 }

@@ -26,7 +26,7 @@ import { handleRepoEvent } from './repo-events.js'
 import type { RepoStatusCheck } from './repo-status.js'
 import { KeyedScheduler } from './scheduler.js'
 import { emitLocalAccountEvent, handleAccountEvent, handleIdentityEvent } from './status-events.js'
-import { IngestDrop, IngestError, type DropReason, type IngestSink, type UpstreamHost } from './types.js'
+import { IngestDrop, IngestError, TransientIngestError, type DropReason, type IngestSink, type UpstreamHost } from './types.js'
 import { createVerifier, type Verifier } from './verify-runner.js'
 
 export interface IngestOptions {
@@ -58,6 +58,8 @@ export interface IngestOptions {
   accountCacheSize?: number
   /** Attempts for an event failing for a non-protocol reason before it is dropped (default 5). */
   maxAttempts?: number
+  /** First wait before retrying a transient failure such as a PLC timeout; tripled each time, at most 30 s (default 1 s). */
+  transientRetryBaseMs?: number
   /** Clock (ms), injectable for tests. */
   now?: () => number
 }
@@ -84,6 +86,7 @@ export class IngestPipeline implements IngestSink {
   private readonly scheduler: KeyedScheduler
   private readonly verifier: Verifier
   private readonly maxAttempts: number
+  private readonly transientRetryBaseMs: number
   private stopped = false
 
   constructor(opts: IngestOptions) {
@@ -99,6 +102,7 @@ export class IngestPipeline implements IngestSink {
     this.verifier = createVerifier(opts.verifyWorkers ?? 0, opts.logger)
     this.accounts = new AccountStore({ storage: opts.storage, ...(opts.accountCacheSize !== undefined ? { cacheSize: opts.accountCacheSize } : {}) })
     this.maxAttempts = opts.maxAttempts ?? 5
+    this.transientRetryBaseMs = opts.transientRetryBaseMs ?? 1_000
     this.ctx = {
       accounts: this.accounts,
       identity: opts.identity,
@@ -192,16 +196,22 @@ export class IngestPipeline implements IngestSink {
           this.ctx.logger.warn({ err, host: host.hostname, did, seq }, 'event not processed: shutting down')
           return
         }
+        // A transient outside failure (PLC timing out) gets longer waits than an internal hiccup:
+        // the identity layer allows one forced re-resolution per DID every few seconds.
+        const transient = err instanceof TransientIngestError
         if (attempt >= this.maxAttempts) {
           this.ctx.logger.error({ err, host: host.hostname, did, seq, attempts: attempt }, 'event keeps failing; dropped')
-          this.drop(host, seq, 'internal-error', (err as Error).message, did)
+          this.drop(host, seq, transient ? err.reason : 'internal-error', (err as Error).message, did)
           return
         }
         this.ctx.metrics.retries.inc()
         this.ctx.logger.warn({ err, host: host.hostname, did, seq, attempt }, 'event failed; retrying')
         // The account may have changed under the failed attempt: re-read it next time.
         this.accounts.forget(did)
-        await sleep(Math.min(100 * 2 ** (attempt - 1), 2_000), undefined, { ref: false })
+        const delayMs = transient
+          ? Math.min(this.transientRetryBaseMs * 3 ** (attempt - 1), 30_000)
+          : Math.min(100 * 2 ** (attempt - 1), 2_000)
+        await sleep(delayMs, undefined, { ref: false })
       }
     }
   }

@@ -12,7 +12,7 @@ import type { ResolvedIdentity } from '../identity/did-doc.js'
 import type { AccountHeadState } from './accounts.js'
 import { accountOnHost, isHostOf, requireActive, requireAuthority } from './authority.js'
 import type { IngestContext } from './context.js'
-import { IngestDrop, type UpstreamHost } from './types.js'
+import { IngestDrop, unresolvedIdentity, type UpstreamHost } from './types.js'
 import type { VerifyKind, VerifyOutcome } from './verify-runner.js'
 
 /** Size and syntax checks that need no lookup, so junk costs nothing. Returns the rev. */
@@ -109,7 +109,7 @@ async function verifyWithRefresh(
   const first = await run(identity.signingKey)
   if (first.ok || first.reason !== 'bad-signature') return first
   const fresh = await ctx.identity.resolve(identity.did, { forceRefresh: true })
-  if (fresh.status !== 'ok') throw new IngestDrop('no-identity', `${identity.did} no longer resolves: ${fresh.status} (${fresh.error})`)
+  if (fresh.status !== 'ok') throw unresolvedIdentity(identity.did, fresh)
   if (!isHostOf(fresh, host)) throw new IngestDrop('wrong-host', `${identity.did} is now hosted at ${fresh.pdsHost}`)
   return run(fresh.signingKey)
 }

@@ -18,7 +18,7 @@ import type { UpstreamAccountStatus } from '../storage/types.js'
 import type { AccountState } from './accounts.js'
 import { accountOnHost, isHostOf, requireAuthority } from './authority.js'
 import type { IngestContext } from './context.js'
-import { IngestDrop, type UpstreamHost } from './types.js'
+import { IngestDrop, unresolvedIdentity, type UpstreamHost } from './types.js'
 
 function requireTime(body: Record<string, unknown>): string {
   const time = body.time
@@ -53,7 +53,7 @@ export async function handleIdentityEvent(
   } else {
     acct = await ctx.accounts.get(did)
     if (acct === undefined) {
-      if (identity.status !== 'ok') throw new IngestDrop('no-identity', `${did} does not resolve: ${identity.status} (${identity.error})`)
+      if (identity.status !== 'ok') throw unresolvedIdentity(did, identity)
       throw new IngestDrop('wrong-host', `unknown ${did} is hosted at ${identity.pdsHost}, not ${host.hostname}`)
     }
   }

@@ -57,6 +57,27 @@ export class IngestDrop extends Error {
   }
 }
 
+/**
+ * A failure that may pass on its own, such as the PLC timing out: the event is
+ * retried with a longer backoff (valid events must not be lost to a blip), and
+ * dropped under `reason` only if it keeps failing.
+ */
+export class TransientIngestError extends Error {
+  override readonly name = 'TransientIngestError'
+  constructor(
+    readonly reason: DropReason,
+    message: string,
+  ) {
+    super(message)
+  }
+}
+
+/** Why an identity that did not resolve stops an event: a definitive answer drops it, a failed lookup is retried. */
+export function unresolvedIdentity(did: string, result: { status: string; error?: string }): Error {
+  const message = `${did} does not resolve: ${result.status} (${result.error ?? 'no detail'})`
+  return result.status === 'failed' ? new TransientIngestError('no-identity', message) : new IngestDrop('no-identity', message)
+}
+
 export type IngestErrorReason = 'unknown-account' | 'stopped'
 
 /** An admin operation or a push that cannot be done. */

@@ -391,3 +391,43 @@ describe('worker-thread verification', () => {
     expect(h.output().filter((o) => o.t === '#commit')).toHaveLength(2)
   })
 })
+
+describe('identity lookups that fail for a while', () => {
+  it('retries an event whose DID lookup failed transiently instead of dropping it', async () => {
+    const h = (harness = await createHarness('postgres', { transientRetryBaseMs: 50 }))
+    const up = new Upstream(h, await h.addHost(HOST_A))
+    const a = await TestAccount.create({ pdsUrl: `https://${HOST_A}` })
+    // PLC times out at first (a network blip), then answers.
+    h.identities.set(a.did, { status: 'failed', did: a.did, error: 'timeout: request timed out' })
+    const events = await a.genesis()
+    const pushing = up.push(...events)
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    expect(h.output()).toEqual([])
+    h.setIdentity(a.did, { key: a.signingKey.did(), pds: `https://${HOST_A}`, handle: a.handle })
+    await pushing
+    expect(h.output().map((o) => o.t)).toEqual(['#identity', '#account', '#commit'])
+    expect(h.stats.droppedByReason()).toEqual({ duplicate: 1 }) // only the #sync repeating the head
+    expect(h.resolveCalls.get(a.did)).toBeGreaterThanOrEqual(2)
+  })
+
+  it('drops at once when the answer is definitive (not found)', async () => {
+    const h = (harness = await createHarness('postgres', { transientRetryBaseMs: 50 }))
+    const up = new Upstream(h, await h.addHost(HOST_A))
+    const a = await TestAccount.create({ pdsUrl: `https://${HOST_A}` })
+    const [identity] = await a.genesis()
+    await up.push(identity!)
+    expect(h.output()).toEqual([])
+    expect(h.stats.droppedByReason()).toEqual({ 'no-identity': 1 })
+  })
+
+  it('drops as no-identity after the retries when the lookup keeps failing', async () => {
+    const h = (harness = await createHarness('postgres', { transientRetryBaseMs: 10, maxAttempts: 3 }))
+    const up = new Upstream(h, await h.addHost(HOST_A))
+    const a = await TestAccount.create({ pdsUrl: `https://${HOST_A}` })
+    h.identities.set(a.did, { status: 'failed', did: a.did, error: 'connection refused' })
+    const [identity] = await a.genesis()
+    await up.push(identity!)
+    expect(h.output()).toEqual([])
+    expect(h.stats.droppedByReason()).toEqual({ 'no-identity': 1 })
+  })
+})
