@@ -52,6 +52,7 @@ export interface Config {
   hostConcurrency: number
   adminUrl: string
   eventPartitionSize: number
+  plcRateLimit: number
 }
 
 type Env = Record<string, string | undefined>
@@ -149,6 +150,7 @@ export const SETTINGS = [
   s({ env: 'LOG_LEVEL', key: 'logLevel', default: 'info', doc: 'fatal, error, warn, info, debug, trace or silent.', parse: oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const) }),
   s({ env: 'RELAY_ADMIN_PASSWORD', key: 'adminPassword', default: undefined, doc: 'Admin API password (user "admin"). Unset: a random one is generated and logged once at start-up.', parse: optionalText }),
   s({ env: 'RELAY_PLC_URL', key: 'plcUrl', default: 'https://plc.directory', doc: 'PLC directory used to resolve did:plc.', parse: url(['https:', 'http:']) }),
+  s({ env: 'RELAY_PLC_RATE_LIMIT', key: 'plcRateLimit', default: '100', doc: 'DID resolutions per second sent to the PLC directory (bursts of twice that); raise it for a mirror you run.', parse: int(1, 1_000_000) }),
   s({ env: 'RELAY_ALLOW_INSECURE_HOSTS', key: 'allowInsecureHosts', default: 'false', doc: 'Development only: allow localhost:<port> hosts over plain ws/http and loopback addresses.', parse: bool }),
   s({ env: 'RELAY_TRUSTED_DOMAINS', key: 'trustedDomains', default: '*.host.bsky.network', doc: 'Comma-separated hostnames or *.suffix patterns given the trusted account limit.', parse: domainList }),
   s({ env: 'RELAY_DEFAULT_ACCOUNT_LIMIT', key: 'defaultAccountLimit', default: '100', doc: 'Accounts per untrusted host; more are throttled until the limit is raised.', parse: int(0, 1_000_000_000) }),

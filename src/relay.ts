@@ -89,6 +89,7 @@ export async function startRelay(config: Config, logger: Logger, overrides: Rela
       cacheSize: config.identityCacheSize,
       goodTtlMs: config.identityTtlMs,
       errorTtlMs: config.identityErrorTtlMs,
+      plcRate: { ratePerSec: config.plcRateLimit, burst: config.plcRateLimit * 2 },
       logger: logger.child({ system: 'identity' }),
       registry,
       ...(overrides.addressLookup ? { lookup: overrides.addressLookup } : {}),
