@@ -6,7 +6,6 @@
 import { pino } from 'pino'
 import { loadConfig } from '../../src/config.js'
 import type { AddressLookup, TxtLookup } from '../../src/identity/index.js'
-import { KeyedTokenBucket } from '../../src/identity/rate-limit.js'
 import { startRelay, type Relay } from '../../src/relay.js'
 
 const loopbackLookup: AddressLookup = async (hostname) => {
@@ -24,10 +23,10 @@ export interface BenchRelayOptions {
   plcUrl: string
   env?: Record<string, string>
   /**
-   * 'lifted': replace the relay's outbound PLC rate limit (100 resolutions/s, a politeness limit
-   * toward plc.directory; not configurable yet) so the bench measures the relay, not the limit:
-   * the corpus creates all its accounts inside the run, and every account's first event is an
-   * #identity that forces a PLC resolution. 'default' keeps it.
+   * 'lifted': RELAY_PLC_RATE_LIMIT=1000000 instead of the default 100 resolutions/s (a politeness
+   * limit toward plc.directory), so the bench measures the relay, not the limit: the corpus creates
+   * all its accounts inside the run, and every account's first event is an #identity that forces a
+   * PLC resolution. 'default' keeps it.
    */
   plcLimit?: 'default' | 'lifted'
 }
@@ -44,16 +43,11 @@ export async function startBenchRelay(opts: BenchRelayOptions): Promise<Relay> {
     RELAY_DEFAULT_ACCOUNT_LIMIT: '1000000000',
     RELAY_NEW_HOSTS_PER_DAY: '10000',
     LOG_LEVEL: 'warn',
+    ...(opts.plcLimit === 'lifted' ? { RELAY_PLC_RATE_LIMIT: '1000000' } : {}),
     ...opts.env,
   })
   const logger = pino({ level: config.logLevel, base: { service: 'atrelay-bench' } }, pino.destination(2))
-  const relay = await startRelay(config, logger, { addressLookup: loopbackLookup, txtLookup: noTxt })
-  if (opts.plcLimit === 'lifted') {
-    const directory = relay.identity.directory as unknown as { plcLimiter?: KeyedTokenBucket }
-    if (!(directory.plcLimiter instanceof KeyedTokenBucket)) throw new Error('bench: IdentityDirectory.plcLimiter not found; cannot lift the PLC limit')
-    directory.plcLimiter = new KeyedTokenBucket({ ratePerSec: 1e9, burst: 1e9 })
-  }
-  return relay
+  return startRelay(config, logger, { addressLookup: loopbackLookup, txtLookup: noTxt })
 }
 
 export interface IngestCounts {

@@ -159,7 +159,7 @@ export function renderReport(r: BenchResults): string {
   L.push('## (a) Maximum sustained ingest')
   L.push('')
   L.push(
-    "The bench lifts the relay's outbound PLC rate limit (100 resolutions/s by default, a politeness limit toward plc.directory) except in the last run below: the corpus creates all of its accounts during the run, and each account's first event is an `#identity`, which forces a PLC resolution, so with the limit the corpus measures the limit. " +
+    "The bench lifts the relay's outbound PLC rate limit (`RELAY_PLC_RATE_LIMIT`, 100 resolutions/s by default, a politeness limit toward plc.directory) except in the last run below: the corpus creates all of its accounts during the run, and each account's first event is an `#identity`, which forces a PLC resolution, so with the limit the corpus measures the limit. " +
       'Every fake host offers its whole corpus as fast as the relay reads it. The relay verifies everything (CAR hashes, signature, strict MST inversion), writes every event with its head and host cursor to the database, and publishes it. Rate = growth of the committed seq over the window in which 10 % to 90 % of the corpus was handled (10–55 % when a profile is taken over 55–95 %).',
   )
   L.push('')
