@@ -44,6 +44,8 @@ export async function startBenchRelay(opts: BenchRelayOptions): Promise<Relay> {
     RELAY_NEW_HOSTS_PER_DAY: '10000',
     LOG_LEVEL: 'warn',
     ...(opts.plcLimit === 'lifted' ? { RELAY_PLC_RATE_LIMIT: '1000000' } : {}),
+    // Lets a run compare inline verification with a worker pool: RELAY_VERIFY_WORKERS=1 npm run bench
+    ...(process.env.RELAY_VERIFY_WORKERS ? { RELAY_VERIFY_WORKERS: process.env.RELAY_VERIFY_WORKERS } : {}),
     ...opts.env,
   })
   const logger = pino({ level: config.logLevel, base: { service: 'atrelay-bench' } }, pino.destination(2))
