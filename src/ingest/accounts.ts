@@ -78,17 +78,12 @@ export class AccountStore {
     if (row === undefined) return undefined
     const state: AccountState = {
       id: row.id,
-      did: row.did,
+      did, // the key's own string (equal to row.did): one copy per cached account, not two
       hostId: row.host_id,
       localStatus: row.local_status,
       upstreamStatus: row.upstream_status,
       upstreamCheckedAt: row.upstream_checked_at === null ? null : new Date(row.upstream_checked_at).getTime(),
-      head:
-        row.rev !== null && row.commit_cid !== null && row.data_cid !== null
-          ? // Copies: pg returns small bytea values as slices of Node's shared 8 KB Buffer pool, and a
-            // cached slice pins its whole slab (measured: ~1.8 KB of array buffers per cached account).
-            { rev: row.rev, commitCid: new Uint8Array(row.commit_cid), dataCid: new Uint8Array(row.data_cid) }
-          : null,
+      head: row.rev !== null && row.commit_cid !== null && row.data_cid !== null ? packHead(row.rev, row.commit_cid, row.data_cid) : null,
     }
     this.cache.set(did, state)
     return state
@@ -176,7 +171,7 @@ export class AccountStore {
 
   /** Mirrors a head the sequencer has committed. */
   setHead(acct: AccountState, head: AccountHeadState): void {
-    acct.head = head
+    acct.head = packHead(head.rev, head.commitCid, head.dataCid)
   }
 
   /**
@@ -230,6 +225,42 @@ export class AccountStore {
   forget(did: string): void {
     this.cache.delete(did)
   }
+}
+
+/**
+ * A cached head in compact form. Two small Uint8Arrays cost ~250 B of heap each (typed array +
+ * array buffer objects); both CIDs as one latin1 string cost ~90 B. The packed copy also never
+ * pins the 8 KB Buffer-pool slab that pg's bytea values are sliced from. Reads of the CIDs are
+ * rare (the continuity check), so they are rebuilt on access.
+ */
+class PackedHead implements AccountHeadState {
+  constructor(
+    readonly rev: string,
+    /** commitCid ‖ dataCid, one char per byte. */
+    private readonly cids: string,
+    private readonly commitLength: number,
+  ) {}
+
+  get commitCid(): Uint8Array {
+    return latin1Bytes(this.cids, 0, this.commitLength)
+  }
+
+  get dataCid(): Uint8Array {
+    return latin1Bytes(this.cids, this.commitLength, this.cids.length)
+  }
+}
+
+function packHead(rev: string, commitCid: Uint8Array, dataCid: Uint8Array): AccountHeadState {
+  const both = Buffer.allocUnsafe(commitCid.length + dataCid.length)
+  both.set(commitCid, 0)
+  both.set(dataCid, commitCid.length)
+  return new PackedHead(rev, both.toString('latin1'), commitCid.length)
+}
+
+function latin1Bytes(s: string, start: number, end: number): Uint8Array {
+  const out = new Uint8Array(end - start)
+  for (let i = start; i < end; i++) out[i - start] = s.charCodeAt(i)
+  return out
 }
 
 async function adjustCount(trx: Trx, hostId: number, delta: 1 | -1): Promise<void> {
