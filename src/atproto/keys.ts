@@ -4,7 +4,7 @@
  *
  * Speed matters here (one verify per event), so keys are parsed once into
  * immutable objects that hold the ready-to-use form: the 65-byte uncompressed
- * point for the native libsecp256k1 binding, a KeyObject for P-256. Callers
+ * point for the native libsecp256k1 binding (kept as a latin1 string), a KeyObject for P-256. Callers
  * cache PublicKey objects per DID.
  *
  * There is no verify-a-digest entry point: the signed bytes (the unsigned
@@ -79,7 +79,12 @@ function didKeyFor(prefix: readonly [number, number], compressed: Uint8Array): s
 class K256PublicKey implements PublicKey {
   readonly curve = 'k256' as const
   readonly didKey: string
-  private readonly uncompressed: Uint8Array
+  /**
+   * The 65-byte uncompressed point, one char per byte. Parsed keys live in the identity cache (one
+   * per DID); a Uint8Array there costs ~250 B of heap and malloc bookkeeping, this string ~85 B.
+   * Turning it back into bytes per verify is ~0.1 µs next to a ~50 µs ECDSA verify.
+   */
+  private readonly uncompressed: string
 
   constructor(raw: Uint8Array) {
     let uncompressed: Uint8Array
@@ -90,7 +95,7 @@ class K256PublicKey implements PublicKey {
     } catch (err) {
       throw new KeyError(`invalid secp256k1 public key: ${(err as Error).message}`)
     }
-    this.uncompressed = uncompressed
+    this.uncompressed = Buffer.from(uncompressed.buffer, uncompressed.byteOffset, uncompressed.byteLength).toString('latin1')
     this.didKey = didKeyFor(K256_PREFIX, compressed)
     Object.freeze(this)
   }
@@ -99,7 +104,7 @@ class K256PublicKey implements PublicKey {
     if (sig.length !== 64) return false
     try {
       // libsecp256k1 accepts only low-S signatures.
-      return secp256k1.ecdsaVerify(sig, sha256(message), this.uncompressed)
+      return secp256k1.ecdsaVerify(sig, sha256(message), Buffer.from(this.uncompressed, 'latin1'))
     } catch {
       return false // unparsable signature (r or s out of range)
     }
