@@ -83,8 +83,42 @@ export function parseDidDocument(did: string, doc: unknown): IdentityResult {
   }
 }
 
+export interface PdsEndpoint {
+  readonly endpoint: string
+  readonly host: string
+}
+
+/**
+ * Interned results: many DIDs share one PDS, and every cached identity holds
+ * the endpoint and host strings, so one frozen pair per endpoint instead of
+ * one per identity (and no URL parse per lookup). Bounded: cleared when full.
+ */
+const MAX_INTERNED_ENDPOINTS = 10_000
+const endpointsByInput = new Map<string, PdsEndpoint | null>()
+const endpointsByOrigin = new Map<string, PdsEndpoint>()
+
 /** An http(s) URL with scheme, host and optional port only; null otherwise. */
-export function parsePdsEndpoint(endpoint: string): { endpoint: string; host: string } | null {
+export function parsePdsEndpoint(endpoint: string): PdsEndpoint | null {
+  const known = endpointsByInput.get(endpoint)
+  if (known !== undefined) return known
+  const parsed = parseEndpointUrl(endpoint)
+  if (endpointsByInput.size >= MAX_INTERNED_ENDPOINTS) {
+    endpointsByInput.clear()
+    endpointsByOrigin.clear()
+  }
+  let shared: PdsEndpoint | null = null
+  if (parsed !== null) {
+    shared = endpointsByOrigin.get(parsed.endpoint) ?? null
+    if (shared === null || shared.host !== parsed.host) {
+      shared = Object.freeze(parsed)
+      endpointsByOrigin.set(parsed.endpoint, shared)
+    }
+  }
+  endpointsByInput.set(endpoint, shared)
+  return shared
+}
+
+function parseEndpointUrl(endpoint: string): PdsEndpoint | null {
   let url: URL
   try {
     url = new URL(endpoint)
