@@ -93,7 +93,8 @@ export class IdentityStore {
 
   async load(did: string): Promise<{ result: IdentityResult; fetchedAt: number } | undefined> {
     const row = await this.storage.db.selectFrom('identity').selectAll().where('did', '=', did).executeTakeFirst()
-    return row ? rowToIdentity(row) : undefined
+    // The caller's `did` (equal to row.did) is the memory cache's key: reuse it rather than keep a second copy.
+    return row ? rowToIdentity({ ...row, did }) : undefined
   }
 
   /** Upserts; an older resolution never overwrites a newer one. */
