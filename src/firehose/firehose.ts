@@ -21,7 +21,7 @@ import type { LoggedEvent } from '../sequencer/event-log.js'
 import type { CommittedEvent, CommittedEventSource } from '../sequencer/types.js'
 import { Consumer, type ConsumerInfo, type LogPage } from './consumer.js'
 import { rejectUpgrade } from './http-reject.js'
-import { FrameRing, wsFrame, wsFrameParts, type RingEntry } from './ring.js'
+import { DEFAULT_RING_MAX_BYTES, FrameRing, wsFrame, wsFrameParts, type RingEntry } from './ring.js'
 import { Semaphore } from './semaphore.js'
 
 export const SUBSCRIBE_REPOS_PATH = '/xrpc/com.atproto.sync.subscribeRepos'
@@ -37,6 +37,8 @@ export interface FirehoseOptions {
   eventLog: ReplaySource
   /** Recent events kept in memory for catching-up consumers. */
   ringSize?: number
+  /** Byte bound on the ring's frames (default 32 MiB); the oldest go first when either bound is reached. */
+  ringMaxBytes?: number
   /** RELAY_CONSUMER_MAX_LAG: seqs a (once live) consumer may fall behind before ConsumerTooSlow. */
   maxConsumerLag: number
   /** Socket bytes buffered in user space before a consumer is switched to catch-up. */
@@ -84,7 +86,7 @@ export class Firehose {
   constructor(opts: FirehoseOptions) {
     this.source = opts.sequencer
     this.log = opts.eventLog
-    this.ring = new FrameRing(opts.ringSize ?? 10_000)
+    this.ring = new FrameRing(opts.ringSize ?? 10_000, opts.ringMaxBytes ?? DEFAULT_RING_MAX_BYTES)
     this.maxLag = opts.maxConsumerLag
     this.highWater = opts.highWaterBytes ?? 1 << 20
     this.pingIntervalMs = opts.pingIntervalMs ?? 30_000
