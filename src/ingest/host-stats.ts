@@ -18,6 +18,8 @@ export interface HostStatsSnapshot {
   lastEventAt: string | null
 }
 
+const MAX_ERROR_CHARS = 500
+
 interface Entry {
   received: number
   accepted: number
@@ -68,8 +70,10 @@ export class HostStats {
     this.discontinuityTotal.inc({ host: this.label(host) })
   }
 
+  /** Keeps the most recent problem; clipped, because hosts choose much of this text and it is held per host. */
   setLastError(host: string, message: string): void {
-    this.entry(host).lastError = { message, at: new Date().toISOString() }
+    const clipped = message.length > MAX_ERROR_CHARS ? `${message.slice(0, MAX_ERROR_CHARS)}…` : message
+    this.entry(host).lastError = { message: clipped, at: new Date().toISOString() }
   }
 
   snapshot(host: string): HostStatsSnapshot {

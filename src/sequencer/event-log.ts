@@ -119,6 +119,7 @@ export class EventLog {
   async stop(): Promise<void> {
     if (this.timer !== undefined) clearInterval(this.timer)
     this.timer = undefined
+    // Only waiting for a running pass to finish: its failure goes to whoever started it (the timer logs it).
     await this.retentionRunning?.catch(() => undefined)
   }
 
