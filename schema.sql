@@ -23,7 +23,7 @@ CREATE TABLE host (
   -- active | idle | offline | throttled | banned
   status          text NOT NULL DEFAULT 'active',
   -- last upstream seq fully processed (committed or deliberately dropped);
-  -- 0 means none yet: the next connection starts live, without a cursor
+  -- 0 means none yet: a newly admitted host starts live, a known one resumes with cursor=0
   cursor          bigint NOT NULL DEFAULT 0,
   -- accounts beyond this many are throttled
   account_limit   integer NOT NULL,
