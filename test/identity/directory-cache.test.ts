@@ -33,6 +33,20 @@ function plcDid(i: number): string {
   return `did:plc:${s}`
 }
 
+/** A resolver whose answers wait until the test releases them; the n-th call answers pds<n>. */
+function gatedResolver() {
+  const gate = {
+    calls: 0,
+    releases: [] as (() => void)[],
+    resolve: (did: string) =>
+      new Promise<IdentityResult>((resolve) => {
+        const n = ++gate.calls
+        gate.releases.push(() => resolve(ok(did, `pds${n}.example.com`)))
+      }),
+  }
+  return gate
+}
+
 function makeDirectory(resolver: (did: string) => Promise<IdentityResult>, extra: Partial<IdentityDirectoryOptions> = {}) {
   const registry = new Registry()
   const directory = new IdentityDirectory({
@@ -137,23 +151,16 @@ describe('IdentityDirectory TTLs and failures', () => {
   })
 
   it('coalesces a forced refresh with a forced one in flight, but not with a plain one', async () => {
-    const releases: (() => void)[] = []
-    let calls = 0
-    const { directory } = makeDirectory(
-      (did) =>
-        new Promise((resolve) => {
-          const n = ++calls
-          releases.push(() => resolve(ok(did, `pds${n}.example.com`)))
-        }),
-      { forceRefreshIntervalMs: 0 },
-    )
+    const gate = gatedResolver()
+    const { directory } = makeDirectory(gate.resolve, { forceRefreshIntervalMs: 0 })
+    const releases = gate.releases
     const did = plcDid(4)
     const plain = directory.resolve(did)
     const forced1 = directory.resolve(did, { forceRefresh: true })
     const forced2 = directory.resolve(did, { forceRefresh: true })
     const plain2 = directory.resolve(did)
     await new Promise((r) => setImmediate(r))
-    expect(calls).toBe(2)
+    expect(gate.calls).toBe(2)
     for (const release of releases) release()
     expect(await plain).toMatchObject({ pdsHost: 'pds1.example.com' })
     expect(await forced1).toMatchObject({ pdsHost: 'pds2.example.com' })
@@ -164,16 +171,9 @@ describe('IdentityDirectory TTLs and failures', () => {
   })
 
   it('a forced refresh within the per-DID interval joins the forced one in flight instead of serving the old entry', async () => {
-    const releases: (() => void)[] = []
-    let calls = 0
-    const { directory } = makeDirectory(
-      (did) =>
-        new Promise((resolve) => {
-          const n = ++calls
-          releases.push(() => resolve(ok(did, `pds${n}.example.com`)))
-        }),
-      { forceRefreshIntervalMs: 60_000 },
-    )
+    const gate = gatedResolver()
+    const { directory } = makeDirectory(gate.resolve, { forceRefreshIntervalMs: 60_000 })
+    const releases = gate.releases
     const did = plcDid(6)
     const first = directory.resolve(did)
     await new Promise((r) => setImmediate(r))
@@ -185,10 +185,10 @@ describe('IdentityDirectory TTLs and failures', () => {
     releases.shift()!()
     expect(await identityEvent).toMatchObject({ pdsHost: 'pds2.example.com' })
     expect(await signatureRetry).toMatchObject({ pdsHost: 'pds2.example.com' })
-    expect(calls).toBe(2)
+    expect(gate.calls).toBe(2)
     // once it is done, a further force inside the interval is served from the (fresh) cache
     expect(await directory.resolve(did, { forceRefresh: true })).toMatchObject({ pdsHost: 'pds2.example.com' })
-    expect(calls).toBe(2)
+    expect(gate.calls).toBe(2)
   })
 
   it('a failing identity table does not fail resolution', async () => {

@@ -28,14 +28,18 @@ async function storedCursors(url: string): Promise<Map<string, number>> {
   }
 }
 
+/** A new database and PLC for one test (both cleaned up after the file), with an empty ledger. */
+async function freshWorld() {
+  const db = await createPostgresDatabase()
+  cleanups.push(() => db.drop())
+  const plc = await LoopbackPlc.start()
+  cleanups.push(() => plc.close())
+  return { db, plc, handles: new Map<string, string>(), ledger: new Ledger() }
+}
+
 describe('relay restart on the same database', () => {
   it('resubscribes from stored cursors; nothing lost or duplicated; seqs continue', async () => {
-    const db = await createPostgresDatabase()
-    cleanups.push(() => db.drop())
-    const plc = await LoopbackPlc.start()
-    cleanups.push(() => plc.close())
-    const handles = new Map<string, string>()
-    const ledger = new Ledger()
+    const { db, plc, handles, ledger } = await freshWorld()
 
     let relay: Relay = await startTestRelay({ databaseUrl: db.url, plcUrl: plc.url, handles })
     cleanups.push(() => relay.stop())
@@ -93,12 +97,7 @@ describe('relay restart on the same database', () => {
   }, 60_000)
 
   it('stopped in the middle of a backlog: the rest comes after the restart, once', async () => {
-    const db = await createPostgresDatabase()
-    cleanups.push(() => db.drop())
-    const plc = await LoopbackPlc.start()
-    cleanups.push(() => plc.close())
-    const handles = new Map<string, string>()
-    const ledger = new Ledger()
+    const { db, plc, handles, ledger } = await freshWorld()
     // A trusted host (5,000 events/s): the backlog is limited by processing, not by the rate limits.
     // Few events of a host in ingest at once, so most of the backlog is still upstream at the stop.
     const env = { RELAY_TRUSTED_DOMAINS: 'localhost', RELAY_HOST_CONCURRENCY: '2' }
