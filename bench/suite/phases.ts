@@ -29,13 +29,13 @@ interface FleetReady {
   totalFrames: number
 }
 
-async function startFleet(params: Partial<CorpusParams>, totalRate: number, log: Log): Promise<{ rpc: ChildRpc; ready: FleetReady }> {
+export async function startFleet(params: Partial<CorpusParams>, totalRate: number, log: Log): Promise<{ rpc: ChildRpc; ready: FleetReady }> {
   const rpc = await ChildRpc.start({ script: 'bench/suite/fleet-child.ts', args: [JSON.stringify({ params, totalRate })], log })
   return { rpc, ready: rpc.ready as unknown as FleetReady }
 }
 
 /** A relay on a fresh database of `kind`, with the fleet's PLC; everything is torn down after `fn`. */
-async function withRelay<T>(
+export async function withRelay<T>(
   kind: 'postgres' | 'pglite',
   plcUrl: string,
   fn: (relay: Relay) => Promise<T>,

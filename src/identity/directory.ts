@@ -138,6 +138,31 @@ export class IdentityDirectory {
     return promise
   }
 
+  /**
+   * Resolves `did` afresh because its host said it changed (`#identity`):
+   * the remembered handle check is forgotten and the result replaces both
+   * cache layers, with no rate suppression: an `#identity` right after
+   * another (a new account, then its handle change) must not be answered from
+   * the first one's copy. Same outcome as `purge` then `resolve`, without the
+   * round trip that deletes the stored row first.
+   */
+  refresh(did: string): Promise<IdentityResult> {
+    this.memory.delete(did)
+    this.handleChecks.delete(did)
+    const running = this.inflight.get(did)
+    if (running?.forced) {
+      this.metrics.coalesced.inc()
+      return running.promise
+    }
+    this.forcedAt.set(did, this.now())
+    this.metrics.forcedRefreshes.inc({ outcome: 'fetched' })
+    const promise = this.load(did, true).finally(() => {
+      if (this.inflight.get(did)?.promise === promise) this.inflight.delete(did)
+    })
+    this.inflight.set(did, { promise, forced: true })
+    return promise
+  }
+
   /** Forgets `did` in both layers (the next lookup resolves it again). */
   async purge(did: string): Promise<void> {
     this.memory.delete(did)

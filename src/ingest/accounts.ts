@@ -7,7 +7,7 @@
  * Heads are written by the sequencer in its batch transaction; ingest only
  * mirrors them here once its own submits have committed.
  */
-import { sql, type Transaction } from 'kysely'
+import { sql, type Kysely, type Transaction } from 'kysely'
 import { LRUCache } from 'lru-cache'
 import type { Storage } from '../storage/db.js'
 import type { Database, LocalAccountStatus, UpstreamAccountStatus } from '../storage/types.js'
@@ -90,32 +90,34 @@ export class AccountStore {
   }
 
   /**
-   * Creates the account on `hostId` and counts it, in one transaction. It is
-   * created `throttled` when the host already has `account_limit` accounts.
+   * Creates the account on `hostId` and counts it, atomically. It is created
+   * `throttled` when the host already has `account_limit` accounts.
+   *
+   * One statement rather than a transaction of four: the host row is locked
+   * (so concurrent creations cannot overshoot the limit) only while the
+   * statement runs, not across round trips, and a burst of new accounts (a
+   * newly crawled host) costs one round trip each.
    */
   async create(did: string, hostId: number): Promise<AccountState> {
-    const created = await this.storage.db.transaction().execute(async (trx) => {
-      const host = await trx
-        .selectFrom('host')
-        .select(['account_count', 'account_limit'])
-        .where('id', '=', hostId)
-        .forUpdate()
-        .executeTakeFirstOrThrow()
-      const localStatus: LocalAccountStatus = host.account_count >= host.account_limit ? 'throttled' : 'active'
-      const row = await trx
-        .insertInto('account')
-        .values({ did, host_id: hostId, local_status: localStatus, upstream_status: 'active' })
-        .onConflict((oc) => oc.column('did').doNothing())
-        .returning(['id'])
-        .executeTakeFirst()
-      if (row === undefined) return undefined // created meanwhile elsewhere: read it below
-      await adjustCount(trx, hostId, 1)
-      return { id: row.id, localStatus }
-    })
+    const { rows } = await sql<{ id: number; local_status: LocalAccountStatus }>`
+      WITH h AS (
+        SELECT id, account_count >= account_limit AS full FROM host WHERE id = ${hostId} FOR UPDATE
+      ), ins AS (
+        INSERT INTO account (did, host_id, local_status, upstream_status)
+        SELECT ${did}, h.id, CASE WHEN h.full THEN 'throttled' ELSE 'active' END, 'active' FROM h
+        ON CONFLICT (did) DO NOTHING
+        RETURNING id, local_status
+      ), counted AS (
+        UPDATE host SET account_count = greatest(account_count + 1, 0), updated_at = now()
+        WHERE id = ${hostId} AND EXISTS (SELECT 1 FROM ins)
+      )
+      SELECT id, local_status FROM ins`.execute(this.storage.db)
+    const created = rows[0] && { id: Number(rows[0].id), localStatus: rows[0].local_status }
     if (created === undefined) {
       this.cache.delete(did)
+      // Created meanwhile elsewhere: read that one.
       const existing = await this.get(did)
-      if (existing === undefined) throw new Error(`account ${did} vanished during creation`)
+      if (existing === undefined) throw new Error(`account ${did} not created: host ${hostId} does not exist`)
       return existing
     }
     const state: AccountState = {
@@ -150,10 +152,17 @@ export class AccountStore {
     const before = countsTowardLimit(acct.upstreamStatus)
     const after = countsTowardLimit(status)
     const checkedAt = new Date(nowMs)
-    await this.storage.db.transaction().execute(async (trx) => {
-      await trx.updateTable('account').set({ upstream_status: status, upstream_checked_at: checkedAt }).where('id', '=', acct.id).execute()
-      if (before !== after) await adjustCount(trx, acct.hostId, after ? 1 : -1)
-    })
+    const update = (db: Kysely<Database>) =>
+      db.updateTable('account').set({ upstream_status: status, upstream_checked_at: checkedAt }).where('id', '=', acct.id).execute()
+    if (before === after) {
+      // The usual case (every new account reports `active`): one statement, no transaction round trips.
+      await update(this.storage.db)
+    } else {
+      await this.storage.db.transaction().execute(async (trx) => {
+        await update(trx)
+        await adjustCount(trx, acct.hostId, after ? 1 : -1)
+      })
+    }
     acct.upstreamStatus = status
     acct.upstreamCheckedAt = nowMs
   }

@@ -13,7 +13,8 @@ import type { Verifier } from './verify-runner.js'
 
 export interface IngestIdentity {
   resolve(did: string, opts?: { forceRefresh?: boolean }): Promise<IdentityResult>
-  purge(did: string): Promise<void>
+  /** Resolves afresh after an `#identity`, replacing what the caches hold. */
+  refresh(did: string): Promise<IdentityResult>
   verifyHandle(did: string, handle: string): Promise<boolean>
 }
 

@@ -39,13 +39,7 @@ export async function handleIdentityEvent(
   did: string,
 ): Promise<void> {
   requireTime(frame.body)
-  try {
-    await ctx.identity.purge(did)
-  } catch (err) {
-    // The memory layer is purged even when the stored copy could not be deleted; resolving fresh below still applies.
-    ctx.logger.warn({ err, host: host.hostname, did, seq: upstreamSeq }, 'identity purge failed')
-  }
-  const identity = await ctx.identity.resolve(did, { forceRefresh: true })
+  const identity = await ctx.identity.refresh(did)
   const authoritative = identity.status === 'ok' && isHostOf(identity, host)
   let acct: AccountState | undefined
   if (authoritative) {

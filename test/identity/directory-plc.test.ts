@@ -211,6 +211,27 @@ describe.each(STORAGE_KINDS)('IdentityDirectory with PLC and %s', (kind) => {
     expect(peer.docRequests.get(acct.did)).toBe(2)
   })
 
+  it('refresh (#identity) fetches afresh every time, replaces the stored row, and coalesces concurrent calls', async () => {
+    const clock = { t: Date.now() }
+    const { directory } = makeDirectory(tdb.storage, clock)
+    const acct = await peer.createAccount('refresh.test', 'https://pds.example.com')
+    await directory.resolve(acct.did)
+    expect(peer.docRequests.get(acct.did)).toBe(1)
+    clock.t += 1_000
+    expect(await directory.refresh(acct.did)).toMatchObject({ status: 'ok', handle: 'refresh.test' })
+    // A second #identity within the forced-refresh interval is not suppressed (resolve's forceRefresh would be).
+    clock.t += 1_000
+    await directory.refresh(acct.did)
+    expect(peer.docRequests.get(acct.did)).toBe(3)
+    await directory.resolve(acct.did, { forceRefresh: true })
+    expect(peer.docRequests.get(acct.did)).toBe(3)
+    const row = await tdb.storage.db.selectFrom('identity').select(['fetched_at']).where('did', '=', acct.did).executeTakeFirstOrThrow()
+    expect(new Date(row.fetched_at).getTime()).toBe(clock.t)
+
+    await Promise.all(Array.from({ length: 5 }, () => directory.refresh(acct.did)))
+    expect(peer.docRequests.get(acct.did)).toBe(4)
+  })
+
   it('after a restart, the identity table answers without a request, until the TTL', async () => {
     const clock = { t: Date.now() }
     const accounts = await Promise.all([0, 1, 2].map((i) => peer.createAccount(`restart${i}.test`, `https://pds${i}.example.com`)))
