@@ -6,7 +6,7 @@
  * partitions whose newest event is older than the replay window; the
  * partition being written (and any above it) is never dropped.
  */
-import { sql, type Kysely, type Transaction } from 'kysely'
+import { sql, type Kysely, type RawBuilder } from 'kysely'
 import type { Logger } from 'pino'
 import { Counter, Gauge, type Registry } from 'prom-client'
 import type { Storage } from '../storage/db.js'
@@ -178,25 +178,14 @@ export class EventLog {
     }
   }
 
-  /** Inserts events inside the caller's transaction (one multi-row statement per chunk). */
-  static async insert(trx: Transaction<Database>, events: readonly EventRow[]): Promise<void> {
-    // ~5 parameters a row: stay far below Postgres's 65,535-parameter limit.
-    const CHUNK = 2000
-    for (let i = 0; i < events.length; i += CHUNK) {
-      const chunk = events.slice(i, i + CHUNK)
-      await trx
-        .insertInto('event')
-        .values(
-          chunk.map((e) => ({
-            seq: e.seq,
-            account_id: e.accountId,
-            kind: e.kind,
-            frame: e.frame,
-            commit_cid: e.commitCid,
-          })),
-        )
-        .execute()
-    }
+  /**
+   * The statement inserting `events`, for the sequencer to run as part of its
+   * one-statement batch commit (at most ~5 parameters a row: batches stay far
+   * below Postgres's 65,535-parameter limit).
+   */
+  static insertStatement(events: readonly EventRow[]): RawBuilder<unknown> {
+    const values = events.map((e) => sql`(${e.seq}::int8, ${e.accountId}::int8, ${e.kind}::int2, ${e.frame}::bytea, ${e.commitCid}::bytea)`)
+    return sql`insert into event (seq, account_id, kind, frame, commit_cid) values ${sql.join(values)}`
   }
 
   /** Events with seq > afterSeq, in seq order, at most `limit`. */
