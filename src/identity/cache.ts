@@ -62,7 +62,8 @@ export function identityToRow(result: IdentityResult, fetchedAt: number) {
     signing_key: result.status === 'ok' ? result.signingKey.didKey : null,
     pds_endpoint: result.status === 'ok' ? result.pdsEndpoint : null,
     handle: result.status === 'ok' ? result.handle : null,
-    error: result.status === 'ok' ? null : result.error,
+    // Error text can quote what a remote sent; Postgres text cannot hold NUL.
+    error: result.status === 'ok' ? null : result.error.replaceAll('\u0000', ''),
     fetched_at: new Date(fetchedAt),
   }
 }
@@ -87,8 +88,22 @@ export function rowToIdentity(row: IdentityRow): { result: IdentityResult; fetch
   }
 }
 
+type IdentityRowValues = ReturnType<typeof identityToRow>
+
+interface PendingSave {
+  row: IdentityRowValues
+  waiters: { resolve: () => void; reject: (err: unknown) => void }[]
+}
+
+/** Rows per upsert statement (7 parameters each). */
+const SAVE_BATCH = 500
+
 /** Reads and writes the `identity` table. */
 export class IdentityStore {
+  /** Saves waiting for the statement in flight; at most one per DID (the newest). */
+  private pending = new Map<string, PendingSave>()
+  private flushing = false
+
   constructor(private readonly storage: Storage) {}
 
   async load(did: string): Promise<{ result: IdentityResult; fetchedAt: number } | undefined> {
@@ -97,12 +112,53 @@ export class IdentityStore {
     return row ? rowToIdentity({ ...row, did }) : undefined
   }
 
-  /** Upserts; an older resolution never overwrites a newer one. */
-  async save(result: IdentityResult, fetchedAt: number): Promise<void> {
+  /**
+   * Upserts; an older resolution never overwrites a newer one. Resolves once
+   * the row is written. Saves arriving while a write is in flight go out
+   * together in the next statement (group commit): a burst of new accounts
+   * costs a few round trips, not one each.
+   */
+  save(result: IdentityResult, fetchedAt: number): Promise<void> {
     const row = identityToRow(result, fetchedAt)
+    return new Promise<void>((resolve, reject) => {
+      const waiter = { resolve, reject }
+      const queued = this.pending.get(row.did)
+      if (queued === undefined) {
+        this.pending.set(row.did, { row, waiters: [waiter] })
+      } else {
+        if (queued.row.fetched_at <= row.fetched_at) queued.row = row
+        queued.waiters.push(waiter)
+      }
+      if (!this.flushing) void this.flush()
+    })
+  }
+
+  private async flush(): Promise<void> {
+    this.flushing = true
+    try {
+      while (this.pending.size > 0) {
+        const batch: PendingSave[] = []
+        for (const [did, p] of this.pending) {
+          batch.push(p)
+          this.pending.delete(did)
+          if (batch.length >= SAVE_BATCH) break
+        }
+        try {
+          await this.upsert(batch.map((p) => p.row))
+          for (const p of batch) for (const w of p.waiters) w.resolve()
+        } catch (err) {
+          for (const p of batch) for (const w of p.waiters) w.reject(err)
+        }
+      }
+    } finally {
+      this.flushing = false
+    }
+  }
+
+  private async upsert(rows: IdentityRowValues[]): Promise<void> {
     await this.storage.db
       .insertInto('identity')
-      .values(row)
+      .values(rows)
       .onConflict((oc) =>
         oc
           .column('did')
