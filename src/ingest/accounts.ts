@@ -149,13 +149,18 @@ export class AccountStore {
 
   /** Stores the status the host reported; a deletion (or its reversal) changes the host's count in the same transaction. */
   async setUpstreamStatus(acct: AccountState, status: UpstreamAccountStatus, nowMs = Date.now()): Promise<void> {
+    if (status === 'active' && acct.upstreamStatus === 'active') {
+      // Nothing to store: the check time only matters for a non-active status (see requireActive).
+      acct.upstreamCheckedAt = nowMs
+      return
+    }
     const before = countsTowardLimit(acct.upstreamStatus)
     const after = countsTowardLimit(status)
     const checkedAt = new Date(nowMs)
     const update = (db: Kysely<Database>) =>
       db.updateTable('account').set({ upstream_status: status, upstream_checked_at: checkedAt }).where('id', '=', acct.id).execute()
     if (before === after) {
-      // The usual case (every new account reports `active`): one statement, no transaction round trips.
+      // The count is unchanged: one statement, no transaction round trips.
       await update(this.storage.db)
     } else {
       await this.storage.db.transaction().execute(async (trx) => {
