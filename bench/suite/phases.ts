@@ -388,6 +388,9 @@ export async function runIngest(o: IngestOptions): Promise<IngestResult> {
 export interface LatencyResult {
   loadAvg: [number, number, number]
   offeredPerSec: number
+  /** Measured from this long after the hosts were added, for `windowMs`. */
+  warmMs?: number
+  windowMs?: number
   window: WindowStats
   count: number
   p50: number
@@ -403,7 +406,9 @@ export interface LatencyResult {
   lastErrors: string[]
 }
 
-export async function runLatency(o: { params: Partial<CorpusParams>; rate: number; warmMs: number; windowMs: number; log: Log }): Promise<LatencyResult> {
+export type LatencyOptions = { params: Partial<CorpusParams>; rate: number; warmMs: number; windowMs: number; log: Log }
+
+export async function runLatency(o: LatencyOptions): Promise<LatencyResult> {
   const loadAvg = loadAverage()
   const fleet = await startFleet(o.params, o.rate, o.log)
   try {
@@ -429,7 +434,7 @@ export async function runLatency(o: { params: Partial<CorpusParams>; rate: numbe
       await fleet.rpc.call('record', { on: false })
       const lat = await fleet.rpc.call<Omit<LatencyResult, 'loadAvg' | 'offeredPerSec' | 'window' | 'dropped'>>('latency')
       const lastErrors = [...new Set(hosts.map((h) => relay.stats.snapshot(h).lastError?.message).filter((m): m is string => !!m))].slice(0, 5)
-      return { loadAvg, offeredPerSec: o.rate, window: windowBetween([], a, b), ...lat, dropped: ingestCounts(relay, hosts).droppedByReason, lastErrors }
+      return { loadAvg, offeredPerSec: o.rate, warmMs: o.warmMs, windowMs: o.windowMs, window: windowBetween([], a, b), ...lat, dropped: ingestCounts(relay, hosts).droppedByReason, lastErrors }
     })
   } finally {
     await fleet.rpc.stop()
