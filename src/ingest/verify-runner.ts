@@ -4,14 +4,11 @@
  * same trimmed outcome: what ingest needs for its stateful checks and the
  * new head, nothing that pins the frame buffer.
  *
- * Inline is the default (RELAY_VERIFY_WORKERS=0). Measured on the 2-core dev
- * machine (shared, load ~13) with 1,600 strict commits (40 repos, 80 % k256,
- * avg body 2.1 KB, 60 % likes, 30 % posts, 10 % deletes): verification alone
- * ran 2,100–2,300/s inline, 1,760/s with 1 worker and 3,500/s with 2 workers
- * (64 outstanding); the whole pipeline (Postgres, sequencer) ran 550–610/s
- * inline against 335–430/s with 2 workers, because message passing and the
- * extra threads compete with the main thread on two cores. Workers are for
- * machines with spare cores.
+ * The default is a pool of cores − 1 workers (RELAY_VERIFY_WORKERS=auto).
+ * Early measurements on the 2-core dev machine favoured inline, because the
+ * main thread was busy with database round trips and workers only competed
+ * with it; after batch commits became one statement, one worker raised the
+ * whole pipeline from ~3,100 to ~4,100 events/s (docs/benchmarks.md).
  */
 import { createRequire } from 'node:module'
 import { pathToFileURL } from 'node:url'
