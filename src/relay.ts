@@ -181,7 +181,7 @@ export async function startRelay(config: Config, logger: Logger, overrides: Rela
     cleanup.push(() => metrics.close())
 
     await crawler.start()
-    logger.info({ api: apiAddress, metrics: metricsAddress, seq: sequencer.currentSeq() }, 'relay listening')
+    logger.info({ api: apiAddress, metrics: metricsAddress, seq: sequencer.currentSeq(), verify: ingest.verifyMode, verifyWorkers: config.verifyWorkers }, 'relay listening')
 
     let stopping: Promise<void> | undefined
     return {
