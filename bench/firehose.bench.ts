@@ -52,7 +52,7 @@ async function main(): Promise<void> {
     for (const size of [FRAME_TARGET, 1024]) {
       const fan = await benchFanout(consumers, fanoutSeconds, size, fanoutRate)
       results[`fan-out ${size} B`] =
-        `${fan.cpuPerMsg.toFixed(2)} µs server CPU per consumer per event (${consumers} consumers, ` +
+        `${fan.cpuPerMsg.toFixed(2)} µs server CPU per consumer per event (${fan.userPerMsg.toFixed(2)} user + ${fan.systemPerMsg.toFixed(2)} kernel; ${consumers} consumers, ` +
         `${fmt(fan.delivered)} msgs/s delivered, ${fmt(fan.eventsPerSec)} events/s published, target <= 2 µs)`
     }
   } finally {
@@ -255,6 +255,8 @@ async function benchFanout(consumers: number, seconds: number, frameSize: number
   server.close()
   return {
     cpuPerMsg: (cpu.user + cpu.system) / sent,
+    userPerMsg: cpu.user / sent,
+    systemPerMsg: cpu.system / sent,
     delivered: got / elapsed,
     eventsPerSec: (source.seq - seq0) / elapsed,
   }
