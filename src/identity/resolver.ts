@@ -78,6 +78,9 @@ export class DidResolver implements DidResolverLike {
     const connectTimeoutMs = opts.connectTimeoutMs ?? 5_000
     this.plcDispatcher = new Agent({
       connect: { timeout: connectTimeoutMs },
+      // Kept-alive connections to the one directory; a burst of new DIDs queues on them instead of
+      // opening a TLS connection per lookup (256 at once when a big host is first crawled).
+      connections: 32,
       headersTimeout: this.timeoutMs,
       bodyTimeout: this.timeoutMs,
     })
