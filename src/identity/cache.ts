@@ -101,7 +101,7 @@ const SAVE_BATCH = 500
 /** Reads and writes the `identity` table. */
 export class IdentityStore {
   /** Saves waiting for the statement in flight; at most one per DID (the newest). */
-  private pending = new Map<string, PendingSave>()
+  private readonly pending = new Map<string, PendingSave>()
   private flushing = false
 
   constructor(private readonly storage: Storage) {}
@@ -173,9 +173,5 @@ export class IdentityStore {
           .where('identity.fetched_at', '<=', sql<Date>`excluded.fetched_at`),
       )
       .execute()
-  }
-
-  async delete(did: string): Promise<void> {
-    await this.storage.db.deleteFrom('identity').where('did', '=', did).execute()
   }
 }

@@ -59,7 +59,7 @@ export class IdentityDirectory {
   private readonly inflight = new Map<string, InFlight>()
   /** When each DID was last force-refreshed (bounded like the cache). */
   private readonly forcedAt: LRUCache<string, number>
-  /** The latest bidirectional handle check per DID (one entry per DID, so purge is O(1)). */
+  /** The latest bidirectional handle check per DID (one entry per DID, so refresh forgets it in O(1)). */
   private readonly handleChecks: LRUCache<string, { handle: string; valid: boolean; expiresAt: number }>
   private readonly plcLimiter: KeyedTokenBucket
   private readonly webLimiter: KeyedTokenBucket
@@ -161,21 +161,6 @@ export class IdentityDirectory {
     })
     this.inflight.set(did, { promise, forced: true })
     return promise
-  }
-
-  /** Forgets `did` in both layers (the next lookup resolves it again). */
-  async purge(did: string): Promise<void> {
-    this.memory.delete(did)
-    this.handleChecks.delete(did)
-    if (this.store) {
-      try {
-        await this.store.delete(did)
-      } catch (err) {
-        this.metrics.storeErrors.inc({ op: 'delete' })
-        this.logger.warn({ err, did }, 'identity: purging the stored identity failed')
-        throw err
-      }
-    }
   }
 
   private expiry(result: IdentityResult, fetchedAt: number): number {

@@ -108,7 +108,7 @@ export class AccountStore {
         ON CONFLICT (did) DO NOTHING
         RETURNING id, local_status
       ), counted AS (
-        UPDATE host SET account_count = greatest(account_count + 1, 0), updated_at = now()
+        UPDATE host SET account_count = account_count + 1, updated_at = now()
         WHERE id = ${hostId} AND EXISTS (SELECT 1 FROM ins)
       )
       SELECT id, local_status FROM ins`.execute(this.storage.db)

@@ -198,19 +198,6 @@ describe.each(STORAGE_KINDS)('IdentityDirectory with PLC and %s', (kind) => {
     expect(row.signing_key).toBeNull()
   })
 
-  it('purge forgets a DID in memory and in the identity table', async () => {
-    const clock = { t: Date.now() }
-    const { directory } = makeDirectory(tdb.storage, clock)
-    const acct = await peer.createAccount('purge.test', 'https://pds.example.com')
-    await directory.resolve(acct.did)
-    await directory.resolve(acct.did)
-    expect(peer.docRequests.get(acct.did)).toBe(1)
-    await directory.purge(acct.did)
-    expect(await tdb.storage.db.selectFrom('identity').select('did').where('did', '=', acct.did).executeTakeFirst()).toBeUndefined()
-    await directory.resolve(acct.did)
-    expect(peer.docRequests.get(acct.did)).toBe(2)
-  })
-
   it('refresh (#identity) fetches afresh every time, replaces the stored row, and coalesces concurrent calls', async () => {
     const clock = { t: Date.now() }
     const { directory } = makeDirectory(tdb.storage, clock)

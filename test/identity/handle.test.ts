@@ -234,10 +234,10 @@ describe('IdentityDirectory handles', () => {
       clock.t += 2_000
       expect(await dir.verifyHandle(DID_B, 'mallory.example.com')).toBe(true)
 
-      // a valid answer lasts the good TTL, and purge drops it
+      // a valid answer lasts the good TTL, and a refresh (#identity) drops it
       txtRecords['_atproto.alice.example.com'] = [[`did=${DID_B}`]]
       expect(await dir.verifyHandle(DID_A, 'alice.example.com')).toBe(true)
-      await dir.purge(DID_A)
+      await dir.refresh(DID_A)
       expect(await dir.verifyHandle(DID_A, 'alice.example.com')).toBe(false)
     } finally {
       await hr.close()
