@@ -6,7 +6,7 @@
  * partitions whose newest event is older than the replay window; the
  * partition being written (and any above it) is never dropped.
  */
-import { sql, type Kysely, type RawBuilder } from 'kysely'
+import { sql, type Kysely } from 'kysely'
 import type { Logger } from 'pino'
 import { Counter, Gauge, type Registry } from 'prom-client'
 import type { Storage } from '../storage/db.js'
@@ -176,16 +176,6 @@ export class EventLog {
         cause: err,
       })
     }
-  }
-
-  /**
-   * The statement inserting `events`, for the sequencer to run as part of its
-   * one-statement batch commit (at most ~5 parameters a row: batches stay far
-   * below Postgres's 65,535-parameter limit).
-   */
-  static insertStatement(events: readonly EventRow[]): RawBuilder<unknown> {
-    const values = events.map((e) => sql`(${e.seq}::int8, ${e.accountId}::int8, ${e.kind}::int2, ${e.frame}::bytea, ${e.commitCid}::bytea)`)
-    return sql`insert into event (seq, account_id, kind, frame, commit_cid) values ${sql.join(values)}`
   }
 
   /** Events with seq > afterSeq, in seq order, at most `limit`. */

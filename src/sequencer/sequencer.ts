@@ -9,12 +9,12 @@
  * nothing uncommitted is ever published.
  */
 import { setTimeout as sleep } from 'node:timers/promises'
-import { sql, type RawBuilder } from 'kysely'
 import type { Logger } from 'pino'
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
 import { frameWithSeq } from '../atproto/frame.js'
 import type { Storage } from '../storage/db.js'
-import { EventKind, type Database, type EventKindCode } from '../storage/types.js'
+import { EventKind, type EventKindCode } from '../storage/types.js'
+import { batchCommitStatement, PARAMS_PER_EVENT, type HeadWrite } from './batch-statement.js'
 import { EventLog, type EventRow } from './event-log.js'
 import { HostCursorTracker } from './host-cursors.js'
 import {
@@ -88,8 +88,8 @@ export class Sequencer implements CommittedEventSource {
     this.logger = opts.logger
     this.initialSeq = opts.initialSeq
     this.maxBatchEvents = opts.maxBatchEvents ?? 500
-    // A batch is one statement: ~9 parameters an event must stay under Postgres's 65,535.
-    if (!Number.isInteger(this.maxBatchEvents) || this.maxBatchEvents < 1 || this.maxBatchEvents > 5_000) {
+    // A batch is one statement: its parameters must stay under Postgres's 65,535 (hosts' cursors take a few more).
+    if (!Number.isInteger(this.maxBatchEvents) || this.maxBatchEvents < 1 || this.maxBatchEvents * PARAMS_PER_EVENT > 45_000) {
       throw new RangeError(`maxBatchEvents must be an integer from 1 to 5000, got ${this.maxBatchEvents}`)
     }
     this.maxBatchDelayMs = opts.maxBatchDelayMs ?? 10
@@ -327,21 +327,16 @@ export class Sequencer implements CommittedEventSource {
       frame: p.frame,
       commitCid: p.evt.head?.commitCid ?? null,
     }))
-    // One row per account: a second upsert of the same key in one statement is an error.
-    const heads = new Map<number, NonNullable<AcceptedEvent['head']>>()
+    const heads = new Map<number, HeadWrite>()
     for (const p of batch) if (p.evt.head !== undefined) heads.set(p.evt.accountId, p.evt.head)
-
-    // One statement (its parts as data-modifying CTEs) is one implicit
-    // transaction and one round trip. A busy relay answers each round trip only
-    // when its event loop comes round, so the six of begin/insert/upsert/
-    // update/upsert/commit made a batch commit take tens of ms under load.
-    const parts: RawBuilder<unknown>[] = []
-    if (rows.length > 0) parts.push(sql`ev as (${EventLog.insertStatement(rows)})`)
-    if (heads.size > 0) parts.push(sql`heads as (${upsertHeads(heads)})`)
-    if (cursorWrites.size > 0) parts.push(sql`cursors as (${writeHostCursors(cursorWrites)})`)
-    if (last !== undefined) parts.push(sql`high_water as (${writeHighWater(last.seq)})`)
+    const statement = batchCommitStatement({
+      events: rows,
+      heads,
+      cursors: cursorWrites,
+      ...(last !== undefined ? { highWater: { key: SEQ_STATE_KEY, seq: last.seq } } : {}),
+    })
     const started = performance.now()
-    if (parts.length > 0) await sql`with ${sql.join(parts)} select 1`.execute(this.storage.db)
+    if (statement !== undefined) await this.storage.db.executeQuery(statement)
     this.mCommitSeconds.observe((performance.now() - started) / 1000)
     this.cursors.persisted(cursorWrites)
   }
@@ -375,33 +370,4 @@ export class Sequencer implements CommittedEventSource {
     for (const p of queued) p.reject(err)
     if (queued.length > 0) this.logger.error({ dropped: queued.length }, 'sequencer stopped with uncommitted events (not acknowledged upstream)')
   }
-}
-
-/** The other statements of one batch commit, joined into one by `commitBatch`. */
-function upsertHeads(heads: Map<number, NonNullable<AcceptedEvent['head']>>): RawBuilder<unknown> {
-  const values = [...heads].map(
-    ([accountId, h]) => sql`(${accountId}::int8, ${h.rev}::text, ${h.commitCid}::bytea, ${h.dataCid}::bytea)`,
-  )
-  // Rows for accounts deleted meanwhile are skipped rather than failing the whole batch on the foreign key.
-  return sql`
-    insert into account_head (account_id, rev, commit_cid, data_cid)
-    select v.account_id, v.rev, v.commit_cid, v.data_cid
-    from (values ${sql.join(values)}) as v (account_id, rev, commit_cid, data_cid)
-    where exists (select 1 from account a where a.id = v.account_id)
-    on conflict (account_id) do update
-      set rev = excluded.rev, commit_cid = excluded.commit_cid, data_cid = excluded.data_cid`
-}
-
-function writeHostCursors(writes: Map<number, number>): RawBuilder<unknown> {
-  const values = [...writes].map(([hostId, cursor]) => sql`(${hostId}::int8, ${cursor}::int8)`)
-  return sql`
-    update host set cursor = v.cursor
-    from (values ${sql.join(values)}) as v (id, cursor)
-    where host.id = v.id`
-}
-
-function writeHighWater(seq: number): RawBuilder<unknown> {
-  return sql`
-    insert into relay_state (key, value, updated_at) values (${SEQ_STATE_KEY}, ${JSON.stringify(seq)}::jsonb, now())
-    on conflict (key) do update set value = excluded.value, updated_at = excluded.updated_at`
 }
