@@ -16,6 +16,7 @@
  *   npm run bench -- --render scratch/bench/results-full.json   (re-render a saved run, e.g. after editing bench/notes.md)
  *   npm run bench [-- --quick] [-- --only floor,reference,ingest,pglite,latency,fanout,memory] [-- --out FILE] [-- --accounts N]
  */
+import { execFileSync } from 'node:child_process'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -104,15 +105,18 @@ async function main(): Promise<void> {
         : { params, rate: 1000, counts: [50, 200], warmMs: 4000, windowMs: 8000, log },
     ),
   )
-  results.memory = await phase('memory', () =>
-    runJsonChild<IngestResult & { endRssMB: number }>({
+  results.memory = await phase('memory', () => {
+    // Memory is measured on the relay as deployed (compiled; workers load no TypeScript loader).
+    execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(ROOT, 'tsconfig.build.json')], { stdio: 'inherit' })
+    return runJsonChild<IngestResult & { endRssMB: number }>({
       script: 'bench/suite/memory-child.ts',
       nodeFlags: ['--expose-gc'],
+      env: { BENCH_COMPILED_RELAY: '1' },
       args: [JSON.stringify({ params, accounts: values.accounts ? Number(values.accounts) : quick ? 10_000 : 100_000, deadlineMs: quick ? 30_000 : 240_000 })],
       timeoutMs: quick ? 90_000 : 600_000,
       log,
-    }).then((r) => ({ ...r, loadAvg: r.loadAvg })),
-  )
+    }).then((r) => ({ ...r, loadAvg: r.loadAvg }))
+  })
   results.totalSeconds = (performance.now() - started) / 1000
   mkdirSync(join(ROOT, 'scratch/bench'), { recursive: true })
   writeFileSync(join(ROOT, `scratch/bench/results-${quick ? 'quick' : 'full'}.json`), JSON.stringify(results, null, 2))

@@ -238,7 +238,7 @@ export function renderReport(r: BenchResults): string {
     L.push(
       `- ${int(Number(e.seededAccounts))} accounts (rows, heads and cached identities) seeded into a fresh Postgres database in ${f1(Number(e.seedSeconds))} s, then every one read through the relay's account cache and identity cache (${f1(Number(e.touchSeconds))} s; caches then held ${int(Number(e.accountCache))} accounts and ${int(Number(e.identityCache))} identities). ` +
         `RSS ${int(e.beforeSeed.rssMB)} MB → ${int(e.afterTouch.rssMB)} MB (after GC: heap used ${int(e.beforeSeed.heapUsedMB)} → ${int(e.afterTouch.heapUsedMB)} MB, array buffers ${int(e.beforeSeed.arrayBuffersMB)} → ${int(e.afterTouch.arrayBuffersMB)} MB). ` +
-        `Then the whole corpus was ingested on top: peak RSS **${int(mem.peakRssMB)} MB**, ${int(mem.steady.eventsPerSec)} events/s, drops: ${droppedText(mem.droppedByReason)}. Separate process, load average at start ${load(mem.loadAvg)}.`,
+        `Then the whole corpus was ingested on top: peak RSS **${int(mem.peakRssMB)} MB**, ${int(mem.steady.eventsPerSec)} events/s, drops: ${droppedText(mem.droppedByReason)}. Separate process running the compiled relay (\`dist/\`, as \`npm start\` does; built by the bench first), load average at start ${load(mem.loadAvg)}.`,
     )
   }
   L.push('')

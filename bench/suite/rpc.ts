@@ -40,6 +40,8 @@ export interface ChildOptions {
   args?: string[]
   /** Extra node flags (e.g. --max-old-space-size). */
   nodeFlags?: string[]
+  /** Environment variables added to this process's for the child. */
+  env?: Record<string, string>
   /** Give up waiting for the ready line after this long. */
   readyTimeoutMs?: number
   log?: (line: string) => void
@@ -160,7 +162,7 @@ export class ChildRpc {
 export async function runJsonChild<T>(opts: ChildOptions & { timeoutMs: number }): Promise<T> {
   const isTs = opts.script.endsWith('.ts')
   const argv = [...(opts.nodeFlags ?? []), ...(isTs ? ['--import', 'tsx'] : []), opts.script, ...(opts.args ?? [])]
-  const child = spawn(process.execPath, argv, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, argv, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } })
   const log = opts.log ?? (() => {})
   createInterface({ input: child.stderr! }).on('line', (l) => log(`  [${opts.script.split('/').pop()}] ${l}`))
   let last = ''
