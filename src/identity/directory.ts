@@ -104,12 +104,8 @@ export class IdentityDirectory {
     let force = opts.forceRefresh ?? false
     const now = this.now()
     if (force) {
-      // A forced resolution already under way is exactly what this caller wants.
-      const running = this.inflight.get(did)
-      if (running?.forced) {
-        this.metrics.coalesced.inc()
-        return running.promise
-      }
+      const running = this.runningForced(did)
+      if (running) return running
       const last = this.forcedAt.get(did)
       if (last !== undefined && now - last < this.forceRefreshIntervalMs) {
         this.metrics.forcedRefreshes.inc({ outcome: 'suppressed' })
@@ -131,11 +127,7 @@ export class IdentityDirectory {
       this.metrics.coalesced.inc()
       return running.promise
     }
-    const promise = this.load(did, force).finally(() => {
-      if (this.inflight.get(did)?.promise === promise) this.inflight.delete(did)
-    })
-    this.inflight.set(did, { promise, forced: force })
-    return promise
+    return this.startLoad(did, force)
   }
 
   /**
@@ -143,23 +135,32 @@ export class IdentityDirectory {
    * the remembered handle check is forgotten and the result replaces both
    * cache layers, with no rate suppression: an `#identity` right after
    * another (a new account, then its handle change) must not be answered from
-   * the first one's copy. Same outcome as `purge` then `resolve`, without the
-   * round trip that deletes the stored row first.
+   * the first one's copy. The stored row is overwritten, never deleted first.
    */
   refresh(did: string): Promise<IdentityResult> {
     this.memory.delete(did)
     this.handleChecks.delete(did)
-    const running = this.inflight.get(did)
-    if (running?.forced) {
-      this.metrics.coalesced.inc()
-      return running.promise
-    }
+    const running = this.runningForced(did)
+    if (running) return running
     this.forcedAt.set(did, this.now())
     this.metrics.forcedRefreshes.inc({ outcome: 'fetched' })
-    const promise = this.load(did, true).finally(() => {
+    return this.startLoad(did, true)
+  }
+
+  /** A forced resolution already under way: exactly what a caller forcing one wants. */
+  private runningForced(did: string): Promise<IdentityResult> | undefined {
+    const running = this.inflight.get(did)
+    if (!running?.forced) return undefined
+    this.metrics.coalesced.inc()
+    return running.promise
+  }
+
+  /** Loads `did`, shared with every caller that arrives while it runs. */
+  private startLoad(did: string, force: boolean): Promise<IdentityResult> {
+    const promise = this.load(did, force).finally(() => {
       if (this.inflight.get(did)?.promise === promise) this.inflight.delete(did)
     })
-    this.inflight.set(did, { promise, forced: true })
+    this.inflight.set(did, { promise, forced: force })
     return promise
   }
 
