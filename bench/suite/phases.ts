@@ -29,13 +29,13 @@ interface FleetReady {
   totalFrames: number
 }
 
-export async function startFleet(params: Partial<CorpusParams>, totalRate: number, log: Log): Promise<{ rpc: ChildRpc; ready: FleetReady }> {
+async function startFleet(params: Partial<CorpusParams>, totalRate: number, log: Log): Promise<{ rpc: ChildRpc; ready: FleetReady }> {
   const rpc = await ChildRpc.start({ script: 'bench/suite/fleet-child.ts', args: [JSON.stringify({ params, totalRate })], log })
   return { rpc, ready: rpc.ready as unknown as FleetReady }
 }
 
 /** A relay on a fresh database of `kind`, with the fleet's PLC; everything is torn down after `fn`. */
-export async function withRelay<T>(
+async function withRelay<T>(
   kind: 'postgres' | 'pglite',
   plcUrl: string,
   fn: (relay: Relay) => Promise<T>,

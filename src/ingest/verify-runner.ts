@@ -123,7 +123,7 @@ export class WorkerPoolVerifier implements Verifier {
   private closed = false
 
   constructor(
-    private readonly size: number,
+    size: number,
     private readonly logger: Logger,
   ) {
     if (!(size >= 1)) throw new RangeError('a worker pool needs at least one worker')
