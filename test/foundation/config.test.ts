@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs'
+import { availableParallelism } from 'node:os'
 import { describe, expect, it } from 'vitest'
 import { CONFIG_VARIABLES, ConfigError, loadConfig, parseDuration, parseListen } from '../../src/config.js'
 
@@ -66,6 +67,16 @@ describe('configuration', () => {
     expect((error as ConfigError).variable).toBe(variable)
     expect((error as Error).message.startsWith(`${variable}: `)).toBe(true)
     expect((error as Error).message).not.toContain('\n')
+  })
+
+  it('sizes verification workers: auto leaves one core to the main thread, a number is taken as given', () => {
+    const auto = Math.min(4, Math.max(0, availableParallelism() - 1))
+    expect(loadConfig({}).verifyWorkers).toBe(auto)
+    expect(loadConfig({ RELAY_VERIFY_WORKERS: 'AUTO' }).verifyWorkers).toBe(auto)
+    expect(loadConfig({ RELAY_VERIFY_WORKERS: '0' }).verifyWorkers).toBe(0)
+    expect(loadConfig({ RELAY_VERIFY_WORKERS: '3' }).verifyWorkers).toBe(3)
+    expect(() => loadConfig({ RELAY_VERIFY_WORKERS: 'many' })).toThrow(/RELAY_VERIFY_WORKERS/)
+    expect(() => loadConfig({ RELAY_VERIFY_WORKERS: '65' })).toThrow(/RELAY_VERIFY_WORKERS/)
   })
 
   it('parses durations and listen addresses', () => {
