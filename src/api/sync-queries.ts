@@ -74,7 +74,7 @@ export function registerSyncQueries(http: HttpServer, deps: SyncQueryDeps): void
   // ---- heads and statuses -------------------------------------------------
 
   http.query(NS + 'getLatestCommit', async ({ params }) => {
-    const did = new Params(params).required('did', 'did')
+    const did = Params.query(params).required('did', 'did')
     const account = await requireAccount(did)
     requireActive(account)
     if (!account.rev || !account.commit_cid)
@@ -83,7 +83,7 @@ export function registerSyncQueries(http: HttpServer, deps: SyncQueryDeps): void
   })
 
   http.query(NS + 'getHead', async ({ params }) => {
-    const did = new Params(params).required('did', 'did')
+    const did = Params.query(params).required('did', 'did')
     const account = await findAccount(did)
     if (!account || !account.commit_cid) throw new XrpcError(404, 'HeadNotFound', `No head for repo: ${did}`)
     requireActive(account)
@@ -91,7 +91,7 @@ export function registerSyncQueries(http: HttpServer, deps: SyncQueryDeps): void
   })
 
   http.query(NS + 'getRepoStatus', async ({ params }) => {
-    const did = new Params(params).required('did', 'did')
+    const did = Params.query(params).required('did', 'did')
     const account = await requireAccount(did)
     const status = combinedStatus(account.local_status, account.upstream_status)
     return {
@@ -105,7 +105,7 @@ export function registerSyncQueries(http: HttpServer, deps: SyncQueryDeps): void
   })
 
   http.query(NS + 'listRepos', async ({ params }) => {
-    const p = new Params(params)
+    const p = Params.query(params)
     const limit = p.integer('limit', { min: 1, max: 1000, default: 500 })
     const after = p.cursor()
     // Ordered by account id: ids only grow, so accounts added while a client pages appear at the end, never shifting pages.
@@ -138,7 +138,7 @@ export function registerSyncQueries(http: HttpServer, deps: SyncQueryDeps): void
   // ---- hosts -------------------------------------------------------------
 
   http.query(NS + 'listHosts', async ({ params }) => {
-    const p = new Params(params)
+    const p = Params.query(params)
     const limit = p.integer('limit', { min: 1, max: 1000, default: 200 })
     const after = p.cursor()
     // Host ids follow first_seen: oldest first, stable under concurrent admissions.
@@ -159,7 +159,7 @@ export function registerSyncQueries(http: HttpServer, deps: SyncQueryDeps): void
   })
 
   http.query(NS + 'getHostStatus', async ({ params }) => {
-    const hostname = new Params(params).required('hostname').trim().toLowerCase()
+    const hostname = Params.query(params).required('hostname', 'hostname').trim().toLowerCase()
     const host = await db.selectFrom('host').selectAll().where('hostname', '=', hostname).executeTakeFirst()
     if (!host) throw new XrpcError(404, 'HostNotFound', `Host not known to this relay: ${hostname}`)
     const throttled = await db
@@ -198,7 +198,7 @@ export function registerSyncQueries(http: HttpServer, deps: SyncQueryDeps): void
   const redirect =
     (target: string, validate: (p: Params) => void) =>
     async ({ params }: RequestContext) => {
-      const p = new Params(params)
+      const p = Params.query(params)
       const did = p.required('did', 'did')
       validate(p)
       const account = await requireAccount(did)
@@ -220,7 +220,7 @@ export function registerSyncQueries(http: HttpServer, deps: SyncQueryDeps): void
   )
   // 2023: getCheckout returned the whole repo; today that is getRepo (without the removed `commit` param).
   http.query(NS + 'getCheckout', async ({ params }) => {
-    const p = new Params(params)
+    const p = Params.query(params)
     const did = p.required('did', 'did')
     p.optional('commit', 'cid')
     const account = await requireAccount(did)
@@ -230,7 +230,7 @@ export function registerSyncQueries(http: HttpServer, deps: SyncQueryDeps): void
 
   // 2023: the account's commit path, from the event log (the relay keeps the replay window, not history).
   http.query(NS + 'getCommitPath', async ({ params }) => {
-    const p = new Params(params)
+    const p = Params.query(params)
     const did = p.required('did', 'did')
     const latest = p.optional('latest', 'cid')
     const earliest = p.optional('earliest', 'cid')

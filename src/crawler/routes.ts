@@ -3,7 +3,7 @@
  * `notifyOfUpdate`, and the 2023 GET `?hostname=` form of both.
  */
 import type { HttpServer, RequestContext } from '../api/http-server.js'
-import { invalidRequest } from '../api/xrpc-error.js'
+import { Params } from '../api/params.js'
 import type { Admission } from './admission.js'
 
 export function registerCrawlRoutes(http: HttpServer, admission: Pick<Admission, 'requestCrawl'>): void {
@@ -15,10 +15,9 @@ export function registerCrawlRoutes(http: HttpServer, admission: Pick<Admission,
   http.procedure('com.atproto.sync.notifyOfUpdate', handler, { allowGet: true })
 }
 
+/** The body's `hostname` when given, else the 2023 query parameter. */
 function hostnameOf(ctx: RequestContext): string {
-  const fromBody = typeof ctx.body === 'object' && ctx.body !== null ? (ctx.body as { hostname?: unknown }).hostname : undefined
-  const hostname = fromBody ?? ctx.params.get('hostname') ?? undefined
-  if (hostname === undefined || hostname === null) throw invalidRequest('hostname is required')
-  if (typeof hostname !== 'string') throw invalidRequest('hostname must be a string')
-  return hostname
+  const body = Params.body(ctx.body)
+  if (body.has('hostname')) return body.required('hostname', 'hostname')
+  return Params.query(ctx.params).required('hostname', 'hostname')
 }

@@ -20,6 +20,8 @@ import { encodeErrorFrame, encodeInfoFrame } from '../atproto/frame.js'
 import type { LoggedEvent } from '../sequencer/event-log.js'
 import type { CommittedEvent, CommittedEventSource } from '../sequencer/types.js'
 import { Consumer, type ConsumerInfo, type LogPage } from './consumer.js'
+import { Params } from '../api/params.js'
+import { XrpcError } from '../api/xrpc-error.js'
 import { rejectUpgrade } from './http-reject.js'
 import { DEFAULT_RING_MAX_BYTES, FrameRing, wsFrame, wsFrameParts, type RingEntry } from './ring.js'
 import { Semaphore } from './semaphore.js'
@@ -57,7 +59,6 @@ export interface FirehoseOptions {
 
 export type CutOffReason = 'too_slow' | 'future_cursor' | 'unresponsive' | 'error' | 'shutdown'
 
-const CURSOR_PATTERN = /^\d+$/
 
 
 export class Firehose {
@@ -153,15 +154,14 @@ export class Firehose {
       rejectUpgrade(socket, 404, 'MethodNotImplemented', `no subscription at ${url.pathname}`)
       return
     }
-    const raw = url.searchParams.get('cursor')
     let cursor: number | null = null
-    if (raw !== null) {
-      const n = Number(raw)
-      if (!CURSOR_PATTERN.test(raw) || !Number.isSafeInteger(n)) {
-        rejectUpgrade(socket, 400, 'InvalidRequest', 'cursor must be a non-negative integer')
-        return
-      }
-      cursor = n
+    try {
+      const params = Params.query(url.searchParams)
+      if (params.has('cursor')) cursor = params.integer('cursor', { min: 0, max: Number.MAX_SAFE_INTEGER })
+    } catch (err) {
+      if (!(err instanceof XrpcError)) throw err
+      rejectUpgrade(socket, err.status, err.error, err.message)
+      return
     }
     this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, req, cursor))
   }

@@ -171,7 +171,7 @@ describe('requestCrawl over HTTP', () => {
     }
     const missing = await call('com.atproto.sync.requestCrawl', { hostname: undefined })
     expect(missing.status).toBe(400)
-    expect(missing.body?.message).toMatch(/hostname is required/)
+    expect(missing.body?.message).toMatch(/property "hostname"/)
   })
 
   it('limits new hosts per day with 429 and Retry-After; admins bypass; the limit changes at run time', async () => {
