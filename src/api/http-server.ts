@@ -8,12 +8,16 @@ import type { AddressInfo } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
 import type { ListenAddress } from '../config.js'
+import { rejectUpgrade as answerRaw } from '../firehose/http-reject.js'
 import { VERSION } from '../package-root.js'
+import { isAdminPath } from './admin/operator-only.js'
 import { listenOn } from './listen.js'
 import { XrpcError, invalidRequest } from './xrpc-error.js'
 
 export const SERVER_HEADER = `atrelay/${VERSION} (atproto-relay)`
 const MAX_JSON_BODY = 64 * 1024
+/** Longest request target we read (414 beyond); Node's own 16 KiB header limit (431) covers the rest of the head. */
+export const MAX_URL_LENGTH = 8 * 1024
 
 export interface RequestContext {
   req: IncomingMessage
@@ -32,21 +36,23 @@ export type HandlerResult =
   | undefined
 
 export type Handler = (ctx: RequestContext) => Promise<HandlerResult> | HandlerResult
+/** Runs before the request body is read; throws an XrpcError to refuse (e.g. auth, the admin operator-only check). */
+export type Guard = (req: IncomingMessage) => void
 export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer) => void
 
 type Kind = 'query' | 'procedure'
 
 export class HttpServer {
   private readonly server: Server
-  private readonly xrpc = new Map<string, { kind: Kind; handler: Handler; allowGet?: boolean }>()
+  private readonly xrpc = new Map<string, { kind: Kind; handler: Handler; allowGet?: boolean; guard?: Guard }>()
   private readonly routes = new Map<string, Handler>()
-  private readonly prefixRoutes: { method: string; prefix: string; handler: Handler }[] = []
+  private readonly prefixRoutes: { method: string; prefix: string; handler: Handler; guard?: Guard }[] = []
   private readonly upgrades = new Map<string, UpgradeHandler>()
 
   constructor(private readonly logger: Logger) {
     this.server = createServer((req, res) => void this.dispatch(req, res))
     this.server.on('upgrade', (req, socket, head) => this.upgrade(req, socket, head))
-    this.server.on('clientError', (_err, socket) => socket.destroy())
+    this.server.on('clientError', (err, socket) => answerClientError(err, socket))
   }
 
   /** A GET XRPC method. */
@@ -55,8 +61,8 @@ export class HttpServer {
   }
 
   /** A POST XRPC method; `allowGet` also accepts the 2023 GET form with query parameters. */
-  procedure(nsid: string, handler: Handler, opts: { allowGet?: boolean } = {}): void {
-    this.xrpc.set(nsid, { kind: 'procedure', handler, allowGet: opts.allowGet ?? false })
+  procedure(nsid: string, handler: Handler, opts: { allowGet?: boolean; guard?: Guard } = {}): void {
+    this.xrpc.set(nsid, { kind: 'procedure', handler, allowGet: opts.allowGet ?? false, ...(opts.guard ? { guard: opts.guard } : {}) })
   }
 
   /** A plain route, e.g. `route('GET', '/')`. */
@@ -65,8 +71,8 @@ export class HttpServer {
   }
 
   /** Every path under `prefix` (e.g. `/admin/`). */
-  routePrefix(method: string, prefix: string, handler: Handler): void {
-    this.prefixRoutes.push({ method, prefix, handler })
+  routePrefix(method: string, prefix: string, handler: Handler, opts: { guard?: Guard } = {}): void {
+    this.prefixRoutes.push({ method, prefix, handler, ...(opts.guard ? { guard: opts.guard } : {}) })
   }
 
   /** A WebSocket endpoint. */
@@ -94,10 +100,15 @@ export class HttpServer {
 
   private async dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
     res.setHeader('Server', SERVER_HEADER)
-    res.setHeader('Access-Control-Allow-Origin', '*')
-    const url = new URL(req.url ?? '/', 'http://relay.invalid')
+    const url = parseTarget(req.url)
+    // The public API is open to any page; the admin surface answers no CORS at all, preflights included.
+    const cors = url !== undefined && !isAdminPath(url.pathname)
+    if (cors) res.setHeader('Access-Control-Allow-Origin', '*')
     try {
+      if ((req.url ?? '').length > MAX_URL_LENGTH) throw new XrpcError(414, 'URLTooLong', `request URL longer than ${MAX_URL_LENGTH} bytes`)
+      if (!url) throw invalidRequest('malformed request URL')
       if (req.method === 'OPTIONS') {
+        if (!cors) throw new XrpcError(403, 'Forbidden', 'the admin API does not answer cross-origin requests')
         res.writeHead(204, {
           'Access-Control-Allow-Methods': 'GET, POST, OPTIONS',
           'Access-Control-Allow-Headers': req.headers['access-control-request-headers'] ?? '*',
@@ -127,14 +138,15 @@ export class HttpServer {
       const get = method === 'GET' || method === 'HEAD'
       if (!(method === wanted || (wanted === 'GET' && get) || (entry.allowGet && get)))
         throw invalidRequest(`${nsid} must be called with ${wanted}`)
+      entry.guard?.(req)
       const body = method === 'POST' ? await readJsonBody(req) : undefined
       return entry.handler({ req, res, url, params: url.searchParams, body })
     }
-    const handler =
-      this.routes.get(`${method} ${path}`) ??
-      (method === 'HEAD' ? this.routes.get(`GET ${path}`) : undefined) ??
-      this.prefixRoutes.find((r) => r.method === method && path.startsWith(r.prefix))?.handler
+    const exact = this.routes.get(`${method} ${path}`) ?? (method === 'HEAD' ? this.routes.get(`GET ${path}`) : undefined)
+    const prefixRoute = exact ? undefined : this.prefixRoutes.find((r) => r.method === method && path.startsWith(r.prefix))
+    const handler = exact ?? prefixRoute?.handler
     if (!handler) throw new XrpcError(404, 'NotFound', `no route for ${method} ${path}`)
+    prefixRoute?.guard?.(req)
     const body = method === 'POST' && isJson(req) ? await readJsonBody(req) : undefined
     return handler({ req, res, url, params: url.searchParams, body })
   }
@@ -160,10 +172,10 @@ export class HttpServer {
     }
   }
 
-  private sendError(res: ServerResponse, err: unknown, url: URL): void {
+  private sendError(res: ServerResponse, err: unknown, url: URL | undefined): void {
     const xrpc =
       err instanceof XrpcError ? err : new XrpcError(500, 'InternalServerError', 'internal error; see the relay log')
-    if (!(err instanceof XrpcError)) this.logger.error({ err, path: url.pathname }, 'request failed')
+    if (!(err instanceof XrpcError)) this.logger.error({ err, path: url?.pathname }, 'request failed')
     if (res.headersSent) {
       res.destroy()
       return
@@ -178,7 +190,8 @@ export class HttpServer {
   }
 
   private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    const path = new URL(req.url ?? '/', 'http://relay.invalid').pathname
+    if ((req.url ?? '').length > MAX_URL_LENGTH) return answerRaw(socket, 414, 'URLTooLong', `request URL longer than ${MAX_URL_LENGTH} bytes`)
+    const path = parseTarget(req.url)?.pathname ?? ''
     const handler = this.upgrades.get(path)
     if (!handler) {
       const body = JSON.stringify({ error: 'NotFound', message: `no WebSocket endpoint at ${path}` })
@@ -195,6 +208,31 @@ export class HttpServer {
       socket.destroy()
     }
   }
+}
+
+function parseTarget(target: string | undefined): URL | undefined {
+  try {
+    return new URL(target ?? '/', 'http://relay.invalid')
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * A request Node's parser refused before any handler ran: answer it properly
+ * instead of dropping the socket. Over-long heads are 414 when the request
+ * line alone is too long, else 431.
+ */
+function answerClientError(err: Error & { code?: string; rawPacket?: Buffer }, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || !socket.writable) return void socket.destroy()
+  if (err.code === 'HPE_HEADER_OVERFLOW') {
+    const lineEnd = err.rawPacket?.indexOf('\r\n') ?? -1
+    const requestLine = lineEnd < 0 ? (err.rawPacket?.length ?? 0) : lineEnd
+    if (requestLine > MAX_URL_LENGTH) return answerRaw(socket, 414, 'URLTooLong', `request URL longer than ${MAX_URL_LENGTH} bytes`)
+    return answerRaw(socket, 431, 'HeadersTooLarge', 'request headers too large')
+  }
+  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return answerRaw(socket, 408, 'RequestTimeout', 'request not received in time')
+  answerRaw(socket, 400, 'InvalidRequest', `malformed HTTP request (${err.code ?? 'parse error'})`)
 }
 
 function isJson(req: IncomingMessage): boolean {
