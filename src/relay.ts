@@ -43,6 +43,8 @@ export interface Relay {
   readonly admin: RelayAdmin
   /** The admin password in force (generated when RELAY_ADMIN_PASSWORD is unset). */
   readonly adminPassword: string
+  /** Every XRPC method the API port answers. */
+  readonly xrpcMethods: readonly string[]
   stop(): Promise<void>
 }
 
@@ -197,6 +199,7 @@ export async function startRelay(config: Config, logger: Logger, overrides: Rela
       stats,
       admin,
       adminPassword,
+      xrpcMethods: http.xrpcMethods(),
       stop() {
         // Order: stop taking requests and upstream traffic, finish in-flight events,
         // flush the sequencer, then close consumers, identity, metrics and the database.

@@ -80,6 +80,12 @@ export class HttpServer {
     this.upgrades.set(path, handler)
   }
 
+  /** Every XRPC method registered (queries, procedures and WebSocket subscriptions), for tests and docs. */
+  xrpcMethods(): string[] {
+    const subscriptions = [...this.upgrades.keys()].filter((p) => p.startsWith('/xrpc/')).map((p) => p.slice('/xrpc/'.length))
+    return [...this.xrpc.keys(), ...subscriptions].sort()
+  }
+
   listen(address: ListenAddress): Promise<AddressInfo> {
     return listenOn(this.server, address)
   }
