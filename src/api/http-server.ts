@@ -11,6 +11,7 @@ import type { ListenAddress } from '../config.js'
 import { rejectUpgrade as answerRaw } from '../firehose/http-reject.js'
 import { VERSION } from '../package-root.js'
 import { isAdminPath } from './admin/operator-only.js'
+import { isJsonContentType } from './content-type.js'
 import { listenOn } from './listen.js'
 import { XrpcError, invalidRequest } from './xrpc-error.js'
 
@@ -153,7 +154,7 @@ export class HttpServer {
     const handler = exact ?? prefixRoute?.handler
     if (!handler) throw new XrpcError(404, 'NotFound', `no route for ${method} ${path}`)
     prefixRoute?.guard?.(req)
-    const body = method === 'POST' && isJson(req) ? await readJsonBody(req) : undefined
+    const body = method === 'POST' && isJsonContentType(req.headers['content-type']) ? await readJsonBody(req) : undefined
     return handler({ req, res, url, params: url.searchParams, body })
   }
 
@@ -239,10 +240,6 @@ function answerClientError(err: Error & { code?: string; rawPacket?: Buffer }, s
   }
   if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return answerRaw(socket, 408, 'RequestTimeout', 'request not received in time')
   answerRaw(socket, 400, 'InvalidRequest', `malformed HTTP request (${err.code ?? 'parse error'})`)
-}
-
-function isJson(req: IncomingMessage): boolean {
-  return (req.headers['content-type'] ?? '').includes('json')
 }
 
 async function readJsonBody(req: IncomingMessage): Promise<unknown> {

@@ -7,6 +7,7 @@
  * browser names its origin in `Origin` / `Sec-Fetch-Site`.
  */
 import type { IncomingMessage } from 'node:http'
+import { isJsonContentType } from '../content-type.js'
 import { XrpcError } from '../xrpc-error.js'
 
 /** Paths that never answer CORS: the admin page, its API and com.atproto.admin.*. */
@@ -48,9 +49,7 @@ function hostOf(origin: string): string | undefined {
 /** The media type must be exactly application/json; the only parameter allowed is charset=utf-8. */
 function requireJsonContentType(req: IncomingMessage): void {
   const header = req.headers['content-type'] ?? ''
-  const [type, ...params] = header.split(';').map((s) => s.trim().toLowerCase())
-  const ok = type === 'application/json' && params.every((p) => /^charset=("?)utf-8\1$/.test(p))
-  if (!ok)
+  if (!isJsonContentType(header))
     throw new XrpcError(415, 'UnsupportedMediaType', `admin writes need Content-Type: application/json (got ${JSON.stringify(header.slice(0, 100))})`)
 }
 
