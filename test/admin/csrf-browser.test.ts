@@ -112,7 +112,7 @@ it.each([
   const port = (attacker.address() as AddressInfo).port
   const q = new URLSearchParams({ tag, fetchDid, formDid })
   await page.goto(`http://${attackerHost}:${port}/attack?${q}`)
-  await page.waitForFunction(() => (window as unknown as { attackDone?: boolean }).attackDone === true, undefined, { timeout: 20_000 })
+  await page.waitForFunction(() => (globalThis as unknown as { attackDone?: boolean }).attackDone === true, undefined, { timeout: 20_000 })
 
   // All four forged requests reached the relay and were refused there.
   expect(answers.map((a) => a.url).sort()).toEqual(['/admin/api/domains/ban', '/admin/api/domains/ban', '/xrpc/com.atproto.admin.updateSubjectStatus', '/xrpc/com.atproto.admin.updateSubjectStatus'])
