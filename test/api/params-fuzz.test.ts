@@ -208,6 +208,18 @@ describe('parameter fuzzing', () => {
     }
   })
 
+  it('requestCrawl bodies with odd hostname types and strings answer 400 naming hostname', async () => {
+    const target = XRPC.get('com.atproto.sync.requestCrawl')!
+    for (const hostname of [42, null, true, ['pds.example.com'], { x: 1 }, 'a\u0000b.com', 'x\ud800.com', '\ufffd.com', 'a'.repeat(5_000)]) {
+      const res = await send({ target, query: [], body: { kind: 'json', value: { hostname } } })
+      expect(res.status, JSON.stringify(hostname).slice(0, 40)).toBe(400)
+      expect(JSON.parse(res.body)).toMatchObject({ error: 'InvalidRequest', message: expect.stringContaining('"hostname"') })
+    }
+    const notObject = await send({ target, query: [], body: { kind: 'json', value: ['pds.example.com'] } })
+    expect(notObject.status).toBe(400)
+    expect(JSON.parse(notObject.body).message).toMatch(/JSON object/)
+  })
+
   it('no value in any parameter or body of any method answers 5xx', async () => {
     await fc.assert(fc.asyncProperty(anyCase, noServerError), { numRuns: 600 })
   }, 120_000)
