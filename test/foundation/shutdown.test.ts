@@ -4,9 +4,9 @@
  * still ends it. With a synchronous log destination every write slept and retried in a
  * loop, so the process answered nothing and ignored the signal.
  */
-import { spawn } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { createServer } from 'node:net'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { createPostgresDatabase } from '../helpers/db.js'
 import { CLI } from '../helpers/child.js'
 import { waitUntil } from '../relay/harness.js'
@@ -15,6 +15,12 @@ let db: { url: string; drop: () => Promise<void> }
 
 beforeAll(async () => {
   db = await createPostgresDatabase()
+})
+
+// Killed here too, so a test that times out leaves no relay behind.
+const started: ChildProcess[] = []
+afterEach(() => {
+  for (const proc of started.splice(0)) if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL')
 })
 
 afterAll(async () => {
@@ -44,6 +50,7 @@ async function startUnread() {
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
+  started.push(proc)
   // Nobody reads stdout: once the pipe and Node's small read-ahead are full, every write stalls.
   proc.stdout!.pause()
   const stderr: string[] = []
@@ -78,30 +85,19 @@ async function makeLogLines(base: string, count: number): Promise<void> {
 describe('atrelay serve with a stdout that does not drain', { timeout: 180_000 }, () => {
   it('keeps answering while stdout is stalled, and exits on SIGTERM', async () => {
     const relay = await startUnread()
-    try {
-      // ~500 KB of log lines: far more than a pipe and Node's read-ahead hold.
-      await makeLogLines(relay.base, 2_000)
-      expect((await fetch(`${relay.base}/xrpc/_health`)).status).toBe(200)
-      relay.proc.kill('SIGTERM')
-      const exit = await relay.exited
-      expect(exit.signal).toBeNull()
-      expect(exit.code).toBe(0)
-    } finally {
-      relay.proc.kill('SIGKILL')
-    }
+    // ~500 KB of log lines: far more than a pipe and Node's read-ahead hold.
+    await makeLogLines(relay.base, 2_000)
+    expect((await fetch(`${relay.base}/xrpc/_health`)).status).toBe(200)
+    relay.proc.kill('SIGTERM')
+    expect(await relay.exited).toEqual({ code: 0, signal: null })
   })
 
   it('keeps answering and exits on SIGTERM when stdout is closed', async () => {
     const relay = await startUnread()
-    try {
-      relay.proc.stdout!.destroy()
-      await makeLogLines(relay.base, 200)
-      expect((await fetch(`${relay.base}/xrpc/_health`)).status).toBe(200)
-      relay.proc.kill('SIGTERM')
-      const exit = await relay.exited
-      expect(exit).toEqual({ code: 0, signal: null })
-    } finally {
-      relay.proc.kill('SIGKILL')
-    }
+    relay.proc.stdout!.destroy()
+    await makeLogLines(relay.base, 200)
+    expect((await fetch(`${relay.base}/xrpc/_health`)).status).toBe(200)
+    relay.proc.kill('SIGTERM')
+    expect(await relay.exited).toEqual({ code: 0, signal: null })
   })
 })
