@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs'
 import { ConfigError, loadConfig, type Config } from './config.js'
 import { ADMIN_USAGE, runAdminCommand, UsageError } from './cli/admin-commands.js'
 import { AdminClientError } from './cli/admin-client.js'
-import { createLogger } from './logger.js'
+import { createLogger, flushLogsBeforeExit } from './logger.js'
 import { VERSION } from './package-root.js'
 import { startRelay } from './relay.js'
 import { openStorage } from './storage/db.js'
@@ -23,6 +23,14 @@ ${ADMIN_USAGE}
 
 Configuration comes from environment variables; see config/example.env.`
 
+/** A stop that takes longer than this (a stuck socket, a stalled database) is cut short. */
+const SHUTDOWN_DEADLINE_MS = 10_000
+
+function exitNow(code: number): never {
+  flushLogsBeforeExit()
+  process.exit(code)
+}
+
 async function serve(config: Config): Promise<void> {
   const logger = createLogger(config.logLevel)
   const relay = await startRelay(config, logger)
@@ -30,14 +38,18 @@ async function serve(config: Config): Promise<void> {
   const shutdown = (signal: string) => {
     if (++signals > 1) {
       logger.warn({ signal }, 'second signal: exiting now')
-      process.exit(1)
+      exitNow(1)
     }
     logger.info({ signal }, 'shutting down')
+    setTimeout(() => {
+      logger.error({ deadlineMs: SHUTDOWN_DEADLINE_MS }, 'shutdown did not finish in time: exiting now')
+      exitNow(1)
+    }, SHUTDOWN_DEADLINE_MS).unref()
     relay.stop().then(
-      () => process.exit(0),
+      () => exitNow(0),
       (err: unknown) => {
         logger.error({ err }, 'shutdown failed')
-        process.exit(1)
+        exitNow(1)
       },
     )
   }

@@ -1,11 +1,11 @@
 /**
  * #identity and #account, and the relay's own #account emissions.
  *
- * #identity is forwarded from any host so cache purges spread during
- * migrations, but the event log needs an account: an unknown DID whose
- * document does not name this host is dropped (`wrong-host`) rather than
- * creating an account on a host that is not authoritative. Its `handle` is
- * kept only when it verifies both ways.
+ * #identity always makes the relay re-resolve the DID (so a migration's new
+ * document is picked up at once), but it is forwarded only when the fresh
+ * document names this host: otherwise any host could make the relay emit
+ * identity events for any DID. It is then dropped (`wrong-host`), known DID or
+ * not. Its `handle` is kept only when it verifies both ways.
  *
  * #account is taken only from the authoritative host, stored as the upstream
  * status and re-emitted with the relay's combined view.
@@ -39,23 +39,25 @@ export async function handleIdentityEvent(
   did: string,
 ): Promise<void> {
   requireTime(frame.body)
+  // The re-resolve bypasses caches: a DID that just moved here is authoritative at once.
   const identity = await ctx.identity.refresh(did)
-  const authoritative = identity.status === 'ok' && isHostOf(identity, host)
-  let acct: AccountState | undefined
-  if (authoritative) {
+  let acct: AccountState
+  if (identity.status === 'ok') {
+    if (!isHostOf(identity, host)) {
+      throw new IngestDrop('wrong-host', `#identity for ${did}, which is hosted at ${identity.pdsHost}, not ${host.hostname}`)
+    }
     acct = await accountOnHost(ctx, host, did)
   } else {
-    acct = await ctx.accounts.get(did)
-    if (acct === undefined) {
-      if (identity.status !== 'ok') throw unresolvedIdentity(did, identity)
-      throw new IngestDrop('wrong-host', `unknown ${did} is hosted at ${identity.pdsHost}, not ${host.hostname}`)
-    }
+    // A tombstoned DID no longer resolves; the host it was stored on may still announce it.
+    const known = identity.status === 'failed' ? undefined : await ctx.accounts.get(did)
+    if (known === undefined || known.hostId !== host.id) throw unresolvedIdentity(did, identity)
+    acct = known
   }
 
   let body = frame.bodyBytes
   const handle = frame.body.handle
   if (handle !== undefined) {
-    const keep = authoritative && typeof handle === 'string' && (await ctx.identity.verifyHandle(did, handle))
+    const keep = typeof handle === 'string' && (await ctx.identity.verifyHandle(did, handle))
     if (!keep) {
       const { handle: _omitted, ...rest } = frame.body
       body = encode(rest)

@@ -109,6 +109,8 @@ describe('hostile hosts beside a well-behaved one', () => {
     // Validly signed by the victim's key, but the victim's PDS is the good host.
     bad.pds.publish(await victim.commit({ action: 'create', collection: 'app.bsky.feed.like', record: { $type: 'app.bsky.feed.like', createdAt: new Date().toISOString() } }, { apply: false }))
     bad.pds.publish(victim.accountEvent(false, 'deactivated'))
+    // An #identity for a DID it does not host: re-resolved, still not this host, so not forwarded.
+    bad.pds.publish(victim.identityEvent())
     // A DID nobody registered.
     const ghost = await TestAccount.create({ pdsUrl: bad.pds.url })
     const ghostGenesis = await ghost.genesis()
@@ -117,8 +119,9 @@ describe('hostile hosts beside a well-behaved one', () => {
     bad.pds.publish(await wrongRepoCommit(bad.accounts[0]!, victim.did))
     ledger.publish(bad.pds, await post(bad.accounts[0]!))
     await stream.stop()
-    await expectDrops(bad, { 'wrong-host': 3, 'no-identity': 2 })
+    await expectDrops(bad, { 'wrong-host': 4, 'no-identity': 2 })
     expect((await relay.ingest.accountStatus(victim.did))?.combined).toEqual({ active: true })
+    expect(reader.events.filter((e) => e.t === '#identity' && e.did === victim.did)).toHaveLength(1)
   })
 
   it('replayed and future revs are dropped (duplicate, future-rev)', async () => {
