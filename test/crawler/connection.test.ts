@@ -113,7 +113,7 @@ describe('host connection', () => {
     expect(await metric(h.registry, 'relay_upstream_bytes_total')).toBeGreaterThan(0)
   })
 
-  it('drops seqs that do not increase, forwards unknown types, never forwards #info', async () => {
+  it('drops seqs that do not increase, forwards unknown types, never forwards #info (counted as info)', async () => {
     const f = await fake()
     f.onConnection = ({ ws }) => {
       ws.send(encodeInfoFrame('OutdatedCursor', 'too old'))
@@ -133,7 +133,7 @@ describe('host connection', () => {
       ['#somethingNew', 8],
       ['#handle', 9],
     ])
-    expect(h.stats.snapshot(f.hostname).dropped).toEqual({ 'seq-not-increasing': 2 })
+    expect(h.stats.snapshot(f.hostname).dropped).toEqual({ info: 1, 'seq-not-increasing': 2 })
     expect(f.connections).toHaveLength(1) // a bad seq drops the frame, not the connection
   })
 
