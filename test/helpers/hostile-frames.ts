@@ -117,3 +117,9 @@ function varint(n: number): Uint8Array {
 function concatBytes(...parts: Uint8Array[]): Uint8Array {
   return new Uint8Array(Buffer.concat(parts))
 }
+
+/** An `#info` frame whose body is a flat array of `items` zeros: shallow, but far too many items. */
+export function infoFlatFrame(items = 4_900_000): Uint8Array {
+  const head = new Uint8Array([0x9a, (items >>> 24) & 0xff, (items >>> 16) & 0xff, (items >>> 8) & 0xff, items & 0xff])
+  return concatBytes(encode({ t: '#info', op: 1 }), head, new Uint8Array(items))
+}
