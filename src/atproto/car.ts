@@ -10,8 +10,10 @@
 import { fromUint8Array } from '@atcute/car'
 import { CidLinkWrapper } from '@atcute/cbor'
 import { BlockMap } from './blocks.js'
+import { CborLimitError, checkItem } from './cbor-scan.js'
 import { cidMatchesBlock, cidToString } from './cid.js'
 import { CarError } from './errors.js'
+import { BLOCK_LIMITS } from './limits.js'
 
 export interface CarSlice {
   /** Root CIDs as binary CID bytes (views). */
@@ -20,9 +22,39 @@ export interface CarSlice {
   blocks: BlockMap
 }
 
+/** Unsigned LEB128 at `pos` (at most 7 bytes, well inside the safe range): [value, next], or null. */
+function readVarint(bytes: Uint8Array, pos: number): [number, number] | null {
+  let value = 0
+  for (let i = 0; i < 7; i++) {
+    const b = bytes[pos + i]
+    if (b === undefined) return null
+    value += (b & 0x7f) * 2 ** (7 * i)
+    if (b < 0x80) return [value, pos + i + 1]
+  }
+  return null
+}
+
+/**
+ * The CAR header is the one generic CBOR decode in a CAR (blocks are hashed,
+ * not decoded): check it against BLOCK_LIMITS before `@atcute/car` decodes it.
+ */
+function checkHeader(bytes: Uint8Array): void {
+  const length = readVarint(bytes, 0)
+  if (length === null || length[0] === 0 || length[1] + length[0] > bytes.length) throw new CarError('bad-car', 'invalid CAR header length')
+  const header = bytes.subarray(length[1], length[1] + length[0])
+  try {
+    if (checkItem(header, 0, BLOCK_LIMITS, 'CAR header') !== header.length) throw new Error('trailing bytes in CAR header')
+  } catch (err) {
+    if (err instanceof CborLimitError) throw err
+    throw new CarError('bad-car', `invalid CAR: ${(err as Error).message}`)
+  }
+}
+
+/** Parses and hash-checks a CAR. Throws CarError, or CborLimitError for a header over the decode limits. */
 export function readCarSlice(bytes: Uint8Array): CarSlice {
   let roots: Uint8Array[]
   const blocks = new BlockMap()
+  checkHeader(bytes)
   try {
     const reader = fromUint8Array(bytes)
     roots = reader.roots.map((root) => {

@@ -6,10 +6,12 @@
  * every other field kept (unknown fields and `prev: null` included), which is
  * exactly what the signer hashed.
  */
-import { BytesWrapper, CidLinkWrapper, decode, encode } from '@atcute/cbor'
+import { BytesWrapper, CidLinkWrapper, encode } from '@atcute/cbor'
+import { CborLimitError, decodeBounded } from './cbor-scan.js'
 import { CODEC_DAG_CBOR } from './cid.js'
 import { CommitError } from './errors.js'
 import { isPlainMap } from './frame.js'
+import { BLOCK_LIMITS } from './limits.js'
 import type { PublicKey } from './keys.js'
 import { isValidDid, isValidTid } from './syntax.js'
 
@@ -31,12 +33,13 @@ export function isDagCborLink(value: unknown): value is CidLinkWrapper {
   return value instanceof CidLinkWrapper && value.bytes.length === 36 && value.bytes[1] === CODEC_DAG_CBOR
 }
 
-/** Decode a commit block and check its structure. Throws CommitError. */
+/** Decode a commit block and check its structure. Throws CommitError, or CborLimitError for a block over BLOCK_LIMITS. */
 export function decodeCommit(block: Uint8Array): Commit {
   let value: unknown
   try {
-    value = decode(block)
+    value = decodeBounded(block, BLOCK_LIMITS, 'commit block')
   } catch (err) {
+    if (err instanceof CborLimitError) throw err
     throw new CommitError(`commit block is not valid DRISL-CBOR: ${(err as Error).message}`)
   }
   if (!isPlainMap(value)) throw new CommitError('commit block is not a map')

@@ -7,8 +7,12 @@
  * are views into the frame: callers copy what they keep.
  */
 import { decodeFirst, encode } from '@atcute/cbor'
+import { keyAfter, readHead, scanItem, shallowScalars, SCAN_TOO_DEEP, SCAN_TOO_MANY_ITEMS, type CborLimitReason, type CborLimits } from './cbor-scan.js'
+import { FRAME_BODY_LIMITS, FRAME_HEADER_LIMITS, MAX_FRAME_BYTES, SKIPPED_BODY_LIMITS } from './limits.js'
 
-export type FrameErrorReason = 'bad-frame' | 'too-big'
+export { MAX_FRAME_BYTES }
+
+export type FrameErrorReason = 'bad-frame' | 'too-big' | CborLimitReason
 
 export class FrameError extends Error {
   readonly reason: FrameErrorReason
@@ -22,6 +26,11 @@ export class FrameError extends Error {
 export interface MessageFrame {
   op: 1
   t: string
+  /**
+   * The decoded body for the types the relay handles (DECODED_TYPES). For any
+   * other type (#info, unknown, removed) only its top-level scalar fields
+   * (`seq`, `name`, `message`, …): such bodies are never fully decoded.
+   */
   body: Record<string, unknown>
   /** The raw body item: a view into the frame bytes. */
   bodyBytes: Uint8Array
@@ -33,50 +42,70 @@ export interface ErrorFrame {
   message?: string
 }
 
-/** Hard limit for one WebSocket frame on the firehose (sync spec). */
-export const MAX_FRAME_BYTES = 5_000_000
+/** Message types whose bodies are decoded in full; every other body is only skip-scanned. */
+export const DECODED_TYPES: ReadonlySet<string> = new Set(['#commit', '#sync', '#identity', '#account'])
 
 export function isPlainMap(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && Object.getPrototypeOf(value) === Object.prototype
 }
 
-/** Decode one binary frame. Throws FrameError for anything that is not exactly a valid header + body. */
+/** End of the item at `pos`, or FrameError: over a decode limit, or not well-formed. */
+function scanOrRefuse(bytes: Uint8Array, pos: number, limits: CborLimits, what: string): number {
+  const end = scanItem(bytes, pos, limits)
+  if (end >= 0) return end
+  if (end === SCAN_TOO_DEEP) throw new FrameError('too-deep', `${what} nests deeper than ${limits.maxDepth}`)
+  if (end === SCAN_TOO_MANY_ITEMS) throw new FrameError('too-many-items', `${what} has more than ${limits.maxItems} items`)
+  throw new FrameError('bad-frame', `invalid CBOR in ${what}`)
+}
+
+function decodeItem(bytes: Uint8Array, what: string): unknown {
+  try {
+    return decodeFirst(bytes)[0]
+  } catch (err) {
+    throw new FrameError('bad-frame', `invalid CBOR in ${what}: ${(err as Error).message}`)
+  }
+}
+
+/**
+ * Decode one binary frame. Throws FrameError for anything that is not exactly
+ * a valid header + body. The header is checked first; each item is scanned
+ * against its decode limits (limits.ts) before anything is decoded.
+ */
 export function decodeFrame(bytes: Uint8Array): MessageFrame | ErrorFrame {
   if (bytes.length > MAX_FRAME_BYTES) {
     throw new FrameError('too-big', `frame of ${bytes.length} bytes exceeds ${MAX_FRAME_BYTES}`)
   }
-  let header: unknown
-  let rest: Uint8Array
-  let body: unknown
-  let remainder: Uint8Array
-  try {
-    ;[header, rest] = decodeFirst(bytes)
-    ;[body, remainder] = decodeFirst(rest)
-  } catch (err) {
-    throw new FrameError('bad-frame', `invalid CBOR in frame: ${(err as Error).message}`)
-  }
-  if (remainder.length !== 0) throw new FrameError('bad-frame', `${remainder.length} trailing bytes after frame body`)
+  const headerEnd = scanOrRefuse(bytes, 0, FRAME_HEADER_LIMITS, 'frame header')
+  const header = decodeItem(bytes.subarray(0, headerEnd), 'frame header')
   if (!isPlainMap(header)) throw new FrameError('bad-frame', 'frame header is not a map')
-  if (!isPlainMap(body)) throw new FrameError('bad-frame', 'frame body is not a map')
   const op = header.op
+  const t = header.t
   if (op === 1) {
-    const t = header.t
     if (typeof t !== 'string' || t.length === 0) throw new FrameError('bad-frame', 'message frame without a type')
-    return { op: 1, t, body, bodyBytes: rest.subarray(0, rest.length - remainder.length) }
-  }
-  if (op === -1) {
+  } else if (op === -1) {
     // `t` should be absent on error frames; indigo writes "" — accept both.
-    const t = header.t
     if (t !== undefined && t !== '') throw new FrameError('bad-frame', 'error frame with a message type')
-    const { error, message } = body
-    if (typeof error !== 'string') throw new FrameError('bad-frame', 'error frame without an error name')
-    if (message !== undefined && typeof message !== 'string') {
-      throw new FrameError('bad-frame', 'error frame message is not a string')
-    }
-    return message === undefined ? { op: -1, error } : { op: -1, error, message }
+  } else if (op === undefined) {
+    throw new FrameError('bad-frame', 'frame header without op')
+  } else {
+    throw new FrameError('bad-frame', `unknown frame op ${String(op)}`)
   }
-  if (op === undefined) throw new FrameError('bad-frame', 'frame header without op')
-  throw new FrameError('bad-frame', `unknown frame op ${String(op)}`)
+  if (headerEnd === bytes.length) throw new FrameError('bad-frame', 'frame without a body')
+  const decoded = op === 1 && DECODED_TYPES.has(t as string)
+  const bodyEnd = scanOrRefuse(bytes, headerEnd, decoded ? FRAME_BODY_LIMITS : SKIPPED_BODY_LIMITS, 'frame body')
+  if (bodyEnd !== bytes.length) throw new FrameError('bad-frame', `${bytes.length - bodyEnd} trailing bytes after frame body`)
+  const bodyBytes = bytes.subarray(headerEnd)
+  let body: unknown
+  if (decoded) body = decodeItem(bodyBytes, 'frame body')
+  else body = shallowScalars(bodyBytes, SKIPPED_BODY_LIMITS)
+  if (!isPlainMap(body)) throw new FrameError('bad-frame', 'frame body is not a map')
+  if (op === 1) return { op: 1, t: t as string, body, bodyBytes }
+  const { error, message } = body
+  if (typeof error !== 'string') throw new FrameError('bad-frame', 'error frame without an error name')
+  if (message !== undefined && typeof message !== 'string') {
+    throw new FrameError('bad-frame', 'error frame message is not a string')
+  }
+  return message === undefined ? { op: -1, error } : { op: -1, error, message }
 }
 
 /**
@@ -149,7 +178,7 @@ function findSeqValue(body: Uint8Array): { start: number; end: number } | null {
     prevStart = keyStart
     prevLength = key.arg
     const valueStart = keyEnd
-    const valueEnd = skipItem(body, valueStart, 0)
+    const valueEnd = scanItem(body, valueStart, FRAME_BODY_LIMITS)
     if (valueEnd < 0) return null
     if (key.arg === 3 && body[keyStart] === 0x73 && body[keyStart + 1] === 0x65 && body[keyStart + 2] === 0x71) {
       const value = readHead(body, valueStart)
@@ -160,83 +189,6 @@ function findSeqValue(body: Uint8Array): { start: number; end: number } | null {
     pos = valueEnd
   }
   return null
-}
-
-/** Canonical key order: shorter first, then bytewise. */
-function keyAfter(buf: Uint8Array, prevStart: number, prevLength: number, start: number, length: number): boolean {
-  if (length !== prevLength) return length > prevLength
-  for (let i = 0; i < length; i++) {
-    const d = (buf[start + i] as number) - (buf[prevStart + i] as number)
-    if (d !== 0) return d > 0
-  }
-  return false
-}
-
-interface Head {
-  major: number
-  info: number
-  arg: number
-  next: number
-}
-
-/** Reads one CBOR initial byte and its argument. */
-function readHead(buf: Uint8Array, pos: number): Head | null {
-  const b = buf[pos]
-  if (b === undefined) return null
-  const major = b >> 5
-  const info = b & 0x1f
-  if (info < 24) return { major, info, arg: info, next: pos + 1 }
-  let len: number
-  if (info === 24) len = 1
-  else if (info === 25) len = 2
-  else if (info === 26) len = 4
-  else if (info === 27) len = 8
-  else return null
-  if (pos + 1 + len > buf.length) return null
-  let arg = 0
-  for (let i = 1; i <= len; i++) arg = arg * 256 + (buf[pos + i] as number)
-  // Non-minimal arguments are not canonical; the caller then falls back to re-encoding.
-  // (Major 7 with info 25..27 is a float, whose width is fixed, not an argument.)
-  if (major !== 7 && arg < (len === 1 ? 24 : len === 2 ? 0x100 : len === 4 ? 0x10000 : 0x100000000)) return null
-  return { major, info, arg, next: pos + 1 + len }
-}
-
-/** End offset of the CBOR item at `pos`, or -1 if malformed. */
-function skipItem(buf: Uint8Array, pos: number, depth: number): number {
-  if (depth > 64) return -1
-  const head = readHead(buf, pos)
-  if (head === null) return -1
-  switch (head.major) {
-    case 0:
-    case 1:
-      return head.next
-    case 2:
-    case 3: {
-      const end = head.next + head.arg
-      return end > buf.length ? -1 : end
-    }
-    case 4: {
-      let p = head.next
-      for (let i = 0; i < head.arg; i++) {
-        p = skipItem(buf, p, depth + 1)
-        if (p < 0) return -1
-      }
-      return p
-    }
-    case 5: {
-      let p = head.next
-      for (let i = 0; i < head.arg * 2; i++) {
-        p = skipItem(buf, p, depth + 1)
-        if (p < 0) return -1
-      }
-      return p
-    }
-    case 6:
-      return skipItem(buf, head.next, depth + 1)
-    default:
-      // simple values and floats: the head already covers their bytes
-      return head.info === 31 ? -1 : head.next
-  }
 }
 
 /**
@@ -262,14 +214,9 @@ export function frameWithSeq(t: string, bodyBytes: Uint8Array, seq: number): Uin
 }
 
 function reencodeWithSeq(header: Uint8Array, bodyBytes: Uint8Array, seq: number): Uint8Array {
-  let body: unknown
-  try {
-    const [value, remainder] = decodeFirst(bodyBytes)
-    if (remainder.length !== 0) throw new Error('trailing bytes')
-    body = value
-  } catch (err) {
-    throw new FrameError('bad-frame', `cannot re-sequence body: ${(err as Error).message}`)
-  }
+  const end = scanOrRefuse(bodyBytes, 0, FRAME_BODY_LIMITS, 'body to re-sequence')
+  if (end !== bodyBytes.length) throw new FrameError('bad-frame', 'cannot re-sequence body: trailing bytes')
+  const body = decodeItem(bodyBytes, 'body to re-sequence')
   if (!isPlainMap(body)) throw new FrameError('bad-frame', 'cannot re-sequence a body that is not a map')
   body.seq = seq
   return concat2(header, encode(body))

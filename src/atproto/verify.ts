@@ -14,6 +14,7 @@
 import { BytesWrapper, CidLinkWrapper } from '@atcute/cbor'
 import type { ReadonlyBlockMap } from './blocks.js'
 import { readCarSlice } from './car.js'
+import { CborLimitError } from './cbor-scan.js'
 import { cidEquals, copyBytes } from './cid.js'
 import { decodeCommit, isDagCborLink, verifyCommitSignature, type Commit } from './commit.js'
 import { CarError, CommitError } from './errors.js'
@@ -41,6 +42,8 @@ export type DropReason =
   | 'bad-syntax'
   | 'bad-mst' // a malformed MST node met by the forward check or inversion
   | 'deprecated-flag' // `rebase` or `tooBig` set
+  | 'too-deep' // CBOR nested deeper than its decode limit (limits.ts)
+  | 'too-many-items' // CBOR with more items than its decode limit
 
 export interface VerifyOptions {
   /** Strict (Sync 1.1) mode: op well-formedness, forward check, inversion and prevData presence are enforced. */
@@ -102,6 +105,7 @@ function toResult<T>(run: () => T): VerifyResult<T> {
     if (err instanceof Drop) return { ok: false, reason: err.reason, message: err.message }
     if (err instanceof CarError) return { ok: false, reason: err.reason, message: err.message }
     if (err instanceof CommitError) return { ok: false, reason: 'bad-commit', message: err.message }
+    if (err instanceof CborLimitError) return { ok: false, reason: err.reason, message: err.message }
     if (err instanceof MstError) return { ok: false, reason: mstReason(err), message: err.message }
     // Input reached a path no check anticipated: still a drop, never a crash.
     return { ok: false, reason: 'bad-commit', message: `unexpected verification error: ${(err as Error)?.message ?? String(err)}` }

@@ -11,14 +11,15 @@ import type { IncomingMessage } from 'node:http'
 import type { LookupFunction } from 'node:net'
 import type { Logger } from 'pino'
 import WebSocket from 'ws'
-import { binaryMessageBytes, decodeFrame, FrameError, MAX_FRAME_BYTES, type MessageFrame } from '../atproto/frame.js'
-import type { HostStats } from '../ingest/host-stats.js'
-import { assertPublicUrl, createGuardedLookup, findNetGuardError, type AddressLookup, type HostPolicy } from '../identity/net-guard.js'
+import { MAX_FRAME_BYTES, type MessageFrame } from '../atproto/frame.js'
+import { assertPublicUrl, createGuardedLookup, findNetGuardError, type HostPolicy } from '../identity/net-guard.js'
 import { VERSION } from '../package-root.js'
-import { backoffDelay, type BackoffOptions } from './backoff.js'
-import type { CrawlerMetrics } from './metrics.js'
-import { HostRateLimiter, hostRateLimits, type RateLimitState } from './rate-limit.js'
-import type { HostCursorSource, IngestSink, UpstreamHost } from './types.js'
+import type { ConnectionCallbacks, ConnectionFailure, ConnectionInfo, ConnectionState, HostConnectionOptions } from './connection-types.js'
+import { infoFields, readMessage, type RefusalReason } from './frame-intake.js'
+import { FrameQueue, type HoldReason, type QueuedFrame } from './frame-queue.js'
+import { hostRateLimits } from './rate-limit.js'
+import { ReconnectBackoff } from './reconnect-backoff.js'
+import type { UpstreamHost } from './types.js'
 
 /** Sent upstream on every request; the `atproto-relay` token lets hosts and other relays detect loops. */
 export const USER_AGENT = `atrelay/${VERSION} (atproto-relay)`
@@ -29,66 +30,7 @@ export function isRelayServerHeader(value: string | string[] | undefined): boole
   return v.toLowerCase().includes('atproto-relay')
 }
 
-export type ConnectionState = 'connecting' | 'open' | 'backoff' | 'stopped'
-export type HoldReason = 'backpressure' | 'rate-limit'
-
-export interface ConnectionFailure {
-  /** Short machine-readable cause, also the metrics label. */
-  reason: string
-  message: string
-}
-
-export interface ConnectionCallbacks {
-  onOpen(conn: HostConnection): void
-  /** The connection ended or the dial failed; a retry is scheduled. */
-  onFailure(conn: HostConnection, failure: ConnectionFailure): void
-  /** The host answered FutureCursor to a cursor; the connection is stopped until the crawler decides. */
-  onFutureCursor(conn: HostConnection, message: string, cursor: number): void
-  /** The host's Server header says it is a relay; the connection is stopped. */
-  onRelayLoop(conn: HostConnection, serverHeader: string): void
-}
-
-export interface HostConnectionOptions {
-  host: UpstreamHost
-  /** host.cursor from the database when the connection was created (0 = none). */
-  storedCursor: number
-  /**
-   * With no cursor (0), subscribe live: true for a host admitted just now. Otherwise a 0
-   * cursor is sent as `cursor=0`: after a restart, events a host sent before it were maybe
-   * received but never handled (the cursor could not pass them) and must be fetched again.
-   */
-  startLive?: boolean
-  sink: IngestSink
-  stats: HostStats
-  cursors: HostCursorSource
-  callbacks: ConnectionCallbacks
-  metrics: CrawlerMetrics
-  logger: Logger
-  /** Development: localhost hosts and loopback addresses. */
-  allowInsecureHosts: boolean
-  addressLookup?: AddressLookup | undefined
-  backoff: BackoffOptions
-  pingIntervalMs: number
-  handshakeTimeoutMs: number
-}
-
-export interface ConnectionInfo {
-  hostId: number
-  hostname: string
-  state: ConnectionState
-  connectedSince: string | null
-  /** The latest upstream seq seen (or the cursor the next dial will use). */
-  cursor: number
-  /** Consecutive failed connections (0 after a connection that delivered events). */
-  attempt: number
-  nextRetryAt: string | null
-  lastError: string | null
-  /** Why reading is paused, or null. */
-  heldBack: HoldReason | null
-  /** Parsed frames waiting for ingest or the rate limits. */
-  queued: number
-  rateLimits: RateLimitState
-}
+export type { ConnectionCallbacks, ConnectionFailure, ConnectionInfo, ConnectionState, HostConnectionOptions, HoldReason }
 
 interface Session {
   ws: WebSocket
@@ -97,31 +39,21 @@ interface Session {
   /** Highest seq on this socket: seqs must strictly increase per connection. */
   lastSeq: number
   opened: boolean
-  delivered: number
+  /** A frame on this connection was refused (bad framing or over a decode limit). */
+  refused: boolean
   /** Why it ended, set by whoever ends it first. */
   failure?: ConnectionFailure
   retryAfterMs?: number
   outcome?: { kind: 'future-cursor'; message: string } | { kind: 'relay-loop'; server: string }
 }
 
-interface Queued {
-  frame: MessageFrame
-  seq: number | null
-}
-
 const CLOSE_GRACE_MS = 1_000
-const MAX_UPSTREAM_TEXT = 500
-
-/** Upstream-chosen text, cut to a size fit for logs and status. */
-function clip(text: string): string {
-  return text.length > MAX_UPSTREAM_TEXT ? `${text.slice(0, MAX_UPSTREAM_TEXT)}…` : text
-}
 
 export class HostConnection {
   readonly host: UpstreamHost
   private readonly opts: HostConnectionOptions
   private readonly log: Logger
-  private readonly limiter: HostRateLimiter
+  private readonly queue: FrameQueue
   private readonly lookup: LookupFunction
   private readonly policy: HostPolicy
   private session: Session | undefined
@@ -130,18 +62,13 @@ export class HostConnection {
   private storedCursor: number
   private startLive: boolean
   private lastSeqSeen = 0
-  private attempt = 0
+  private readonly backoff: ReconnectBackoff
   private retryTimer: NodeJS.Timeout | undefined
   private nextRetryAt: number | null = null
   private pingTimer: NodeJS.Timeout | undefined
-  private rateTimer: NodeJS.Timeout | undefined
   private lastActivity = 0
   private connectedSince: number | null = null
   private lastError: string | null = null
-  private queue: Queued[] = []
-  private awaiting: Promise<void> | undefined
-  private pumping = false
-  private held: HoldReason | null = null
 
   constructor(opts: HostConnectionOptions) {
     this.opts = opts
@@ -149,7 +76,12 @@ export class HostConnection {
     this.storedCursor = opts.storedCursor
     this.startLive = opts.startLive ?? false
     this.log = opts.logger.child({ host: opts.host.hostname })
-    this.limiter = new HostRateLimiter(hostRateLimits(opts.host.accountLimit, opts.host.trusted))
+    this.queue = new FrameQueue({
+      limits: hostRateLimits(opts.host.accountLimit, opts.host.trusted),
+      deliver: (item) => this.deliver(item),
+      onHold: (held) => this.onHold(held),
+    })
+    this.backoff = new ReconnectBackoff(opts.backoff)
     this.policy = { allowLoopback: opts.allowInsecureHosts }
     this.lookup = createGuardedLookup(this.policy, opts.addressLookup)
   }
@@ -164,7 +96,7 @@ export class HostConnection {
   /** Dial now if waiting for a retry or stopped after FutureCursor; an open connection is left alone. */
   retryNow(): void {
     if (this.closed || this.state === 'connecting' || this.state === 'open') return
-    this.attempt = 0
+    this.backoff.reset()
     this.start()
   }
 
@@ -173,17 +105,12 @@ export class HostConnection {
     this.lastSeqSeen = 0
     this.storedCursor = 0
     this.startLive = true
-    this.queue = []
+    this.queue.clear()
   }
 
   /** Account limit or trust changed: rate limits follow at once. */
   refreshLimits(): void {
-    this.limiter.setLimits(hostRateLimits(this.host.accountLimit, this.host.trusted))
-    if (this.held === 'rate-limit') {
-      clearTimeout(this.rateTimer)
-      this.rateTimer = undefined
-      this.pump()
-    }
+    this.queue.setLimits(hostRateLimits(this.host.accountLimit, this.host.trusted))
   }
 
   get connectionState(): ConnectionState {
@@ -197,12 +124,12 @@ export class HostConnection {
       state: this.state,
       connectedSince: this.connectedSince === null ? null : new Date(this.connectedSince).toISOString(),
       cursor: this.dialCursor(),
-      attempt: this.attempt,
+      attempt: this.backoff.attempt,
       nextRetryAt: this.nextRetryAt === null ? null : new Date(this.nextRetryAt).toISOString(),
       lastError: this.lastError,
-      heldBack: this.held,
+      heldBack: this.queue.held,
       queued: this.queue.length,
-      rateLimits: this.limiter.state(),
+      rateLimits: this.queue.rateLimits(),
     }
   }
 
@@ -211,9 +138,7 @@ export class HostConnection {
     if (this.closed) return
     this.closed = true
     this.clearRetry()
-    clearTimeout(this.rateTimer)
-    this.rateTimer = undefined
-    this.queue = []
+    this.queue.clear()
     const s = this.session
     if (s && s.ws.readyState !== WebSocket.CLOSED) {
       const closed = new Promise<void>((resolve) => s.ws.once('close', () => resolve()))
@@ -225,8 +150,7 @@ export class HostConnection {
       clearTimeout(timer)
     }
     this.state = 'stopped'
-    if (this.awaiting) await this.awaiting
-    this.release()
+    await this.queue.stop()
   }
 
   // ---------------------------------------------------------------- dialing
@@ -258,9 +182,9 @@ export class HostConnection {
       lookup: this.lookup,
     }
     const ws = new WebSocket(url, wsOptions)
-    const session: Session = { ws, cursor, lastSeq: 0, opened: false, delivered: 0 }
+    const session: Session = { ws, cursor, lastSeq: 0, opened: false, refused: false }
     this.session = session
-    this.log.debug({ cursor, attempt: this.attempt }, 'dialing host')
+    this.log.debug({ cursor, attempt: this.backoff.attempt }, 'dialing host')
 
     ws.on('upgrade', (res: IncomingMessage) => {
       if (isRelayServerHeader(res.headers.server)) {
@@ -290,7 +214,7 @@ export class HostConnection {
     this.connectedSince = Date.now()
     this.lastActivity = Date.now()
     this.opts.metrics.connectedHosts.inc()
-    if (this.held) session.ws.pause()
+    if (this.queue.held) session.ws.pause()
     this.pingTimer = setInterval(() => this.keepalive(session), this.opts.pingIntervalMs)
     this.log.info({ cursor: session.cursor }, 'connected to host')
     this.opts.callbacks.onOpen(this)
@@ -299,7 +223,7 @@ export class HostConnection {
   private keepalive(session: Session): void {
     if (session !== this.session || !session.opened) return
     // While we hold the socket back we read nothing, pongs included: not the host's fault.
-    if (this.held === null && Date.now() - this.lastActivity > this.opts.pingIntervalMs * 3) {
+    if (this.queue.held === null && Date.now() - this.lastActivity > this.opts.pingIntervalMs * 3) {
       this.end(session, { reason: 'timeout', message: `no traffic or pong for ${Math.round((Date.now() - this.lastActivity) / 1000)} s` })
       return
     }
@@ -308,8 +232,7 @@ export class HostConnection {
 
   private onError(session: Session, err: Error & { code?: string }): void {
     if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') {
-      this.opts.stats.dropped(this.host.hostname, 'too-big')
-      session.failure ??= { reason: 'too-big', message: `frame larger than ${MAX_FRAME_BYTES} bytes` }
+      this.refuse(session, 'too-big', `refused frame (too-big): frame larger than ${MAX_FRAME_BYTES} bytes`)
       return
     }
     const guard = findNetGuardError(err)
@@ -345,7 +268,7 @@ export class HostConnection {
       reason: session.opened ? 'closed' : 'dial',
       message: `connection closed by host (code ${code}${reason ? `, ${reason}` : ''})`,
     }
-    this.scheduleRetry(failure, session.retryAfterMs)
+    this.scheduleRetry(failure, session.retryAfterMs, session.refused)
   }
 
   private failBeforeSocket(failure: ConnectionFailure): void {
@@ -353,15 +276,14 @@ export class HostConnection {
     this.scheduleRetry(failure, undefined)
   }
 
-  private scheduleRetry(failure: ConnectionFailure, retryAfterMs: number | undefined): void {
-    this.attempt++
-    const delay = Math.max(backoffDelay(this.attempt, this.opts.backoff), retryAfterMs ?? 0)
+  private scheduleRetry(failure: ConnectionFailure, retryAfterMs: number | undefined, refused = false): void {
+    const delay = this.backoff.failed(refused, retryAfterMs)
     this.state = 'backoff'
     this.lastError = failure.message
     this.nextRetryAt = Date.now() + delay
     this.opts.metrics.failures.inc({ reason: failure.reason })
     this.opts.metrics.reconnects.inc()
-    this.log.info({ reason: failure.reason, err: failure.message, attempt: this.attempt, retryInMs: delay }, 'host connection ended; retrying')
+    this.log.info({ reason: failure.reason, err: failure.message, attempt: this.backoff.attempt, retryInMs: delay }, 'host connection ended; retrying')
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined
       this.nextRetryAt = null
@@ -384,46 +306,34 @@ export class HostConnection {
 
   // ---------------------------------------------------------------- frames
 
+  /** A frame we do not accept: counted under its reason, and the connection ends (the backoff keeps growing: reconnect-backoff.ts). */
+  private refuse(session: Session, reason: RefusalReason, message: string): void {
+    this.opts.stats.dropped(this.host.hostname, reason)
+    this.log.warn({ reason, err: message, cursor: session.cursor }, 'refused upstream frame; closing the connection')
+    session.refused = true
+    this.end(session, { reason, message })
+  }
+
   private onMessage(session: Session, data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): void {
     if (session !== this.session || session.failure || session.outcome || this.closed) return
     this.lastActivity = Date.now()
-    let bytes: Uint8Array
-    try {
-      bytes = binaryMessageBytes(data, isBinary)
-    } catch (err) {
-      this.opts.stats.dropped(this.host.hostname, 'text-frame')
-      this.end(session, { reason: 'text-frame', message: (err as Error).message })
+    const { intake, size } = readMessage(data, isBinary)
+    this.opts.metrics.bytesIn.inc(size)
+    if (intake.kind === 'refused') {
+      this.refuse(session, intake.reason, intake.message)
       return
     }
-    this.opts.metrics.bytesIn.inc(bytes.length)
-    let frame
-    try {
-      frame = decodeFrame(bytes)
-    } catch (err) {
-      const reason = err instanceof FrameError ? err.reason : 'bad-frame'
-      this.opts.stats.dropped(this.host.hostname, reason)
-      this.end(session, { reason, message: `undecodable frame: ${(err as Error).message}` })
-      return
-    }
-    if (frame.op === -1) {
-      // The host chooses this text (up to a whole frame): clip it before it is kept in stats, logs and the host row.
-      const text = clip(`${frame.error}${frame.message ? `: ${frame.message}` : ''}`)
-      this.opts.stats.setLastError(this.host.hostname, `upstream error frame ${text}`)
-      if (frame.error === 'FutureCursor' && session.cursor > 0) {
-        session.outcome = { kind: 'future-cursor', message: clip(frame.message ?? '') }
+    if (intake.kind === 'error-frame') {
+      this.opts.stats.setLastError(this.host.hostname, `upstream error frame ${intake.text}`)
+      if (intake.error === 'FutureCursor' && session.cursor > 0) {
+        session.outcome = { kind: 'future-cursor', message: intake.message }
         session.ws.terminate()
       } else {
-        this.end(session, { reason: 'error-frame', message: `upstream error frame ${text}` })
+        this.end(session, { reason: 'error-frame', message: `upstream error frame ${intake.text}` })
       }
       return
     }
-    if (frame.t === '#info') {
-      // Connection-level (e.g. OutdatedCursor): logged, never forwarded.
-      this.log.info({ name: clip(String(frame.body.name)), message: clip(String(frame.body.message ?? '')), cursor: session.cursor }, 'upstream #info')
-      return
-    }
-    const rawSeq = frame.body.seq
-    const seq = typeof rawSeq === 'number' && Number.isSafeInteger(rawSeq) && rawSeq > 0 ? rawSeq : null
+    const { frame, seq } = intake
     if (seq !== null) {
       if (seq <= session.lastSeq) {
         this.opts.stats.dropped(this.host.hostname, 'seq-not-increasing')
@@ -433,68 +343,41 @@ export class HostConnection {
       session.lastSeq = seq
       if (seq > this.lastSeqSeen) this.lastSeqSeen = seq
     }
-    // A connection that delivers events is healthy: the next failure starts the backoff over.
-    if (session.delivered++ === 0) this.attempt = 0
+    if (frame.t !== '#info') this.backoff.delivered(this.connectedSince ?? Date.now())
+    // #info goes through the queue too, so it counts against the host's rate limits.
     this.queue.push({ frame, seq })
-    this.pump()
   }
 
-  /** Pushes queued frames in order, pausing the socket while ingest or the rate limits hold the host back. */
-  private pump(): void {
-    if (this.pumping || this.awaiting) return
-    this.pumping = true
+  /** One queued frame to ingest (or, for #info, to the log); failures are counted, never thrown. */
+  private deliver(item: QueuedFrame): Promise<void> | undefined {
+    if (item.frame.t === '#info') {
+      this.onInfo(item.frame)
+      return undefined
+    }
+    const failed = (err: unknown, what: string): void => {
+      this.opts.stats.dropped(this.host.hostname, 'ingest-error')
+      this.log.error({ err, seq: item.seq }, what)
+    }
     try {
-      while (this.queue.length > 0) {
-        const wait = this.limiter.waitMs()
-        if (wait > 0) {
-          this.hold('rate-limit')
-          this.rateTimer ??= setTimeout(() => {
-            this.rateTimer = undefined
-            this.pump()
-          }, wait)
-          return
-        }
-        const item = this.queue.shift() as Queued
-        this.limiter.record()
-        let pending: Promise<void> | undefined
-        try {
-          pending = this.opts.sink.push(this.host, item.frame, item.seq)
-        } catch (err) {
-          this.opts.stats.dropped(this.host.hostname, 'ingest-error')
-          this.log.error({ err, seq: item.seq }, 'ingest rejected a frame')
-          continue
-        }
-        if (pending) {
-          this.hold('backpressure')
-          this.awaiting = pending
-            .catch((err: unknown) => {
-              this.opts.stats.dropped(this.host.hostname, 'ingest-error')
-              this.log.error({ err, seq: item.seq }, 'ingest failed a frame')
-            })
-            .finally(() => {
-              this.awaiting = undefined
-              if (!this.closed) this.pump()
-            })
-          return
-        }
-      }
-      this.release()
-    } finally {
-      this.pumping = false
+      return this.opts.sink.push(this.host, item.frame, item.seq)?.catch((err: unknown) => failed(err, 'ingest failed a frame'))
+    } catch (err) {
+      failed(err, 'ingest rejected a frame')
+      return undefined
     }
   }
 
-  private hold(reason: HoldReason): void {
-    if (this.held === null) {
+  /** Connection-level (e.g. OutdatedCursor): logged and counted, never forwarded. */
+  private onInfo(frame: MessageFrame): void {
+    this.opts.stats.dropped(this.host.hostname, 'info')
+    this.log.info({ ...infoFields(frame), cursor: this.session?.cursor }, 'upstream #info')
+  }
+
+  private onHold(held: boolean): void {
+    if (held) {
       this.opts.metrics.heldBackHosts.inc()
       if (this.session?.opened) this.session.ws.pause()
+      return
     }
-    this.held = reason
-  }
-
-  private release(): void {
-    if (this.held === null) return
-    this.held = null
     this.opts.metrics.heldBackHosts.dec()
     // Time spent paused is ours, not the host's silence.
     this.lastActivity = Date.now()

@@ -41,6 +41,9 @@ export type DropReason =
   | 'inactive' // upstream status not active
   | 'takendown' // local (relay admin) takedown
   | 'throttled' // host over its account limit when the account was created
+  | 'too-deep' // CBOR nested deeper than its decode limit (frame or block)
+  | 'too-many-items' // CBOR with more items than its decode limit
+  | 'info' // an #info frame: logged, never forwarded (counted so floods show)
   | 'unknown-type'
   | 'removed-type' // #handle, #migrate, #tombstone
   | 'internal-error' // kept failing for a non-protocol reason; logged

@@ -3,9 +3,10 @@
  * with the given did:key, and posts back the trimmed outcome.
  */
 import { parentPort } from 'node:worker_threads'
-import { decode } from '@atcute/cbor'
+import { CborLimitError, decodeBounded } from '../atproto/cbor-scan.js'
 import { isPlainMap } from '../atproto/frame.js'
 import { parseDidKey, type PublicKey } from '../atproto/keys.js'
+import { FRAME_BODY_LIMITS } from '../atproto/limits.js'
 import { runVerification, type VerifyOutcome, type WorkerRequest, type WorkerResponse } from './verify-runner.js'
 
 const port = parentPort
@@ -28,8 +29,10 @@ function keyFor(didKey: string): PublicKey {
 function handle(req: WorkerRequest): VerifyOutcome {
   let body: unknown
   try {
-    body = decode(req.bodyBytes)
+    // The crawler already scanned this body; the worker still never decodes host bytes unbounded.
+    body = decodeBounded(req.bodyBytes, FRAME_BODY_LIMITS, 'event body')
   } catch (err) {
+    if (err instanceof CborLimitError) return { ok: false, reason: err.reason, message: err.message }
     return { ok: false, reason: 'bad-frame', message: `body does not decode: ${(err as Error).message}` }
   }
   if (!isPlainMap(body)) return { ok: false, reason: 'bad-frame', message: 'body is not a map' }

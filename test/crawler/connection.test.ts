@@ -113,7 +113,7 @@ describe('host connection', () => {
     expect(await metric(h.registry, 'relay_upstream_bytes_total')).toBeGreaterThan(0)
   })
 
-  it('drops seqs that do not increase, forwards unknown types, never forwards #info', async () => {
+  it('drops seqs that do not increase, forwards unknown types, never forwards #info (counted as info)', async () => {
     const f = await fake()
     f.onConnection = ({ ws }) => {
       ws.send(encodeInfoFrame('OutdatedCursor', 'too old'))
@@ -133,7 +133,7 @@ describe('host connection', () => {
       ['#somethingNew', 8],
       ['#handle', 9],
     ])
-    expect(h.stats.snapshot(f.hostname).dropped).toEqual({ 'seq-not-increasing': 2 })
+    expect(h.stats.snapshot(f.hostname).dropped).toEqual({ info: 1, 'seq-not-increasing': 2 })
     expect(f.connections).toHaveLength(1) // a bad seq drops the frame, not the connection
   })
 
@@ -390,6 +390,24 @@ describe('backpressure and rate limits', () => {
     await waitFor(() => h.sink.received.length === total, 6_000, 'every frame after the window')
     expect(h.sink.seqs()).toEqual(Array.from({ length: total }, (_, i) => i + 1))
     expect(h.stats.snapshot(f.hostname).dropped).toEqual({})
+  })
+
+  it('an #info flood is held to the same rate limits and counted, ahead of the events behind it', async () => {
+    const f = await fake()
+    const infos = 80
+    f.onConnection = ({ ws }) => {
+      for (let i = 0; i < infos; i++) ws.send(encodeInfoFrame('Flood', `#${i}`))
+      ws.send(eventFrame(1))
+    }
+    await insertHost(f.hostname, { account_limit: 0 }) // 50 events/s
+    const h = harness()
+    await h.crawler.start()
+    await waitFor(() => h.crawler.connection(f.hostname)?.heldBack === 'rate-limit', 3_000, 'rate limited by #info alone')
+    expect(h.sink.received).toHaveLength(0)
+    expect(h.stats.snapshot(f.hostname).dropped.info ?? 0).toBeLessThanOrEqual(50)
+    await waitFor(() => h.sink.received.length === 1, 6_000, 'the event after the window')
+    expect(h.stats.snapshot(f.hostname).dropped).toEqual({ info: infos })
+    expect(f.connections).toHaveLength(1)
   })
 
   it('raising the account limit raises the rate limits live', async () => {

@@ -2,8 +2,9 @@
  * Frames a relay must refuse. Each is built from a real account so that only
  * the one property under test is wrong; none advances the account's state.
  */
-import { randomBytes } from 'node:crypto'
-import { bytes, encodeEventFrame, type PdsEvent } from './frames.js'
+import { createHash, randomBytes } from 'node:crypto'
+import { encode } from '@atcute/cbor'
+import { bytes, encodeEventFrame, link, type PdsEvent } from './frames.js'
 import { generateKeypair, type CommitEvent, type TestAccount, type WriteSpec } from './repo-builder.js'
 import { tidAtOffset } from './tid.js'
 
@@ -67,4 +68,58 @@ export async function oversizeBlocksCommit(account: TestAccount, minBlocksBytes 
     writes.push({ action: 'create', collection: 'com.example.blob', record: { $type: 'com.example.blob', data: new Uint8Array(randomBytes(chunk)) } })
   }
   return account.commit(writes, { apply: false })
+}
+
+/** A CBOR nesting bomb: `depth` one-element arrays around a 0 (`depth + 1` bytes, valid canonical DAG-CBOR). */
+export function nestedArrayBomb(depth: number): Uint8Array {
+  const out = new Uint8Array(depth + 1).fill(0x81)
+  out[depth] = 0x00
+  return out
+}
+
+/** An `#info` frame whose whole body is a `depth`-deep nested array (4.9 M deep fills most of a 5 MB frame). */
+export function infoBombFrame(depth = 4_900_000): Uint8Array {
+  return concatBytes(encode({ t: '#info', op: 1 }), nestedArrayBomb(depth))
+}
+
+/** A `#commit` frame `{ops: <bomb>, seq}`: well-formed framing, an `ops` nested `depth` deep. */
+export function commitBombFrame(seq: number, depth = 4_900_000): Uint8Array {
+  const key = (name: string): Uint8Array => encode(name)
+  return concatBytes(encode({ t: '#commit', op: 1 }), new Uint8Array([0xa2]), key('ops'), nestedArrayBomb(depth), key('seq'), encode(seq))
+}
+
+/**
+ * A `#commit` from `account` whose CAR holds one block, a `depth`-deep nesting
+ * bomb, named (by its real hash) as the commit block. Just under the 1 MB
+ * block limit by default; the frame itself is well within every limit.
+ */
+export async function carBombCommit(account: TestAccount, depth = 999_000): Promise<CommitEvent> {
+  const event = await account.commit(defaultWrite(), { apply: false })
+  const block = nestedArrayBomb(depth)
+  const cid = concatBytes(new Uint8Array([0x01, 0x71, 0x12, 0x20]), new Uint8Array(createHash('sha256').update(block).digest()))
+  const header = encode({ roots: [link(cid)], version: 1 })
+  const car = concatBytes(varint(header.length), header, varint(cid.length + block.length), cid, block)
+  event.body.blocks = bytes(car)
+  event.body.commit = link(cid)
+  return event
+}
+
+function varint(n: number): Uint8Array {
+  const out: number[] = []
+  while (n >= 0x80) {
+    out.push((n & 0x7f) | 0x80)
+    n = Math.floor(n / 128)
+  }
+  out.push(n)
+  return new Uint8Array(out)
+}
+
+function concatBytes(...parts: Uint8Array[]): Uint8Array {
+  return new Uint8Array(Buffer.concat(parts))
+}
+
+/** An `#info` frame whose body is a flat array of `items` zeros: shallow, but far too many items. */
+export function infoFlatFrame(items = 4_900_000): Uint8Array {
+  const head = new Uint8Array([0x9a, (items >>> 24) & 0xff, (items >>> 16) & 0xff, (items >>> 8) & 0xff, items & 0xff])
+  return concatBytes(encode({ t: '#info', op: 1 }), head, new Uint8Array(items))
 }

@@ -4,14 +4,19 @@
  * forwards no invalid event, forwards every legitimate event in per-account
  * order, and counts what it dropped by reason (stats and getHostStatus).
  */
+import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import type { Relay } from '../../src/relay.js'
 import { createPostgresDatabase } from '../helpers/db.js'
 import { encodeEventFrame, encodeInfoFrame } from '../helpers/frames.js'
 import {
+  carBombCommit,
+  commitBombFrame,
   forgedSignatureCommit,
   futureRevCommit,
   garbageFrame,
+  infoBombFrame,
+  infoFlatFrame,
   oversizeBlocksCommit,
   oversizeFrame,
   replayedRevCommit,
@@ -162,7 +167,7 @@ describe('hostile hosts beside a well-behaved one', () => {
     expect((await hostStatus(relay, bad.pds.hostname)).status).toBe('active')
   })
 
-  it('seqs that go backwards are dropped (seq-not-increasing); #info is neither forwarded nor fatal', async () => {
+  it('seqs that go backwards are dropped (seq-not-increasing); #info is counted, neither forwarded nor fatal', async () => {
     const stream = streamCommits(good, ledger)
     const bad = await hostileHost()
     const a = bad.accounts[0]!
@@ -174,7 +179,7 @@ describe('hostile hosts beside a well-behaved one', () => {
     bad.pds.emitRaw(encodeInfoFrame('OutdatedCursor', 'cursor is older than the backfill window'))
     ledger.publish(bad.pds, await post(a))
     await stream.stop()
-    await expectDrops(bad, { 'seq-not-increasing': 1 })
+    await expectDrops(bad, { info: 1, 'seq-not-increasing': 1 })
     await ledger.expectAllForwarded(reader)
     expect(bad.pds.stats.connections).toBe(connections)
     expect(reader.events.some((o) => o.t === '#info')).toBe(false)
@@ -194,6 +199,51 @@ describe('hostile hosts beside a well-behaved one', () => {
     await stream.stop()
     await expectDrops(bad, { 'too-big': 2 })
   })
+
+  it('nesting bombs (#info, #commit, a CAR commit block) are refused before decoding, counted, and back the host off', async () => {
+    const stream = streamCommits(good, ledger)
+    const bad = await hostileHost()
+    const a = bad.accounts[0]!
+    const name = bad.pds.hostname
+    const loop = monitorEventLoopDelay({ resolution: 10 })
+    loop.enable()
+    const rssBefore = process.memoryUsage().rss
+    const frames: [string, () => Uint8Array][] = [
+      ['#info 4.9 M deep', () => infoBombFrame()],
+      ['#commit 4.9 M deep', () => commitBombFrame(bad.pds.seq + 1)],
+      ['#info 4.9 M items', () => infoFlatFrame()],
+      ['#info 4.9 M deep again', () => infoBombFrame()],
+    ]
+    try {
+      // Each bomb after a good event: the good event must not reset the backoff.
+      for (const [what, frame] of frames) {
+        ledger.publish(bad.pds, await post(a))
+        await waitUntil(() => reader.ofDid(a.did).length === ledger.expected.get(a.did)!.length, `good event before ${what}`)
+        const connections = bad.pds.stats.connections
+        bad.pds.emitRaw(frame())
+        expect(await healthStatus(relay), what).toBe(200)
+        await reconnected(bad, connections)
+      }
+      // Inside a well-formed frame: the CAR's commit block (1 MB, hash-correct) is the bomb.
+      bad.pds.publish(await carBombCommit(a))
+      ledger.publish(bad.pds, await post(a))
+      await stream.stop()
+      await expectDrops(bad, { 'too-deep': 4, 'too-many-items': 1 })
+    } finally {
+      loop.disable()
+      // Measured, not asserted (machine speed): reported with the change.
+      console.log(`nesting bombs: event-loop delay max ${(loop.max / 1e6).toFixed(1)} ms, p99 ${(loop.percentile(99) / 1e6).toFixed(1)} ms; RSS +${((process.memoryUsage().rss - rssBefore) / 1e6).toFixed(0)} MB`)
+    }
+    const rssGrowth = process.memoryUsage().rss - rssBefore
+    expect(rssGrowth).toBeLessThan(150 * 1024 * 1024)
+    // Four refused connections in a row despite the good events between them: the backoff kept growing.
+    expect(relay.crawler.connection(name)!.attempt).toBeGreaterThanOrEqual(4)
+    const status = await hostStatus(relay, name)
+    expect(status.lastError?.message).toMatch(/refused frame \(too-deep\)/)
+    const metrics = await relay.registry.metrics()
+    expect(metrics).toMatch(/relay_upstream_connection_failures_total\{reason="too-deep"\} [1-9]/)
+    expect(metrics).toMatch(/relay_upstream_connection_failures_total\{reason="too-many-items"\} [1-9]/)
+  }, 120_000)
 
   it('a flood is held to the host rate limit while the other host is unaffected', async () => {
     const flood = await hostileHost({ genesis: false })
