@@ -36,12 +36,21 @@ export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer
 
 type Kind = 'query' | 'procedure'
 
+/** Admission control before handlers run (per-client limits: src/api/client-limits.ts). */
+export interface RequestGuard {
+  /** Before a registered XRPC method's handler: throws an XrpcError to refuse, else returns a release for when it is done. */
+  admitXrpc(req: IncomingMessage, res: ServerResponse, nsid: string): () => void
+  /** Before a WebSocket endpoint's handler: false when it has answered the socket itself. */
+  admitUpgrade(req: IncomingMessage, socket: Duplex, path: string): boolean
+}
+
 export class HttpServer {
   private readonly server: Server
   private readonly xrpc = new Map<string, { kind: Kind; handler: Handler; allowGet?: boolean }>()
   private readonly routes = new Map<string, Handler>()
   private readonly prefixRoutes: { method: string; prefix: string; handler: Handler }[] = []
   private readonly upgrades = new Map<string, UpgradeHandler>()
+  private guard: RequestGuard | undefined
 
   constructor(private readonly logger: Logger) {
     this.server = createServer((req, res) => void this.dispatch(req, res))
@@ -67,6 +76,11 @@ export class HttpServer {
   /** Every path under `prefix` (e.g. `/admin/`). */
   routePrefix(method: string, prefix: string, handler: Handler): void {
     this.prefixRoutes.push({ method, prefix, handler })
+  }
+
+  /** Admission control for XRPC methods and WebSocket endpoints. */
+  setGuard(guard: RequestGuard): void {
+    this.guard = guard
   }
 
   /** A WebSocket endpoint. */
@@ -127,8 +141,13 @@ export class HttpServer {
       const get = method === 'GET' || method === 'HEAD'
       if (!(method === wanted || (wanted === 'GET' && get) || (entry.allowGet && get)))
         throw invalidRequest(`${nsid} must be called with ${wanted}`)
-      const body = method === 'POST' ? await readJsonBody(req) : undefined
-      return entry.handler({ req, res, url, params: url.searchParams, body })
+      const release = this.guard?.admitXrpc(req, res, nsid)
+      try {
+        const body = method === 'POST' ? await readJsonBody(req) : undefined
+        return await entry.handler({ req, res, url, params: url.searchParams, body })
+      } finally {
+        release?.()
+      }
     }
     const handler =
       this.routes.get(`${method} ${path}`) ??
@@ -189,6 +208,7 @@ export class HttpServer {
       return
     }
     try {
+      if (this.guard && !this.guard.admitUpgrade(req, socket, path)) return
       handler(req, socket, head)
     } catch (err) {
       this.logger.error({ err, path }, 'upgrade failed')
