@@ -40,6 +40,7 @@ export async function startTestRelay(opts: TestRelayOptions): Promise<Relay> {
   const config = loadConfig({
     DATABASE_URL: opts.databaseUrl,
     RELAY_DB_POOL_SIZE: '6',
+    RELAY_DB_QUERY_POOL_SIZE: '4',
     RELAY_API_LISTEN: '127.0.0.1:0',
     RELAY_METRICS_LISTEN: '127.0.0.1:0',
     RELAY_ALLOW_INSECURE_HOSTS: 'true',
