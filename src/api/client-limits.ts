@@ -134,9 +134,10 @@ export class ClientLimits implements RequestGuard {
     if (!taken.allowed) throw this.refuse('crawl_rate', nsid, `too many requestCrawl calls: at most ${this.crawlRate.policy.replace(';w=', ' per ')} s per client`, taken.retryAfterMs)
   }
 
-  /** Open firehose connections and in-flight requests of limited clients (for tests and metrics). */
-  counts(): { clientsInFlight: number; firehoseClients: number } {
-    return { clientsInFlight: this.inFlight.size, firehoseClients: this.firehose.size }
+  /** XRPC requests in progress and firehose connections open for a client address (limited clients only). */
+  usageOf(address: string): { inFlight: number; firehose: number } {
+    const key = clientKey(address)
+    return { inFlight: this.inFlight.get(key) ?? 0, firehose: this.firehose.get(key) ?? 0 }
   }
 
   private refuse(limit: RefusalLimit, route: string, message: string, retryAfterMs: number): XrpcError {

@@ -177,7 +177,7 @@ describe('public floods beside an honest host', () => {
     }
     // The ingest pool never waited on public queries: they never touch it.
     expect(relay.queryStorage).not.toBe(relay.storage)
-  }, 120_000)
+  }, 300_000)
 
   it('500 concurrent requestCrawl for new names: no 500; a failing name or a known host is not probed again within the window', async () => {
     const since = Date.now()
@@ -209,5 +209,5 @@ describe('public floods beside an honest host', () => {
     // The known host: woken from state, no new describeServer.
     expect(again.slice(names.length).every((a) => a.status === 200 || a.status === 503)).toBe(true)
     expect(honest.pds.stats.describeCalls).toBe(describesBefore)
-  }, 120_000)
+  }, 300_000)
 })
