@@ -124,6 +124,11 @@ async function flood(requests: { url: string; method?: string; body?: string }[]
   return JSON.parse(Buffer.concat(out).toString('utf8')) as Answer[]
 }
 
+async function metricValue(name: string, labels: Record<string, string>): Promise<number> {
+  const metric = await relay.registry.getSingleMetric(name)?.get()
+  return metric?.values.find((v) => Object.entries(labels).every(([k, want]) => v.labels[k] === want))?.value ?? 0
+}
+
 function tally(answers: Answer[]): Record<string, number> {
   const out: Record<string, number> = {}
   for (const a of answers) out[`${a.status}${a.error ? ` ${a.error}` : ''}`] = (out[`${a.status}${a.error ? ` ${a.error}` : ''}`] ?? 0) + 1
@@ -139,7 +144,7 @@ function observe(what: string, answers: Answer[], latencies: number[]): void {
   loopDelay.reset()
   console.log(
     `${what}: event-loop delay p99 ${lag.p99.toFixed(0)} ms, max ${lag.max.toFixed(0)} ms; ` +
-    `${what}: answers ${JSON.stringify(tally(answers))}; honest commits during it: ${latencies.length}, ` +
+    `answers ${JSON.stringify(tally(answers))}; honest commits during it: ${latencies.length}, ` +
       `latency p50 ${percentile(latencies, 50)} ms, p99 ${percentile(latencies, 99)} ms, max ${latencies[latencies.length - 1]} ms`,
   )
 }
@@ -175,8 +180,10 @@ describe('public floods beside an honest host', () => {
         expect(['ServiceUnavailable', 'RateLimitExceeded']).toContain(a.error)
       }
     }
-    // The ingest pool never waited on public queries: they never touch it.
-    expect(relay.queryStorage).not.toBe(relay.storage)
+    // Every busy answer is counted by limit and route.
+    expect(await metricValue('relay_api_refusals_total', { limit: 'query_busy', route: 'com.atproto.sync.listRepos' })).toBe(
+      answers.filter((a) => a.status === 503).length,
+    )
   }, 300_000)
 
   it('500 concurrent requestCrawl for new names: no 500; a failing name or a known host is not probed again within the window', async () => {
@@ -209,5 +216,11 @@ describe('public floods beside an honest host', () => {
     // The known host: woken from state, no new describeServer.
     expect(again.slice(names.length).every((a) => a.status === 200 || a.status === 503)).toBe(true)
     expect(honest.pds.stats.describeCalls).toBe(describesBefore)
+    expect(await metricValue('relay_api_refusals_total', { limit: 'crawl_busy', route: 'com.atproto.sync.requestCrawl' })).toBe(
+      [...first, ...again].filter((a) => a.status === 503).length,
+    )
+    expect(await metricValue('relay_host_admission_probes_skipped_total', { reason: 'probed_recently' })).toBeGreaterThanOrEqual(
+      again.slice(names.length).filter((a) => a.status === 200).length,
+    )
   }, 300_000)
 })
