@@ -27,8 +27,22 @@ export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' |
 
 export interface Config {
   databaseUrl: string | undefined
+  databaseReadUrl: string | undefined
   dataDir: string
   dbPoolSize: number
+  dbQueryPoolSize: number
+  dbQueryQueue: number
+  dbQueryWaitMs: number
+  clientIpHeader: string | undefined
+  limitLoopback: boolean
+  clientRateLimit: number
+  clientRateWindowMs: number
+  clientConcurrency: number
+  firehoseConnectionsPerClient: number
+  crawlRateLimit: number
+  crawlConcurrency: number
+  crawlFailureTtlMs: number
+  crawlProbeIntervalMs: number
   apiListen: ListenAddress
   metricsListen: ListenAddress
   logLevel: LogLevel
@@ -145,6 +159,13 @@ function domainList(raw: string, env: string): string[] {
   return items
 }
 
+function headerName(raw: string, env: string): string | undefined {
+  const name = raw.trim().toLowerCase()
+  if (name === '') return undefined
+  if (!/^[a-z0-9-]+$/.test(name)) throw new ConfigError(env, `expected an HTTP header name such as x-forwarded-for, got "${raw}"`)
+  return name
+}
+
 const text = (raw: string): string => raw
 const optionalText = (raw: string): string | undefined => raw || undefined
 
@@ -155,7 +176,21 @@ const s = <K extends keyof Config>(setting: Setting<K>): Setting<K> => setting
 export const SETTINGS = [
   s({ env: 'DATABASE_URL', key: 'databaseUrl', default: undefined, doc: 'PostgreSQL URL (postgres://…). Unset: embedded PGlite in RELAY_DATA_DIR.', parse: (raw, env) => (raw ? url(['postgres:', 'postgresql:'])(raw, env) : undefined) }),
   s({ env: 'RELAY_DATA_DIR', key: 'dataDir', default: './data', doc: 'Directory for the embedded PGlite database (created if missing).', parse: text }),
-  s({ env: 'RELAY_DB_POOL_SIZE', key: 'dbPoolSize', default: '20', doc: 'PostgreSQL connection pool size.', parse: int(1, 1000) }),
+  s({ env: 'DATABASE_READ_URL', key: 'databaseReadUrl', default: undefined, doc: 'PostgreSQL URL for public API queries, e.g. a read replica. Unset: DATABASE_URL (still a separate pool).', parse: (raw, env) => (raw ? url(['postgres:', 'postgresql:'])(raw, env) : undefined) }),
+  s({ env: 'RELAY_DB_POOL_SIZE', key: 'dbPoolSize', default: '20', doc: 'PostgreSQL pool for ingest, the sequencer, requestCrawl and admin (never used by public queries).', parse: int(1, 1000) }),
+  s({ env: 'RELAY_DB_QUERY_POOL_SIZE', key: 'dbQueryPoolSize', default: '10', doc: 'PostgreSQL pool for public API queries, and how many run at once (on PGlite: how many may queue on its one connection).', parse: int(1, 1000) }),
+  s({ env: 'RELAY_DB_QUERY_QUEUE', key: 'dbQueryQueue', default: '200', doc: 'Public queries (and requestCrawls) that may wait for a free slot; beyond it they get 503.', parse: int(0, 1_000_000) }),
+  s({ env: 'RELAY_DB_QUERY_WAIT', key: 'dbQueryWaitMs', default: '2s', doc: 'How long a public query (or requestCrawl) waits for a free slot before 503.', parse: parseDuration }),
+  s({ env: 'RELAY_CLIENT_IP_HEADER', key: 'clientIpHeader', default: undefined, doc: 'Behind a reverse proxy: the header it appends the client address to (e.g. x-forwarded-for); the right-most address is used. Unset: the socket address.', parse: headerName }),
+  s({ env: 'RELAY_LIMIT_LOOPBACK', key: 'limitLoopback', default: 'false', doc: 'Apply per-client limits to loopback clients too (by default 127.0.0.1/::1 are not limited).', parse: bool }),
+  s({ env: 'RELAY_CLIENT_RATE_LIMIT', key: 'clientRateLimit', default: '3000', doc: 'XRPC requests per client per RELAY_CLIENT_RATE_WINDOW (token bucket: bursts up to this many); more get 429.', parse: int(1, 100_000_000) }),
+  s({ env: 'RELAY_CLIENT_RATE_WINDOW', key: 'clientRateWindowMs', default: '1m', doc: 'Window of RELAY_CLIENT_RATE_LIMIT and RELAY_CRAWL_RATE_LIMIT.', parse: parseDuration }),
+  s({ env: 'RELAY_CLIENT_CONCURRENCY', key: 'clientConcurrency', default: '20', doc: 'XRPC requests one client may have in progress at once; more get 429.', parse: int(1, 1_000_000) }),
+  s({ env: 'RELAY_FIREHOSE_CONNECTIONS_PER_CLIENT', key: 'firehoseConnectionsPerClient', default: '50', doc: 'Open subscribeRepos connections per client; more get 429 on upgrade.', parse: int(1, 1_000_000) }),
+  s({ env: 'RELAY_CRAWL_RATE_LIMIT', key: 'crawlRateLimit', default: '20', doc: 'requestCrawl calls per client per RELAY_CLIENT_RATE_WINDOW; more get 429.', parse: int(1, 1_000_000) }),
+  s({ env: 'RELAY_CRAWL_CONCURRENCY', key: 'crawlConcurrency', default: '8', doc: 'Public requestCrawls checked at once (database reads and describeServer probes); more wait in the query queue, then 503.', parse: int(1, 10_000) }),
+  s({ env: 'RELAY_CRAWL_FAILURE_TTL', key: 'crawlFailureTtlMs', default: '5m', doc: 'How long a hostname that failed validation or describeServer is answered from memory without a new lookup.', parse: parseDuration }),
+  s({ env: 'RELAY_CRAWL_PROBE_INTERVAL', key: 'crawlProbeIntervalMs', default: '5m', doc: 'At most one describeServer probe of a known host per this interval; within it requestCrawl just wakes the host.', parse: parseDuration }),
   s({ env: 'RELAY_API_LISTEN', key: 'apiListen', default: ':2470', doc: 'Address for the API and firehose ([host]:port).', parse: parseListen }),
   s({ env: 'RELAY_METRICS_LISTEN', key: 'metricsListen', default: ':2471', doc: 'Address for Prometheus /metrics ([host]:port).', parse: parseListen }),
   s({ env: 'LOG_LEVEL', key: 'logLevel', default: 'info', doc: 'fatal, error, warn, info, debug, trace or silent.', parse: oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const) }),

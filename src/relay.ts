@@ -5,6 +5,10 @@
  *   crawler ──frames──▶ ingest ──accepted──▶ sequencer ──committed──▶ firehose
  *                         │                      │
  *                      identity               event log (Postgres / PGlite)
+ *
+ * Two database pools: `storage` (ingest, sequencer, crawler, requestCrawl,
+ * admin) and `queryStorage` (public sync queries and health; DATABASE_READ_URL
+ * may point it at a replica), so public traffic cannot take ingest's connections.
  */
 import type { AddressInfo } from 'node:net'
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client'
@@ -12,10 +16,13 @@ import type { Logger } from 'pino'
 import { AdminAuth, generateAdminPassword } from './api/admin/auth.js'
 import { registerAdminPage } from './api/admin/page.js'
 import { registerAdminRoutes } from './api/admin/routes.js'
+import { ClientLimits } from './api/client-limits.js'
 import { registerHealthRoutes } from './api/health.js'
 import { registerHostLagMetrics } from './api/relay-metrics.js'
 import { HttpServer } from './api/http-server.js'
 import { MetricsServer } from './api/metrics-server.js'
+import { QueryGate } from './api/query-gate.js'
+import { RefusalMetrics } from './api/refusals.js'
 import { registerSyncQueries } from './api/sync-queries.js'
 import { assertNativeSecp256k1 } from './atproto/keys.js'
 import type { Config } from './config.js'
@@ -25,12 +32,16 @@ import { createIdentity, type Identity, type TxtLookup } from './identity/index.
 import { createRepoStatusCheck, HostStats, IngestPipeline } from './ingest/index.js'
 import { RelayAdmin } from './relay-admin.js'
 import { Sequencer } from './sequencer/index.js'
-import { openStorage, type Storage } from './storage/db.js'
+import { openQueryStorage, openStorage, type Storage } from './storage/db.js'
 import { migrate } from './storage/migrate.js'
 import { RuntimeSettings } from './storage/runtime-settings.js'
 
 export interface Relay {
+  /** Ingest, sequencer, crawler, requestCrawl and admin. */
   readonly storage: Storage
+  /** Public sync queries and health (a separate pool; the same connection on PGlite). */
+  readonly queryStorage: Storage
+  readonly clientLimits: ClientLimits
   readonly registry: Registry
   readonly apiAddress: AddressInfo
   readonly metricsAddress: AddressInfo
@@ -77,11 +88,21 @@ export async function startRelay(config: Config, logger: Logger, overrides: Rela
 
   try {
     const applied = await migrate(storage)
-    logger.info({ storage: storage.kind, applied }, 'database ready')
+    const queryStorage = await openQueryStorage(storage, {
+      databaseUrl: config.databaseReadUrl ?? config.databaseUrl,
+      poolSize: config.dbQueryPoolSize,
+      onPoolError: (err) => logger.warn({ err, pool: 'query' }, 'idle database connection failed'),
+    })
+    cleanup.push(() => queryStorage.close())
+    logger.info({ storage: storage.kind, applied, readReplica: config.databaseReadUrl !== undefined }, 'database ready')
 
     const registry = new Registry()
     collectDefaultMetrics({ register: registry })
-    registerPoolMetrics(registry, storage)
+    const refusals = new RefusalMetrics(registry)
+    const gateOptions = { maxWaiting: config.dbQueryQueue, waitMs: config.dbQueryWaitMs, refusals }
+    const queryGate = new QueryGate({ name: 'query', concurrency: config.dbQueryPoolSize, ...gateOptions })
+    const crawlGate = new QueryGate({ name: 'crawl', concurrency: config.crawlConcurrency, ...gateOptions })
+    registerPoolMetrics(registry, { ingest: storage, ...(queryStorage !== storage && storage.kind === 'postgres' ? { query: queryStorage } : {}) }, [queryGate, crawlGate])
     const stats = new HostStats(registry)
 
     const identity = createIdentity({
@@ -151,6 +172,8 @@ export async function startRelay(config: Config, logger: Logger, overrides: Rela
       newHostsPerDay: current.newHostsPerDay,
       disableRequestCrawl: !current.requestCrawlEnabled,
       futureCursorPolicy: config.futureCursor,
+      failureTtlMs: config.crawlFailureTtlMs,
+      probeIntervalMs: config.crawlProbeIntervalMs,
       ...(overrides.backoff ? { backoff: overrides.backoff } : {}),
       ...(overrides.addressLookup ? { addressLookup: overrides.addressLookup } : {}),
       logger: logger.child({ system: 'crawler' }),
@@ -168,12 +191,24 @@ export async function startRelay(config: Config, logger: Logger, overrides: Rela
       logger.warn({ adminPassword }, 'RELAY_ADMIN_PASSWORD is not set: generated an admin password for this run')
     }
 
+    const adminAuth = new AdminAuth(adminPassword)
+    const clientLimits = new ClientLimits({
+      ipHeader: config.clientIpHeader,
+      limitLoopback: config.limitLoopback,
+      rate: { limit: config.clientRateLimit, windowMs: config.clientRateWindowMs },
+      concurrency: config.clientConcurrency,
+      firehoseConnections: config.firehoseConnectionsPerClient,
+      crawl: { limit: config.crawlRateLimit, windowMs: config.clientRateWindowMs },
+      isAdmin: (req) => adminAuth.isAuthorized(req),
+      refusals,
+    })
     const http = new HttpServer(logger.child({ system: 'api' }))
-    registerHealthRoutes(http, storage)
-    registerSyncQueries(http, { storage, stats })
-    registerCrawlRoutes(http, crawler.admission)
+    http.setGuard(clientLimits)
+    registerHealthRoutes(http, queryStorage)
+    registerSyncQueries(http, { storage: queryStorage, stats, gate: queryGate })
+    registerCrawlRoutes(http, crawler.admission, { clients: clientLimits, gate: crawlGate })
     http.upgradeRoute('/xrpc/com.atproto.sync.subscribeRepos', (req, socket, head) => firehose.handleUpgrade(req, socket, head))
-    registerAdminRoutes(http, new AdminAuth(adminPassword), admin)
+    registerAdminRoutes(http, adminAuth, admin)
     registerAdminPage(http)
 
     const metrics = new MetricsServer(registry)
@@ -188,6 +223,8 @@ export async function startRelay(config: Config, logger: Logger, overrides: Rela
     let stopping: Promise<void> | undefined
     return {
       storage,
+      queryStorage,
+      clientLimits,
       registry,
       apiAddress,
       metricsAddress,
@@ -214,6 +251,7 @@ export async function startRelay(config: Config, logger: Logger, overrides: Rela
           await httpClosed
           await identity.close()
           await metrics.close()
+          await queryStorage.close()
           await storage.close()
           logger.info('relay stopped')
         })()
@@ -226,17 +264,33 @@ export async function startRelay(config: Config, logger: Logger, overrides: Rela
   }
 }
 
-function registerPoolMetrics(registry: Registry, storage: Storage): void {
+function registerPoolMetrics(registry: Registry, pools: Record<string, Storage>, gates: QueryGate[]): void {
   new Gauge({
     name: 'relay_db_pool_connections',
-    help: 'Database pool connections by state',
-    labelNames: ['state'],
+    help: 'Database pool connections by pool (ingest, query) and state (total, idle, in_use, waiting)',
+    labelNames: ['pool', 'state'],
     registers: [registry],
     collect() {
-      const s = storage.poolStats()
-      this.set({ state: 'total' }, s.total)
-      this.set({ state: 'idle' }, s.idle)
-      this.set({ state: 'waiting' }, s.waiting)
+      for (const [pool, storage] of Object.entries(pools)) {
+        const s = storage.poolStats()
+        this.set({ pool, state: 'total' }, s.total)
+        this.set({ pool, state: 'idle' }, s.idle)
+        this.set({ pool, state: 'in_use' }, s.total - s.idle)
+        this.set({ pool, state: 'waiting' }, s.waiting)
+      }
+    },
+  })
+  new Gauge({
+    name: 'relay_api_gate_slots',
+    help: 'Public work admitted to the database by gate (query: sync queries, crawl: requestCrawl) and state (active, waiting)',
+    labelNames: ['gate', 'state'],
+    registers: [registry],
+    collect() {
+      for (const gate of gates) {
+        const s = gate.stats()
+        this.set({ gate: gate.name, state: 'active' }, s.active)
+        this.set({ gate: gate.name, state: 'waiting' }, s.waiting)
+      }
     },
   })
 }

@@ -43,12 +43,21 @@ export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer
 
 type Kind = 'query' | 'procedure'
 
+/** Admission control before handlers run (per-client limits: src/api/client-limits.ts). */
+export interface RequestGuard {
+  /** Before a registered XRPC method's handler: throws an XrpcError to refuse, else returns a release for when it is done. */
+  admitXrpc(req: IncomingMessage, res: ServerResponse, nsid: string): () => void
+  /** Before a WebSocket endpoint's handler: false when it has answered the socket itself. */
+  admitUpgrade(req: IncomingMessage, socket: Duplex, path: string): boolean
+}
+
 export class HttpServer {
   private readonly server: Server
   private readonly xrpc = new Map<string, { kind: Kind; handler: Handler; allowGet?: boolean; guard?: Guard }>()
   private readonly routes = new Map<string, Handler>()
   private readonly prefixRoutes: { method: string; prefix: string; handler: Handler; guard?: Guard }[] = []
   private readonly upgrades = new Map<string, UpgradeHandler>()
+  private guard: RequestGuard | undefined
 
   constructor(private readonly logger: Logger) {
     this.server = createServer((req, res) => void this.dispatch(req, res))
@@ -74,6 +83,11 @@ export class HttpServer {
   /** Every path under `prefix` (e.g. `/admin/`). */
   routePrefix(method: string, prefix: string, handler: Handler, opts: { guard?: Guard } = {}): void {
     this.prefixRoutes.push({ method, prefix, handler, ...(opts.guard ? { guard: opts.guard } : {}) })
+  }
+
+  /** Admission control for XRPC methods and WebSocket endpoints. */
+  setGuard(guard: RequestGuard): void {
+    this.guard = guard
   }
 
   /** A WebSocket endpoint. */
@@ -146,8 +160,13 @@ export class HttpServer {
       if (!(method === wanted || (wanted === 'GET' && get) || (entry.allowGet && get)))
         throw invalidRequest(`${nsid} must be called with ${wanted}`)
       entry.guard?.(req)
-      const body = method === 'POST' ? await readJsonBody(req) : undefined
-      return entry.handler({ req, res, url, params: url.searchParams, body })
+      const release = this.guard?.admitXrpc(req, res, nsid)
+      try {
+        const body = method === 'POST' ? await readJsonBody(req) : undefined
+        return await entry.handler({ req, res, url, params: url.searchParams, body })
+      } finally {
+        release?.()
+      }
     }
     const exact = this.routes.get(`${method} ${path}`) ?? (method === 'HEAD' ? this.routes.get(`GET ${path}`) : undefined)
     const prefixRoute = exact ? undefined : this.prefixRoutes.find((r) => r.method === method && path.startsWith(r.prefix))
@@ -209,6 +228,7 @@ export class HttpServer {
       return
     }
     try {
+      if (this.guard && !this.guard.admitUpgrade(req, socket, path)) return
       handler(req, socket, head)
     } catch (err) {
       this.logger.error({ err, path }, 'upgrade failed')

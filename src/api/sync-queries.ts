@@ -10,14 +10,18 @@ import { cidEquals, cidFromString, cidToString } from '../atproto/cid.js'
 import type { HostStats } from '../ingest/host-stats.js'
 import type { Storage } from '../storage/db.js'
 import { EventKind } from '../storage/types.js'
-import type { HttpServer, RequestContext } from './http-server.js'
+import type { Handler, HttpServer, RequestContext } from './http-server.js'
 import { Params } from './params.js'
+import type { QueryGate } from './query-gate.js'
 import { XrpcError, invalidRequest } from './xrpc-error.js'
 
 const NS = 'com.atproto.sync.'
 
 export interface SyncQueryDeps {
+  /** The query pool (never the ingest pool): possibly a read replica, so answers may trail ingest by the replica's lag. */
   storage: Storage
+  /** Bounds concurrent queries to the query pool; absent: unbounded (tests of the queries alone). */
+  gate?: QueryGate
   /** Per-host event counters for getHostStatus (optional: absent in a relay without ingest). */
   stats?: HostStats
 }
@@ -35,6 +39,9 @@ interface AccountRow {
 
 export function registerSyncQueries(http: HttpServer, deps: SyncQueryDeps): void {
   const { db } = deps.storage
+  const { gate } = deps
+  const query = (nsid: string, handler: Handler) =>
+    http.query(nsid, gate ? (ctx) => gate.run(nsid, async () => handler(ctx)) : handler)
 
   async function findAccount(did: string): Promise<AccountRow | undefined> {
     return db
@@ -73,7 +80,7 @@ export function registerSyncQueries(http: HttpServer, deps: SyncQueryDeps): void
 
   // ---- heads and statuses -------------------------------------------------
 
-  http.query(NS + 'getLatestCommit', async ({ params }) => {
+  query(NS + 'getLatestCommit', async ({ params }) => {
     const did = Params.query(params).required('did', 'did')
     const account = await requireAccount(did)
     requireActive(account)
@@ -82,7 +89,7 @@ export function registerSyncQueries(http: HttpServer, deps: SyncQueryDeps): void
     return { json: { cid: cidToString(account.commit_cid), rev: account.rev } }
   })
 
-  http.query(NS + 'getHead', async ({ params }) => {
+  query(NS + 'getHead', async ({ params }) => {
     const did = Params.query(params).required('did', 'did')
     const account = await findAccount(did)
     if (!account || !account.commit_cid) throw new XrpcError(404, 'HeadNotFound', `No head for repo: ${did}`)
@@ -90,7 +97,7 @@ export function registerSyncQueries(http: HttpServer, deps: SyncQueryDeps): void
     return { json: { root: cidToString(account.commit_cid) } }
   })
 
-  http.query(NS + 'getRepoStatus', async ({ params }) => {
+  query(NS + 'getRepoStatus', async ({ params }) => {
     const did = Params.query(params).required('did', 'did')
     const account = await requireAccount(did)
     const status = combinedStatus(account.local_status, account.upstream_status)
@@ -104,7 +111,7 @@ export function registerSyncQueries(http: HttpServer, deps: SyncQueryDeps): void
     }
   })
 
-  http.query(NS + 'listRepos', async ({ params }) => {
+  query(NS + 'listRepos', async ({ params }) => {
     const p = Params.query(params)
     const limit = p.integer('limit', { min: 1, max: 1000, default: 500 })
     const after = p.cursor()
@@ -137,7 +144,7 @@ export function registerSyncQueries(http: HttpServer, deps: SyncQueryDeps): void
 
   // ---- hosts -------------------------------------------------------------
 
-  http.query(NS + 'listHosts', async ({ params }) => {
+  query(NS + 'listHosts', async ({ params }) => {
     const p = Params.query(params)
     const limit = p.integer('limit', { min: 1, max: 1000, default: 200 })
     const after = p.cursor()
@@ -158,7 +165,7 @@ export function registerSyncQueries(http: HttpServer, deps: SyncQueryDeps): void
     }
   })
 
-  http.query(NS + 'getHostStatus', async ({ params }) => {
+  query(NS + 'getHostStatus', async ({ params }) => {
     const hostname = Params.query(params).required('hostname', 'hostname').trim().toLowerCase()
     const host = await db.selectFrom('host').selectAll().where('hostname', '=', hostname).executeTakeFirst()
     if (!host) throw new XrpcError(404, 'HostNotFound', `Host not known to this relay: ${hostname}`)
@@ -206,11 +213,11 @@ export function registerSyncQueries(http: HttpServer, deps: SyncQueryDeps): void
       return { redirect: pdsUrl(account, target, params) }
     }
 
-  http.query(NS + 'getRepo', redirect(NS + 'getRepo', (p) => p.optional('since', 'tid')))
-  http.query(NS + 'getRecord', redirect(NS + 'getRecord', (p) => (p.required('collection', 'nsid'), p.required('rkey', 'record-key'))))
-  http.query(NS + 'getBlocks', redirect(NS + 'getBlocks', (p) => p.list('cids', 'cid', { required: true })))
-  http.query(NS + 'getBlob', redirect(NS + 'getBlob', (p) => p.required('cid', 'cid')))
-  http.query(
+  query(NS + 'getRepo', redirect(NS + 'getRepo', (p) => p.optional('since', 'tid')))
+  query(NS + 'getRecord', redirect(NS + 'getRecord', (p) => (p.required('collection', 'nsid'), p.required('rkey', 'record-key'))))
+  query(NS + 'getBlocks', redirect(NS + 'getBlocks', (p) => p.list('cids', 'cid', { required: true })))
+  query(NS + 'getBlob', redirect(NS + 'getBlob', (p) => p.required('cid', 'cid')))
+  query(
     NS + 'listBlobs',
     redirect(NS + 'listBlobs', (p) => {
       p.optional('since', 'tid')
@@ -219,7 +226,7 @@ export function registerSyncQueries(http: HttpServer, deps: SyncQueryDeps): void
     }),
   )
   // 2023: getCheckout returned the whole repo; today that is getRepo (without the removed `commit` param).
-  http.query(NS + 'getCheckout', async ({ params }) => {
+  query(NS + 'getCheckout', async ({ params }) => {
     const p = Params.query(params)
     const did = p.required('did', 'did')
     p.optional('commit', 'cid')
@@ -229,7 +236,7 @@ export function registerSyncQueries(http: HttpServer, deps: SyncQueryDeps): void
   })
 
   // 2023: the account's commit path, from the event log (the relay keeps the replay window, not history).
-  http.query(NS + 'getCommitPath', async ({ params }) => {
+  query(NS + 'getCommitPath', async ({ params }) => {
     const p = Params.query(params)
     const did = p.required('did', 'did')
     const latest = p.optional('latest', 'cid')

@@ -3,6 +3,7 @@
  * the admin "add host"). Checks run in the order of ANCHOR-INDIGO §4.1, and
  * every refusal is an XRPC error whose message tells the PDS operator why.
  */
+import { LRUCache } from 'lru-cache'
 import type { Logger } from 'pino'
 import type { Dispatcher } from 'undici'
 import { XrpcError, invalidRequest } from '../api/xrpc-error.js'
@@ -48,6 +49,10 @@ export interface AdmissionPolicy {
   disableRequestCrawl: boolean
   /** describeServer probe timeout at admission; 5 s by default. */
   describeTimeoutMs?: number
+  /** RELAY_CRAWL_FAILURE_TTL: a name that failed validation or describeServer is refused from memory this long. */
+  failureTtlMs?: number
+  /** RELAY_CRAWL_PROBE_INTERVAL: a known host is probed at most once per this interval. */
+  probeIntervalMs?: number
 }
 
 export interface AdmissionOptions extends AdmissionPolicy {
@@ -60,6 +65,8 @@ export interface AdmissionOptions extends AdmissionPolicy {
 }
 
 const DAY_MS = 86_400_000
+/** Names remembered by each cache; the oldest are forgotten first, so a spray of names cannot grow memory. */
+const CACHED_NAMES = 10_000
 
 export class Admission {
   private readonly opts: AdmissionOptions
@@ -72,6 +79,10 @@ export class Admission {
   private admitted: number[] = []
   private perDay: number
   private disabled: boolean
+  /** Public requests for these names failed validation or describeServer recently: refused again without a lookup. */
+  private readonly failed: LRUCache<string, XrpcError> | undefined
+  /** Known hosts probed recently: woken from state without another describeServer. */
+  private readonly probed: LRUCache<string, true> | undefined
 
   constructor(opts: AdmissionOptions) {
     this.opts = opts
@@ -81,6 +92,10 @@ export class Admission {
     this.perDay = opts.newHostsPerDay
     this.disabled = opts.disableRequestCrawl
     this.describeTimeoutMs = opts.describeTimeoutMs ?? 5_000
+    const failureTtl = opts.failureTtlMs ?? 300_000
+    const probeInterval = opts.probeIntervalMs ?? 300_000
+    if (failureTtl > 0) this.failed = new LRUCache({ max: CACHED_NAMES, ttl: failureTtl })
+    if (probeInterval > 0) this.probed = new LRUCache({ max: CACHED_NAMES, ttl: probeInterval })
     this.dispatcher = createGuardedDispatcher({
       allowLoopback: opts.allowInsecureHosts,
       connectTimeoutMs: this.describeTimeoutMs,
@@ -137,19 +152,28 @@ export class Admission {
   private async admit(input: string, admin: boolean): Promise<AdmissionResult> {
     const db = this.opts.storage.db
     if (!admin && this.disabled) throw new XrpcError(403, 'Forbidden', 'this relay does not accept public requestCrawl; ask its operator')
+    const asked = input.trim().toLowerCase()
+    if (!admin) this.refuseIfFailedRecently(asked)
     let parsed: ParsedHostname
     try {
       parsed = parseHostname(input, { allowInsecureHosts: this.opts.allowInsecureHosts })
     } catch (err) {
-      if (err instanceof HostnameError) throw invalidRequest(`invalid hostname: ${err.message}`)
+      if (err instanceof HostnameError) throw this.remember(asked, invalidRequest(`invalid hostname: ${err.message}`))
       throw err
     }
     const { hostname } = parsed
+    if (!admin) this.refuseIfFailedRecently(hostname)
     const log = this.opts.logger.child({ host: hostname })
     const ban = await findDomainBan(db, hostname)
     if (ban !== undefined) throw new XrpcError(400, 'HostBanned', `${hostname} is banned by this relay (domain ${ban})`)
     let known = await findHost(db, hostname)
     if (known?.status === 'banned') throw hostBanned(hostname)
+
+    // A known host probed within RELAY_CRAWL_PROBE_INTERVAL is just woken: no new lookup or probe.
+    if (known && !admin && this.probed?.has(hostname)) {
+      this.opts.metrics?.probesSkipped.inc({ reason: 'probed_recently' })
+      return { hostname, outcome: await this.opts.hosts.wakeHost(known) }
+    }
 
     let server: string | undefined
     try {
@@ -159,7 +183,7 @@ export class Admission {
       if (isRelayServerHeader(err.server)) server = err.server
       else {
         log.info({ reason: err.reason, err: err.message }, 'requestCrawl refused: describeServer failed')
-        throw new XrpcError(502, 'UpstreamFailure', `could not reach ${hostname}: com.atproto.server.describeServer: ${err.message}`)
+        throw this.remember(hostname, new XrpcError(502, 'UpstreamFailure', `could not reach ${hostname}: com.atproto.server.describeServer: ${err.message}`))
       }
     }
     if (isRelayServerHeader(server)) {
@@ -167,6 +191,10 @@ export class Admission {
       await this.opts.hosts.banRelayLoop(parsed, server ?? '', this.limitsFor(hostname))
       throw new XrpcError(400, 'HostBanned', `${hostname} is a relay (Server: ${server}); crawling it would make a loop`)
     }
+
+    this.failed?.delete(asked)
+    this.failed?.delete(hostname)
+    this.probed?.set(hostname, true)
 
     // Re-read: the probe took time and a concurrent request may have added or banned it.
     known = await findHost(db, hostname)
@@ -187,6 +215,21 @@ export class Admission {
     }
     log.info({ admin, trusted: added.trusted, accountLimit: added.account_limit }, 'new host admitted')
     return { hostname, outcome: 'added' }
+  }
+
+  /** Refuses a name that failed recently with the same error, without a lookup or probe. */
+  private refuseIfFailedRecently(name: string): void {
+    const failure = this.failed?.get(name)
+    if (!failure) return
+    this.opts.metrics?.probesSkipped.inc({ reason: 'failed_recently' })
+    const retryAfter = Math.max(1, Math.ceil(this.failed!.getRemainingTTL(name) / 1000))
+    throw new XrpcError(failure.status, failure.error, `${failure.message} (remembered; ask again in ${retryAfter} s)`, { 'Retry-After': String(retryAfter) })
+  }
+
+  /** Remembers a public request's failure for RELAY_CRAWL_FAILURE_TTL; returns it to throw. */
+  private remember(name: string, failure: XrpcError): XrpcError {
+    this.failed?.set(name, failure)
+    return failure
   }
 
   /** Reserves a slot in the per-day window or throws RateLimitExceeded. */

@@ -79,6 +79,8 @@ export class Crawler implements HostLifecycle {
       newHostsPerDay: opts.newHostsPerDay,
       disableRequestCrawl: opts.disableRequestCrawl,
       ...(opts.describeTimeoutMs !== undefined ? { describeTimeoutMs: opts.describeTimeoutMs } : {}),
+      ...(opts.failureTtlMs !== undefined ? { failureTtlMs: opts.failureTtlMs } : {}),
+      ...(opts.probeIntervalMs !== undefined ? { probeIntervalMs: opts.probeIntervalMs } : {}),
       addressLookup: opts.addressLookup,
       logger: this.log,
       metrics: this.metrics,

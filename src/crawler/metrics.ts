@@ -10,6 +10,7 @@ export class CrawlerMetrics {
   readonly futureCursor: Counter<'action'>
   readonly bytesIn: Counter
   readonly admissions: Counter<'result'>
+  readonly probesSkipped: Counter<'reason'>
 
   constructor(registry: Registry) {
     const registers = [registry]
@@ -21,5 +22,11 @@ export class CrawlerMetrics {
     this.futureCursor = new Counter({ name: 'relay_upstream_future_cursor_total', help: 'Upstream FutureCursor errors (host reset its sequence), by action taken', labelNames: ['action'], registers })
     this.bytesIn = new Counter({ name: 'relay_upstream_bytes_total', help: 'Bytes of WebSocket messages received from upstream hosts', registers })
     this.admissions = new Counter({ name: 'relay_host_admissions_total', help: 'requestCrawl outcomes', labelNames: ['result'], registers })
+    this.probesSkipped = new Counter({
+      name: 'relay_host_admission_probes_skipped_total',
+      help: 'requestCrawl answered without a describeServer probe: failed_recently (refused from memory), probed_recently (known host woken)',
+      labelNames: ['reason'],
+      registers,
+    })
   }
 }

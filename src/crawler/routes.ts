@@ -1,18 +1,32 @@
 /**
  * `com.atproto.sync.requestCrawl` (POST `{hostname}`), its deprecated alias
- * `notifyOfUpdate`, and the 2023 GET `?hostname=` form of both.
+ * `notifyOfUpdate`, and the 2023 GET `?hostname=` form of both. Each call
+ * first passes the per-client requestCrawl rate, then waits for one of the
+ * few admission slots (they read the ingest database and probe hosts).
  */
+import type { ClientLimits } from '../api/client-limits.js'
 import type { HttpServer, RequestContext } from '../api/http-server.js'
 import { Params } from '../api/params.js'
+import type { QueryGate } from '../api/query-gate.js'
 import type { Admission } from './admission.js'
 
-export function registerCrawlRoutes(http: HttpServer, admission: Pick<Admission, 'requestCrawl'>): void {
-  const handler = async (ctx: RequestContext) => {
-    await admission.requestCrawl(hostnameOf(ctx))
+export interface CrawlRouteLimits {
+  clients: Pick<ClientLimits, 'admitCrawl'>
+  gate: QueryGate
+}
+
+export function registerCrawlRoutes(http: HttpServer, admission: Pick<Admission, 'requestCrawl'>, limits?: CrawlRouteLimits): void {
+  const route = (nsid: string) => async (ctx: RequestContext) => {
+    const hostname = hostnameOf(ctx)
+    if (!limits) await admission.requestCrawl(hostname)
+    else {
+      limits.clients.admitCrawl(ctx.req, ctx.res, nsid)
+      await limits.gate.run(nsid, () => admission.requestCrawl(hostname))
+    }
     return undefined
   }
-  http.procedure('com.atproto.sync.requestCrawl', handler, { allowGet: true })
-  http.procedure('com.atproto.sync.notifyOfUpdate', handler, { allowGet: true })
+  http.procedure('com.atproto.sync.requestCrawl', route('com.atproto.sync.requestCrawl'), { allowGet: true })
+  http.procedure('com.atproto.sync.notifyOfUpdate', route('com.atproto.sync.notifyOfUpdate'), { allowGet: true })
 }
 
 /** The body's `hostname` when given, else the 2023 query parameter. */

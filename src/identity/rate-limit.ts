@@ -1,7 +1,8 @@
 /**
- * Per-key token buckets that delay callers instead of failing them, so the
+ * Per-key token buckets. `take` delays callers instead of failing them, so the
  * relay never hammers one PLC directory or did:web host however many events
- * ask for resolutions at once.
+ * ask for resolutions at once; `tryTake` refuses at once instead (per-client
+ * limits on the public API answer 429 rather than hold a request open).
  */
 import { LRUCache } from 'lru-cache'
 
@@ -10,6 +11,17 @@ export interface RateLimit {
   ratePerSec: number
   /** Requests allowed at once before delays start. */
   burst: number
+}
+
+/** What `tryTake` decided, with what a client needs for the RateLimit-* headers. */
+export interface TakeResult {
+  allowed: boolean
+  /** Whole tokens left after this request. */
+  remaining: number
+  /** Milliseconds until the bucket is full again. */
+  resetMs: number
+  /** Milliseconds until one token is available (0 when allowed). */
+  retryAfterMs: number
 }
 
 interface Bucket {
@@ -35,17 +47,37 @@ export class KeyedTokenBucket {
     this.buckets = new LRUCache({ max: opts.maxKeys ?? 10_000 })
   }
 
+  /** The bucket size: requests allowed at once. */
+  get capacity(): number {
+    return this.burst
+  }
+
+  /** Takes one token for `key` if one is available now; never waits and never goes into debt. */
+  tryTake(key: string): TakeResult {
+    const b = this.refill(key)
+    const allowed = b.tokens >= 1
+    if (allowed) b.tokens -= 1
+    const resetMs = ((this.burst - b.tokens) / this.rate) * 1000
+    const retryAfterMs = allowed ? 0 : ((1 - b.tokens) / this.rate) * 1000
+    return { allowed, remaining: Math.floor(b.tokens), resetMs, retryAfterMs }
+  }
+
+  private refill(key: string): Bucket {
+    const now = this.now()
+    const b = this.buckets.get(key) ?? { tokens: this.burst, updatedAt: now }
+    b.tokens = Math.min(this.burst, b.tokens + ((now - b.updatedAt) / 1000) * this.rate)
+    b.updatedAt = now
+    this.buckets.set(key, b)
+    return b
+  }
+
   /**
    * Reserves one token for `key` and returns how many milliseconds the caller
    * must wait before using it (0 when a token is available now).
    */
   reserve(key: string): number {
-    const now = this.now()
-    const b = this.buckets.get(key) ?? { tokens: this.burst, updatedAt: now }
-    b.tokens = Math.min(this.burst, b.tokens + ((now - b.updatedAt) / 1000) * this.rate)
-    b.updatedAt = now
+    const b = this.refill(key)
     b.tokens -= 1
-    this.buckets.set(key, b)
     return b.tokens >= 0 ? 0 : (-b.tokens / this.rate) * 1000
   }
 

@@ -70,6 +70,18 @@ export async function openStorage(options: StorageOptions): Promise<Storage> {
   return wrap(new Kysely<Database>({ dialect: new PGliteDialect(lite) }), 'pglite', () => ({ total: 1, idle: 0, waiting: 0 }))
 }
 
+/**
+ * The pool public API queries use, never the ingest pool. Postgres: its own
+ * pool, on `databaseUrl` (a read replica, or the primary again). PGlite is
+ * one in-process connection, so the query storage is the same connection
+ * (closing it is left to the primary); what keeps public queries from
+ * monopolising it is the API's query gate (RELAY_DB_QUERY_POOL_SIZE at once).
+ */
+export async function openQueryStorage(primary: Storage, options: Omit<StorageOptions, 'dataDir'>): Promise<Storage> {
+  if (primary.kind === 'pglite' || !options.databaseUrl) return { ...primary, close: async () => {} }
+  return openStorage({ ...options, dataDir: '' })
+}
+
 function wrap(db: Kysely<Database>, kind: StorageKind, poolStats: Storage['poolStats']): Storage {
   let closed = false
   return {

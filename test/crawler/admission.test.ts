@@ -123,9 +123,10 @@ describe('requestCrawl over HTTP', () => {
     expect(res.body?.message).toMatch(/describeServer.*HTTP 500/)
     expect(await hostRow(f.hostname)).toBeUndefined()
 
-    f.describeStatus = 200
-    f.describeBody = '<html>proxy error</html>'
-    const notJson = await requestCrawl(f.hostname)
+    const other = await fake()
+    other.describeStatus = 200
+    other.describeBody = '<html>proxy error</html>'
+    const notJson = await requestCrawl(other.hostname)
     expect(notJson.status).toBe(502)
     expect(notJson.body?.message).toMatch(/JSON/)
 
@@ -251,6 +252,38 @@ describe('requestCrawl over HTTP', () => {
     expect(result.outcome).toBe('reconnecting')
     await f.waitForConnections(2, 3_000)
     await waitFor(async () => (await hostRow(f.hostname))?.status === 'active', 3_000, 'active status')
+  })
+
+  it('answers a name that failed recently from memory: same error, Retry-After, no new probe; admins still probe', async () => {
+    const f = await fake()
+    f.describeStatus = 500
+    expect((await requestCrawl(f.hostname)).status).toBe(502)
+    expect(f.describeCalls).toBe(1)
+    f.describeStatus = 200
+    for (let i = 0; i < 3; i++) {
+      const again = await requestCrawl(f.hostname)
+      expect(again.status).toBe(502)
+      expect(again.body?.error).toBe('UpstreamFailure')
+      expect(again.body?.message).toMatch(/HTTP 500.*remembered/)
+      expect(Number(again.headers.get('retry-after'))).toBeGreaterThan(0)
+    }
+    expect(f.describeCalls).toBe(1)
+    const invalid = await requestCrawl('not a host')
+    expect(invalid.status).toBe(400)
+    expect((await requestCrawl('not a host')).body?.message).toMatch(/remembered/)
+
+    // The admin path always probes, and its success clears the memory.
+    expect((await crawler.requestCrawl(f.hostname, { admin: true })).outcome).toBe('added')
+    expect(f.describeCalls).toBe(2)
+    expect((await requestCrawl(f.hostname)).status).toBe(200)
+  })
+
+  it('probes a known host at most once per interval; within it requestCrawl just wakes it', async () => {
+    const f = await fake()
+    expect((await requestCrawl(f.hostname)).status).toBe(200)
+    await f.waitForConnections(1)
+    for (let i = 0; i < 5; i++) expect((await requestCrawl(f.hostname)).status).toBe(200)
+    expect(f.describeCalls).toBe(1)
   })
 
   it('throws XrpcError from the programmatic API too', async () => {

@@ -52,6 +52,8 @@ export interface FakePdsStats {
   bytesSent: number
   /** The `cursor` of every accepted subscription, in order (null = none given). */
   cursors: (number | null)[]
+  /** describeServer requests answered (the relay's admission probes). */
+  describeCalls: number
 }
 
 interface RawItem {
@@ -80,7 +82,7 @@ export class FakePds {
   readonly wsUrl: string
   /** `localhost:<port>`, what a relay is asked to crawl. */
   readonly hostname: string
-  readonly stats: FakePdsStats = { connections: 0, open: 0, refused: 0, framesSent: 0, bytesSent: 0, cursors: [] }
+  readonly stats: FakePdsStats = { connections: 0, open: 0, refused: 0, framesSent: 0, bytesSent: 0, cursors: [], describeCalls: 0 }
 
   private history: SeqFrame[] = []
   private currentSeq = 0
@@ -520,6 +522,7 @@ export class FakePds {
       case '/xrpc/_health':
         return sendJson(res, 200, { version: 'fake-pds' })
       case '/xrpc/com.atproto.server.describeServer':
+        this.stats.describeCalls++
         return sendJson(res, 200, {
           did: 'did:web:localhost',
           availableUserDomains: ['.test'],

@@ -34,12 +34,15 @@ export interface TestRelayOptions {
   handles?: Map<string, string>
   lenient?: boolean
   env?: Record<string, string>
+  /** Replaces loopbackLookup (e.g. to count lookups); must stay loopback-only. */
+  addressLookup?: AddressLookup
 }
 
 export async function startTestRelay(opts: TestRelayOptions): Promise<Relay> {
   const config = loadConfig({
     DATABASE_URL: opts.databaseUrl,
     RELAY_DB_POOL_SIZE: '6',
+    RELAY_DB_QUERY_POOL_SIZE: '4',
     RELAY_API_LISTEN: '127.0.0.1:0',
     RELAY_METRICS_LISTEN: '127.0.0.1:0',
     RELAY_ALLOW_INSECURE_HOSTS: 'true',
@@ -52,7 +55,7 @@ export async function startTestRelay(opts: TestRelayOptions): Promise<Relay> {
   return startRelay(config, createLogger((process.env.RELAY_TEST_LOG as LogLevel | undefined) ?? 'silent'), {
     backoff: { baseMs: 50, maxMs: 500 },
     maxBatchDelayMs: 5,
-    addressLookup: loopbackLookup,
+    addressLookup: opts.addressLookup ?? loopbackLookup,
     txtLookup: txtLookupFrom(opts.handles ?? new Map()),
   })
 }
@@ -61,15 +64,20 @@ export function apiUrl(relay: Relay, path: string): string {
   return `http://127.0.0.1:${relay.apiAddress.port}${path}`
 }
 
-/** POST requestCrawl; throws with the relay's answer unless 200. */
-export async function requestCrawl(relay: Relay, hostname: string): Promise<void> {
-  const res = await fetch(apiUrl(relay, '/xrpc/com.atproto.sync.requestCrawl'), {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ hostname }),
-  })
-  const text = await res.text()
-  if (res.status !== 200) throw new Error(`requestCrawl ${hostname}: ${res.status} ${text}`)
+/** POST requestCrawl, asking again after a 503 (busy) as a PDS would; throws with the relay's answer unless 200. */
+export async function requestCrawl(relay: Relay, hostname: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const res = await fetch(apiUrl(relay, '/xrpc/com.atproto.sync.requestCrawl'), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ hostname }),
+    })
+    const text = await res.text()
+    if (res.status === 200) return
+    if (res.status !== 503 || Date.now() > deadline) throw new Error(`requestCrawl ${hostname}: ${res.status} ${text}`)
+    await new Promise((r) => setTimeout(r, 100))
+  }
 }
 
 export async function getJson(relay: Relay, path: string): Promise<{ status: number; body: Record<string, unknown> }> {
@@ -115,6 +123,8 @@ export interface OutEvent {
   /** `repo` of a #commit, `did` of the others */
   did: string
   body: Record<string, unknown>
+  /** Date.now() when the frame arrived. */
+  receivedAt: number
 }
 
 /** A subscribeRepos client that decodes and keeps every frame the relay sends. */
@@ -137,7 +147,7 @@ export class FirehoseReader {
         }
         const body = frame.body
         const did = (frame.t === '#commit' ? body.repo : body.did) as string
-        this.events.push({ seq: body.seq as number, t: frame.t, did, body })
+        this.events.push({ seq: body.seq as number, t: frame.t, did, body, receivedAt: Date.now() })
       } catch (err) {
         this.errors.push(`undecodable: ${(err as Error).message}`)
       }
