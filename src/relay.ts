@@ -6,10 +6,13 @@
  *                         │                      │
  *                      identity               event log (Postgres / PGlite)
  */
+import { existsSync } from 'node:fs'
 import type { AddressInfo } from 'node:net'
+import { join } from 'node:path'
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client'
 import type { Logger } from 'pino'
-import { AdminAuth, generateAdminPassword } from './api/admin/auth.js'
+import { resolveAdminPassword, type AdminPasswordSource } from './admin-password.js'
+import { AdminAuth } from './api/admin/auth.js'
 import { registerAdminPage } from './api/admin/page.js'
 import { registerAdminRoutes } from './api/admin/routes.js'
 import { registerHealthRoutes } from './api/health.js'
@@ -62,6 +65,10 @@ export async function startRelay(config: Config, logger: Logger, overrides: Rela
   // A missing native secp256k1 binding would silently make verification ~56x slower.
   assertNativeSecp256k1()
 
+  // PGlite takes 10-20 s to create its database on a first start: say so before the silence.
+  const opening = describeStorage(config)
+  logger.info(opening.fields, opening.message)
+  const openedAt = Date.now()
   const storage = await openStorage({
     databaseUrl: config.databaseUrl,
     dataDir: config.dataDir,
@@ -75,7 +82,7 @@ export async function startRelay(config: Config, logger: Logger, overrides: Rela
 
   try {
     const applied = await migrate(storage)
-    logger.info({ storage: storage.kind, applied }, 'database ready')
+    logger.info({ storage: storage.kind, applied, ms: Date.now() - openedAt }, 'database ready')
 
     const registry = new Registry()
     collectDefaultMetrics({ register: registry })
@@ -159,12 +166,8 @@ export async function startRelay(config: Config, logger: Logger, overrides: Rela
 
     const admin = new RelayAdmin({ storage, crawler, ingest, firehose, sequencer, stats, settings })
 
-    let adminPassword = config.adminPassword
-    if (!adminPassword) {
-      adminPassword = generateAdminPassword()
-      // Logged once so the operator can sign in; set RELAY_ADMIN_PASSWORD to choose one.
-      logger.warn({ adminPassword }, 'RELAY_ADMIN_PASSWORD is not set: generated an admin password for this run')
-    }
+    const { password: adminPassword, source } = resolveAdminPassword(config)
+    logAdminPasswordSource(logger, adminPassword, source)
 
     const http = new HttpServer(logger.child({ system: 'api' }))
     registerHealthRoutes(http, storage)
@@ -220,6 +223,33 @@ export async function startRelay(config: Config, logger: Logger, overrides: Rela
   } catch (err) {
     await unwind()
     throw err
+  }
+}
+
+function describeStorage(config: Config): { fields: Record<string, unknown>; message: string } {
+  if (config.databaseUrl) {
+    const url = new URL(config.databaseUrl)
+    const database = `${url.hostname}:${url.port || 5432}${url.pathname}` // no credentials in the log
+    return { fields: { storage: 'postgres', database }, message: `connecting to PostgreSQL at ${database}` }
+  }
+  if (config.dataDir.startsWith('memory://')) return { fields: { storage: 'pglite', dataDir: config.dataDir }, message: 'opening an in-memory embedded database (PGlite)' }
+  const created = existsSync(join(config.dataDir, 'PG_VERSION'))
+  return {
+    fields: { storage: 'pglite', dataDir: config.dataDir },
+    message: created
+      ? `opening the embedded database (PGlite) in ${config.dataDir}: takes a few seconds`
+      : `creating the embedded database (PGlite) in ${config.dataDir}: the first start takes 10-20 s`,
+  }
+}
+
+function logAdminPasswordSource(logger: Logger, adminPassword: string, source: AdminPasswordSource): void {
+  if (source.kind === 'generated' && source.path)
+    // Logged once, on the start that creates it; later starts read the file. Set RELAY_ADMIN_PASSWORD to choose one.
+    logger.warn({ adminPassword, file: source.path }, 'RELAY_ADMIN_PASSWORD is not set: generated an admin password and saved it (user "admin")')
+  else if (source.kind === 'generated') logger.warn({ adminPassword }, 'RELAY_ADMIN_PASSWORD is not set: generated an admin password for this run (in-memory data dir)')
+  else if (source.kind === 'file') {
+    logger.info({ file: source.path }, 'RELAY_ADMIN_PASSWORD is not set: using the admin password saved by an earlier start')
+    if (source.othersCanRead) logger.warn({ file: source.path }, 'the admin password file is readable by other users: chmod 600 it')
   }
 }
 
