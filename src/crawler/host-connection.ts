@@ -18,6 +18,7 @@ import { VERSION } from '../package-root.js'
 import { backoffDelay, type BackoffOptions } from './backoff.js'
 import type { CrawlerMetrics } from './metrics.js'
 import { HostRateLimiter, hostRateLimits, type RateLimitState } from './rate-limit.js'
+import { RateLimitEpisode, type RateLimitedView } from './rate-limit-episode.js'
 import type { HostCursorSource, IngestSink, UpstreamHost } from './types.js'
 
 /** Sent upstream on every request; the `atproto-relay` token lets hosts and other relays detect loops. */
@@ -70,6 +71,8 @@ export interface HostConnectionOptions {
   backoff: BackoffOptions
   pingIntervalMs: number
   handshakeTimeoutMs: number
+  /** How long without a rate-limit wait ends a rate-limit episode (default 10 s). */
+  rateLimitQuietMs?: number | undefined
 }
 
 export interface ConnectionInfo {
@@ -85,6 +88,8 @@ export interface ConnectionInfo {
   lastError: string | null
   /** Why reading is paused, or null. */
   heldBack: HoldReason | null
+  /** Held back by its rate limits now or within the last few seconds (one episode), or null. */
+  rateLimited: RateLimitedView | null
   /** Parsed frames waiting for ingest or the rate limits. */
   queued: number
   rateLimits: RateLimitState
@@ -142,6 +147,7 @@ export class HostConnection {
   private awaiting: Promise<void> | undefined
   private pumping = false
   private held: HoldReason | null = null
+  private readonly rateLimited: RateLimitEpisode
 
   constructor(opts: HostConnectionOptions) {
     this.opts = opts
@@ -150,6 +156,7 @@ export class HostConnection {
     this.startLive = opts.startLive ?? false
     this.log = opts.logger.child({ host: opts.host.hostname })
     this.limiter = new HostRateLimiter(hostRateLimits(opts.host.accountLimit, opts.host.trusted))
+    this.rateLimited = new RateLimitEpisode(this.log, opts.metrics.rateLimitedHosts, opts.rateLimitQuietMs)
     this.policy = { allowLoopback: opts.allowInsecureHosts }
     this.lookup = createGuardedLookup(this.policy, opts.addressLookup)
   }
@@ -201,9 +208,14 @@ export class HostConnection {
       nextRetryAt: this.nextRetryAt === null ? null : new Date(this.nextRetryAt).toISOString(),
       lastError: this.lastError,
       heldBack: this.held,
+      rateLimited: this.rateLimited.view(),
       queued: this.queue.length,
       rateLimits: this.limiter.state(),
     }
+  }
+
+  rateLimitedView(): RateLimitedView | null {
+    return this.rateLimited.view()
   }
 
   /** Close cleanly and wait for the push ingest is still holding. Frames not yet pushed are dropped (the cursor never passed them). */
@@ -213,6 +225,7 @@ export class HostConnection {
     this.clearRetry()
     clearTimeout(this.rateTimer)
     this.rateTimer = undefined
+    this.rateLimited.stop()
     this.queue = []
     const s = this.session
     if (s && s.ws.readyState !== WebSocket.CLOSED) {
@@ -448,8 +461,10 @@ export class HostConnection {
         const wait = this.limiter.waitMs()
         if (wait > 0) {
           this.hold('rate-limit')
+          this.rateLimited.held(this.limiter.blockingWindow() ?? 'perSecond', this.limiter.state())
           this.rateTimer ??= setTimeout(() => {
             this.rateTimer = undefined
+            this.rateLimited.waitEnded()
             this.pump()
           }, wait)
           return
