@@ -76,6 +76,7 @@ export function registerAdminRoutes(http: HttpServer, auth: AdminAuth, controls:
   on('POST', 'accounts/restore', async (ctx) => (await controls.restore(did(str(bodyOf(ctx), 'did'))), ok))
   on('GET', 'takedowns', async () => ({ dids: await controls.listTakedowns() }))
   on('GET', 'consumers', async () => ({ consumers: controls.consumers() }))
+  on('GET', 'activity', async () => controls.activity())
   on('GET', 'settings', async () => controls.settings())
   on('POST', 'settings', async (ctx) => {
     const body = bodyOf(ctx)
