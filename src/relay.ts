@@ -12,11 +12,14 @@ import { join } from 'node:path'
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client'
 import type { Logger } from 'pino'
 import { resolveAdminPassword, type AdminPasswordSource } from './admin-password.js'
+import { ActivityHistory } from './api/admin/activity.js'
 import { AdminAuth } from './api/admin/auth.js'
 import { registerAdminPage } from './api/admin/page.js'
 import { registerAdminRoutes } from './api/admin/routes.js'
 import { registerHealthRoutes } from './api/health.js'
+import { registerHostLimitMetrics } from './api/host-limit-metrics.js'
 import { registerHostLagMetrics } from './api/relay-metrics.js'
+import { registerStorageMetrics } from './api/storage-metrics.js'
 import { HttpServer } from './api/http-server.js'
 import { MetricsServer } from './api/metrics-server.js'
 import { registerSyncQueries } from './api/sync-queries.js'
@@ -59,6 +62,8 @@ export interface RelayOverrides {
   maxBatchDelayMs?: number
   /** Replace DNS TXT lookups for handle verification (tests never query real DNS). */
   txtLookup?: TxtLookup
+  /** The admin page's activity history interval (default a minute; tests shorten it). */
+  activityIntervalMs?: number
 }
 
 export async function startRelay(config: Config, logger: Logger, overrides: RelayOverrides = {}): Promise<Relay> {
@@ -87,6 +92,8 @@ export async function startRelay(config: Config, logger: Logger, overrides: Rela
     const registry = new Registry()
     collectDefaultMetrics({ register: registry })
     registerPoolMetrics(registry, storage)
+    registerStorageMetrics({ registry, storage, dataDir: config.dataDir, logger })
+    registerHostLimitMetrics({ registry, storage, logger })
     const stats = new HostStats(registry)
 
     const identity = createIdentity({
@@ -164,14 +171,17 @@ export async function startRelay(config: Config, logger: Logger, overrides: Rela
     cleanup.push(() => crawler.stop())
     registerHostLagMetrics({ crawler, stats, registry })
 
-    const admin = new RelayAdmin({ storage, crawler, ingest, firehose, sequencer, stats, settings })
+    const activity = new ActivityHistory(stats, overrides.activityIntervalMs ? { intervalMs: overrides.activityIntervalMs } : {})
+    activity.start()
+    cleanup.push(async () => activity.stop())
+    const admin = new RelayAdmin({ storage, crawler, ingest, firehose, sequencer, stats, settings, activity })
 
     const { password: adminPassword, source } = resolveAdminPassword(config)
     logAdminPasswordSource(logger, adminPassword, source)
 
     const http = new HttpServer(logger.child({ system: 'api' }))
     registerHealthRoutes(http, storage)
-    registerSyncQueries(http, { storage, stats })
+    registerSyncQueries(http, { storage, stats, rateLimitedHosts: () => crawler.rateLimitedHosts() })
     registerCrawlRoutes(http, crawler.admission)
     http.upgradeRoute('/xrpc/com.atproto.sync.subscribeRepos', (req, socket, head) => firehose.handleUpgrade(req, socket, head))
     registerAdminRoutes(http, new AdminAuth(adminPassword), admin)
@@ -207,6 +217,7 @@ export async function startRelay(config: Config, logger: Logger, overrides: Rela
           // Stop listening now, but wait for the server to drain only after the firehose has
           // closed its consumers: their upgraded sockets keep server.close() pending until then.
           const httpClosed = http.close()
+          activity.stop()
           await crawler.stop()
           await ingest.stop()
           await sequencer.stop()
