@@ -70,7 +70,7 @@ export async function startRelay(config: Config, logger: Logger, overrides: Rela
   // A missing native secp256k1 binding would silently make verification ~56x slower.
   assertNativeSecp256k1()
 
-  // PGlite takes 10-20 s to create its database on a first start: say so before the silence.
+  // PGlite takes 10-30 s to create its database on a first start: say so before the silence.
   const opening = describeStorage(config)
   logger.info(opening.fields, opening.message)
   const openedAt = Date.now()
@@ -249,7 +249,7 @@ function describeStorage(config: Config): { fields: Record<string, unknown>; mes
     fields: { storage: 'pglite', dataDir: config.dataDir },
     message: created
       ? `opening the embedded database (PGlite) in ${config.dataDir}: takes a few seconds`
-      : `creating the embedded database (PGlite) in ${config.dataDir}: the first start takes 10-20 s`,
+      : `creating the embedded database (PGlite) in ${config.dataDir}: the first start takes 10-30 s`,
   }
 }
 
