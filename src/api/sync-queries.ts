@@ -27,11 +27,12 @@ export interface SyncQueryDeps {
 
 /**
  * The lexicon's hostStatus for a host: the stored status, except that an active
- * host held back by its rate limits is `throttled` (a known hostStatus value)
- * while that lasts.
+ * host held back by its hourly or daily rate limit is `throttled` (a known
+ * hostStatus value) while that lasts. Per-second pacing, routine while a host
+ * catches up, shows only in getHostStatus's `rateLimited`.
  */
-function hostStatus(stored: string, rateLimited: RateLimitedView | null | undefined): string {
-  return stored === 'active' && rateLimited ? 'throttled' : stored
+export function lexiconHostStatus(stored: string, rateLimited: RateLimitedView | null | undefined): string {
+  return stored === 'active' && rateLimited && rateLimited.window !== 'perSecond' ? 'throttled' : stored
 }
 
 interface AccountRow {
@@ -166,7 +167,7 @@ export function registerSyncQueries(http: HttpServer, deps: SyncQueryDeps): void
     return {
       json: {
         ...next,
-        hosts: page.map((h) => ({ hostname: h.hostname, seq: h.cursor, accountCount: h.account_count, status: hostStatus(h.status, rateLimited?.get(h.hostname)) })),
+        hosts: page.map((h) => ({ hostname: h.hostname, seq: h.cursor, accountCount: h.account_count, status: lexiconHostStatus(h.status, rateLimited?.get(h.hostname)) })),
       },
     }
   })
@@ -188,7 +189,7 @@ export function registerSyncQueries(http: HttpServer, deps: SyncQueryDeps): void
         hostname: host.hostname,
         seq: host.cursor,
         accountCount: host.account_count,
-        status: hostStatus(host.status, rateLimited),
+        status: lexiconHostStatus(host.status, rateLimited),
         // additive fields for operators and PDS admins: why events are (not) flowing
         accountLimit: host.account_limit,
         throttledAccounts: Number(throttled.n),

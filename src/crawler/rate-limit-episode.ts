@@ -15,7 +15,7 @@ export type RateLimitWindow = 'perSecond' | 'perHour' | 'perDay'
 export interface RateLimitedView {
   /** When the episode started (ISO 8601). */
   since: string
-  /** The window that held the host back when it started. */
+  /** The longest window that has held the host back in this episode. */
   window: RateLimitWindow
   /** That window's limit. */
   limit: number
@@ -38,14 +38,19 @@ export class RateLimitEpisode {
   /** The limiter made the host wait (called on every such wait). */
   held(window: RateLimitWindow, state: RateLimitState, now = Date.now()): void {
     this.lastHeldAt = now
-    if (this.started) return
+    if (this.started && RANK[window] <= RANK[this.started.window]) return
     const limit = state[window]
+    const fields = { window, limit, count: state.counts[window] }
+    const message = `host held back by its ${WINDOW_NAMES[window]} rate limit (${limit}): reading paused while it is over, nothing is dropped`
+    // Per-second pacing is routine while a host catches up; an hourly or daily budget used up is the operator's business.
+    if (window === 'perSecond') this.log.info(fields, message)
+    else this.log.warn(fields, message)
+    if (this.started) {
+      this.started = { ...this.started, window, limit }
+      return
+    }
     this.started = { at: now, window, limit }
     this.gauge.inc()
-    this.log.warn(
-      { window, limit, count: state.counts[window] },
-      `host held back by its ${WINDOW_NAMES[window]} rate limit (${limit}): reading paused while it is over, nothing is dropped`,
-    )
     this.schedule(this.quietMs)
   }
 
@@ -85,3 +90,4 @@ export class RateLimitEpisode {
 }
 
 const WINDOW_NAMES: Record<RateLimitWindow, string> = { perSecond: 'per-second', perHour: 'hourly', perDay: 'daily' }
+const RANK: Record<RateLimitWindow, number> = { perSecond: 0, perHour: 1, perDay: 2 }
