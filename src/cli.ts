@@ -3,14 +3,16 @@
  * atrelay command line: `serve` runs the relay, `migrate` applies the schema.
  */
 import { existsSync } from 'node:fs'
-import { ConfigError, loadConfig, type Config } from './config.js'
-import { ADMIN_USAGE, runAdminCommand, UsageError } from './cli/admin-commands.js'
-import { AdminClientError } from './cli/admin-client.js'
-import { createLogger, flushLogsBeforeExit } from './logger.js'
+import { loadConfig, type Config } from './config.js'
+import { ADMIN_USAGE, runAdminCommand } from './cli/admin-commands.js'
+import { readAdminPasswordFile } from './admin-password.js'
 import { VERSION } from './package-root.js'
-import { startRelay } from './relay.js'
-import { openStorage } from './storage/db.js'
-import { migrate, SchemaTooNewError } from './storage/migrate.js'
+
+// The relay, the database drivers and pino are imported only by the commands that
+// use them: loading them all costs ~1.5 s, which admin commands (one HTTP call) should not pay.
+
+/** Errors the operator fixes: printed as one line, no stack (matched by name, their modules load lazily). */
+const OPERATOR_ERRORS = new Set(['ConfigError', 'SchemaTooNewError', 'AdminClientError', 'UsageError'])
 
 const USAGE = `atrelay ${VERSION}: an AT Protocol relay
 
@@ -26,12 +28,12 @@ Configuration comes from environment variables; see config/example.env.`
 /** A stop that takes longer than this (a stuck socket, a stalled database) is cut short. */
 const SHUTDOWN_DEADLINE_MS = 10_000
 
-function exitNow(code: number): never {
-  flushLogsBeforeExit()
-  process.exit(code)
-}
-
 async function serve(config: Config): Promise<void> {
+  const [{ createLogger, flushLogsBeforeExit }, { startRelay }] = await Promise.all([import('./logger.js'), import('./relay.js')])
+  const exitNow = (code: number): never => {
+    flushLogsBeforeExit()
+    process.exit(code)
+  }
   const logger = createLogger(config.logLevel)
   const relay = await startRelay(config, logger)
   let signals = 0
@@ -58,6 +60,7 @@ async function serve(config: Config): Promise<void> {
 }
 
 async function migrateOnly(config: Config): Promise<void> {
+  const [{ openStorage }, { migrate }] = await Promise.all([import('./storage/db.js'), import('./storage/migrate.js')])
   const storage = await openStorage({ databaseUrl: config.databaseUrl, dataDir: config.dataDir })
   try {
     const applied = await migrate(storage)
@@ -87,7 +90,8 @@ async function main(argv: string[]): Promise<number> {
     case 'domains':
     case 'accounts':
     case 'pull-hosts':
-      await runAdminCommand(argv, { adminUrl: config.adminUrl, adminPassword: config.adminPassword })
+      // Unset: the password the relay generated and kept in RELAY_DATA_DIR, when this is the relay's machine.
+      await runAdminCommand(argv, { adminUrl: config.adminUrl, adminPassword: config.adminPassword ?? readAdminPasswordFile(config.dataDir) })
       return 0
     default:
       console.error(`atrelay: unknown command "${command}"\n\n${USAGE}`)
@@ -101,8 +105,7 @@ main(process.argv.slice(2)).then(
   },
   (err: unknown) => {
     // Configuration and schema problems are the operator's to fix: one clear line, no stack.
-    if (err instanceof ConfigError || err instanceof SchemaTooNewError || err instanceof AdminClientError || err instanceof UsageError)
-      console.error(`atrelay: ${err.message}`)
+    if (err instanceof Error && OPERATOR_ERRORS.has(err.name)) console.error(`atrelay: ${err.message}`)
     else console.error('atrelay: fatal:', err)
     process.exit(1)
   },

@@ -194,7 +194,7 @@ export const SETTINGS = [
   s({ env: 'RELAY_API_LISTEN', key: 'apiListen', default: ':2470', doc: 'Address for the API and firehose ([host]:port).', parse: parseListen }),
   s({ env: 'RELAY_METRICS_LISTEN', key: 'metricsListen', default: ':2471', doc: 'Address for Prometheus /metrics ([host]:port).', parse: parseListen }),
   s({ env: 'LOG_LEVEL', key: 'logLevel', default: 'info', doc: 'fatal, error, warn, info, debug, trace or silent.', parse: oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const) }),
-  s({ env: 'RELAY_ADMIN_PASSWORD', key: 'adminPassword', default: undefined, doc: 'Admin API password (user "admin"). Unset: a random one is generated and logged once at start-up.', parse: optionalText }),
+  s({ env: 'RELAY_ADMIN_PASSWORD', key: 'adminPassword', default: undefined, doc: 'Admin API password (user "admin"). Unset: one is generated on the first start, logged once and kept in RELAY_DATA_DIR/admin-password (mode 0600).', parse: optionalText }),
   s({ env: 'RELAY_PLC_URL', key: 'plcUrl', default: 'https://plc.directory', doc: 'PLC directory used to resolve did:plc.', parse: url(['https:', 'http:']) }),
   s({ env: 'RELAY_PLC_RATE_LIMIT', key: 'plcRateLimit', default: '100', doc: 'DID resolutions per second sent to the PLC directory (bursts of twice that); raise it for a mirror you run.', parse: int(1, 1_000_000) }),
   s({ env: 'RELAY_ALLOW_INSECURE_HOSTS', key: 'allowInsecureHosts', default: 'false', doc: 'Development only: allow localhost:<port> hosts over plain ws/http and loopback addresses.', parse: bool }),

@@ -4,6 +4,7 @@
  * pipeline, firehose and database. Every change that matters to consumers goes
  * through ingest so it is emitted as an event (takedowns emit #account).
  */
+import type { ActivityHistory, ActivityView } from './api/admin/activity.js'
 import { AdminError, type AdminAccount, type AdminConsumer, type AdminControls, type AdminHost, type RelaySettings } from './api/admin/controls.js'
 import { cidToString } from './atproto/cid.js'
 import type { Crawler } from './crawler/index.js'
@@ -21,6 +22,7 @@ export interface RelayAdminDeps {
   sequencer: Sequencer
   stats: HostStats
   settings: RuntimeSettings
+  activity: ActivityHistory
 }
 
 const DOMAIN = /^[a-z0-9-]+(\.[a-z0-9-]+)+$/
@@ -44,6 +46,7 @@ export class RelayAdmin implements AdminControls {
     ])
     const throttledBy = new Map(throttled.map((r) => [r.host_id, Number(r.n)]))
     const now = Date.now()
+    const rateLimited = this.deps.crawler.rateLimitedHosts()
     return hosts.map((h) => {
       const events = this.deps.stats.snapshot(h.hostname)
       const conn = this.deps.crawler.connection(h.hostname)
@@ -63,6 +66,7 @@ export class RelayAdmin implements AdminControls {
         lastError: h.last_error
           ? { message: h.last_error, at: h.last_error_at ? new Date(h.last_error_at).toISOString() : null }
           : events.lastError,
+        rateLimited: rateLimited.get(h.hostname) ?? null,
       }
     })
   }
@@ -155,6 +159,10 @@ export class RelayAdmin implements AdminControls {
   async listTakedowns(): Promise<string[]> {
     const rows = await this.deps.storage.db.selectFrom('account').select('did').where('local_status', '=', 'takendown').orderBy('id').execute()
     return rows.map((r) => r.did)
+  }
+
+  activity(): ActivityView {
+    return this.deps.activity.view()
   }
 
   consumers(): AdminConsumer[] {

@@ -10,15 +10,21 @@
  * admin) and `queryStorage` (public sync queries and health; DATABASE_READ_URL
  * may point it at a replica), so public traffic cannot take ingest's connections.
  */
+import { existsSync } from 'node:fs'
 import type { AddressInfo } from 'node:net'
+import { join } from 'node:path'
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client'
 import type { Logger } from 'pino'
-import { AdminAuth, generateAdminPassword } from './api/admin/auth.js'
+import { resolveAdminPassword, type AdminPasswordSource } from './admin-password.js'
+import { ActivityHistory } from './api/admin/activity.js'
+import { AdminAuth } from './api/admin/auth.js'
 import { registerAdminPage } from './api/admin/page.js'
 import { registerAdminRoutes } from './api/admin/routes.js'
 import { ClientLimits } from './api/client-limits.js'
 import { registerHealthRoutes } from './api/health.js'
+import { registerHostLimitMetrics } from './api/host-limit-metrics.js'
 import { registerHostLagMetrics } from './api/relay-metrics.js'
+import { registerStorageMetrics } from './api/storage-metrics.js'
 import { HttpServer } from './api/http-server.js'
 import { MetricsServer } from './api/metrics-server.js'
 import { QueryGate } from './api/query-gate.js'
@@ -69,12 +75,18 @@ export interface RelayOverrides {
   maxBatchDelayMs?: number
   /** Replace DNS TXT lookups for handle verification (tests never query real DNS). */
   txtLookup?: TxtLookup
+  /** The admin page's activity history interval (default a minute; tests shorten it). */
+  activityIntervalMs?: number
 }
 
 export async function startRelay(config: Config, logger: Logger, overrides: RelayOverrides = {}): Promise<Relay> {
   // A missing native secp256k1 binding would silently make verification ~56x slower.
   assertNativeSecp256k1()
 
+  // PGlite takes 10-30 s to create its database on a first start: say so before the silence.
+  const opening = describeStorage(config)
+  logger.info(opening.fields, opening.message)
+  const openedAt = Date.now()
   const storage = await openStorage({
     databaseUrl: config.databaseUrl,
     dataDir: config.dataDir,
@@ -94,7 +106,7 @@ export async function startRelay(config: Config, logger: Logger, overrides: Rela
       onPoolError: (err) => logger.warn({ err, pool: 'query' }, 'idle database connection failed'),
     })
     cleanup.push(() => queryStorage.close())
-    logger.info({ storage: storage.kind, applied, readReplica: config.databaseReadUrl !== undefined }, 'database ready')
+    logger.info({ storage: storage.kind, applied, readReplica: config.databaseReadUrl !== undefined, ms: Date.now() - openedAt }, 'database ready')
 
     const registry = new Registry()
     collectDefaultMetrics({ register: registry })
@@ -103,6 +115,8 @@ export async function startRelay(config: Config, logger: Logger, overrides: Rela
     const queryGate = new QueryGate({ name: 'query', concurrency: config.dbQueryPoolSize, ...gateOptions })
     const crawlGate = new QueryGate({ name: 'crawl', concurrency: config.crawlConcurrency, ...gateOptions })
     registerPoolMetrics(registry, { ingest: storage, ...(queryStorage !== storage && storage.kind === 'postgres' ? { query: queryStorage } : {}) }, [queryGate, crawlGate])
+    registerStorageMetrics({ registry, storage, dataDir: config.dataDir, logger })
+    registerHostLimitMetrics({ registry, storage, logger })
     const stats = new HostStats(registry)
 
     const identity = createIdentity({
@@ -182,14 +196,13 @@ export async function startRelay(config: Config, logger: Logger, overrides: Rela
     cleanup.push(() => crawler.stop())
     registerHostLagMetrics({ crawler, stats, registry })
 
-    const admin = new RelayAdmin({ storage, crawler, ingest, firehose, sequencer, stats, settings })
+    const activity = new ActivityHistory(stats, overrides.activityIntervalMs ? { intervalMs: overrides.activityIntervalMs } : {})
+    activity.start()
+    cleanup.push(async () => activity.stop())
+    const admin = new RelayAdmin({ storage, crawler, ingest, firehose, sequencer, stats, settings, activity })
 
-    let adminPassword = config.adminPassword
-    if (!adminPassword) {
-      adminPassword = generateAdminPassword()
-      // Logged once so the operator can sign in; set RELAY_ADMIN_PASSWORD to choose one.
-      logger.warn({ adminPassword }, 'RELAY_ADMIN_PASSWORD is not set: generated an admin password for this run')
-    }
+    const { password: adminPassword, source } = resolveAdminPassword(config)
+    logAdminPasswordSource(logger, adminPassword, source)
 
     const adminAuth = new AdminAuth(adminPassword)
     const clientLimits = new ClientLimits({
@@ -205,7 +218,7 @@ export async function startRelay(config: Config, logger: Logger, overrides: Rela
     const http = new HttpServer(logger.child({ system: 'api' }))
     http.setGuard(clientLimits)
     registerHealthRoutes(http, queryStorage)
-    registerSyncQueries(http, { storage: queryStorage, stats, gate: queryGate })
+    registerSyncQueries(http, { storage: queryStorage, stats, gate: queryGate, rateLimitedHosts: () => crawler.rateLimitedHosts() })
     registerCrawlRoutes(http, crawler.admission, { clients: clientLimits, gate: crawlGate })
     http.upgradeRoute('/xrpc/com.atproto.sync.subscribeRepos', (req, socket, head) => firehose.handleUpgrade(req, socket, head))
     registerAdminRoutes(http, adminAuth, admin)
@@ -244,6 +257,7 @@ export async function startRelay(config: Config, logger: Logger, overrides: Rela
           // Stop listening now, but wait for the server to drain only after the firehose has
           // closed its consumers: their upgraded sockets keep server.close() pending until then.
           const httpClosed = http.close()
+          activity.stop()
           await crawler.stop()
           await ingest.stop()
           await sequencer.stop()
@@ -261,6 +275,33 @@ export async function startRelay(config: Config, logger: Logger, overrides: Rela
   } catch (err) {
     await unwind()
     throw err
+  }
+}
+
+function describeStorage(config: Config): { fields: Record<string, unknown>; message: string } {
+  if (config.databaseUrl) {
+    const url = new URL(config.databaseUrl)
+    const database = `${url.hostname}:${url.port || 5432}${url.pathname}` // no credentials in the log
+    return { fields: { storage: 'postgres', database }, message: `connecting to PostgreSQL at ${database}` }
+  }
+  if (config.dataDir.startsWith('memory://')) return { fields: { storage: 'pglite', dataDir: config.dataDir }, message: 'opening an in-memory embedded database (PGlite)' }
+  const created = existsSync(join(config.dataDir, 'PG_VERSION'))
+  return {
+    fields: { storage: 'pglite', dataDir: config.dataDir },
+    message: created
+      ? `opening the embedded database (PGlite) in ${config.dataDir}: takes a few seconds`
+      : `creating the embedded database (PGlite) in ${config.dataDir}: the first start takes 10-30 s`,
+  }
+}
+
+function logAdminPasswordSource(logger: Logger, adminPassword: string, source: AdminPasswordSource): void {
+  if (source.kind === 'generated' && source.path)
+    // Logged once, on the start that creates it; later starts read the file. Set RELAY_ADMIN_PASSWORD to choose one.
+    logger.warn({ adminPassword, file: source.path }, 'RELAY_ADMIN_PASSWORD is not set: generated an admin password and saved it (user "admin")')
+  else if (source.kind === 'generated') logger.warn({ adminPassword }, 'RELAY_ADMIN_PASSWORD is not set: generated an admin password for this run (in-memory data dir)')
+  else if (source.kind === 'file') {
+    logger.info({ file: source.path }, 'RELAY_ADMIN_PASSWORD is not set: using the admin password saved by an earlier start')
+    if (source.othersCanRead) logger.warn({ file: source.path }, 'the admin password file is readable by other users: chmod 600 it')
   }
 }
 

@@ -7,6 +7,7 @@
 import { sql } from 'kysely'
 import { combinedStatus, type CombinedStatus } from '../atproto/account-status.js'
 import { cidEquals, cidFromString, cidToString } from '../atproto/cid.js'
+import type { RateLimitedView } from '../crawler/rate-limit-episode.js'
 import type { HostStats } from '../ingest/host-stats.js'
 import type { Storage } from '../storage/db.js'
 import { EventKind } from '../storage/types.js'
@@ -24,6 +25,18 @@ export interface SyncQueryDeps {
   gate?: QueryGate
   /** Per-host event counters for getHostStatus (optional: absent in a relay without ingest). */
   stats?: HostStats
+  /** Hosts held back by their rate limits now, by hostname (absent in a relay without a crawler). */
+  rateLimitedHosts?: () => ReadonlyMap<string, RateLimitedView>
+}
+
+/**
+ * The lexicon's hostStatus for a host: the stored status, except that an active
+ * host held back by its hourly or daily rate limit is `throttled` (a known
+ * hostStatus value) while that lasts. Per-second pacing, routine while a host
+ * catches up, shows only in getHostStatus's `rateLimited`.
+ */
+export function lexiconHostStatus(stored: string, rateLimited: RateLimitedView | null | undefined): string {
+  return stored === 'active' && rateLimited && rateLimited.window !== 'perSecond' ? 'throttled' : stored
 }
 
 interface AccountRow {
@@ -157,10 +170,11 @@ export function registerSyncQueries(http: HttpServer, deps: SyncQueryDeps): void
       .limit(limit + 1)
       .execute()
     const [page, next] = splitPage(rows, limit)
+    const rateLimited = deps.rateLimitedHosts?.()
     return {
       json: {
         ...next,
-        hosts: page.map((h) => ({ hostname: h.hostname, seq: h.cursor, accountCount: h.account_count, status: h.status })),
+        hosts: page.map((h) => ({ hostname: h.hostname, seq: h.cursor, accountCount: h.account_count, status: lexiconHostStatus(h.status, rateLimited?.get(h.hostname)) })),
       },
     }
   })
@@ -176,15 +190,17 @@ export function registerSyncQueries(http: HttpServer, deps: SyncQueryDeps): void
       .where('local_status', '=', 'throttled')
       .executeTakeFirstOrThrow()
     const events = deps.stats?.snapshot(host.hostname)
+    const rateLimited = deps.rateLimitedHosts?.().get(host.hostname)
     return {
       json: {
         hostname: host.hostname,
         seq: host.cursor,
         accountCount: host.account_count,
-        status: host.status,
+        status: lexiconHostStatus(host.status, rateLimited),
         // additive fields for operators and PDS admins: why events are (not) flowing
         accountLimit: host.account_limit,
         throttledAccounts: Number(throttled.n),
+        ...(rateLimited ? { rateLimited } : {}),
         trusted: host.trusted,
         ...(host.lenient !== null ? { lenient: host.lenient } : {}),
         firstSeen: new Date(host.first_seen).toISOString(),

@@ -58,7 +58,7 @@ export async function runAdminCommand(
         table(
           shown.map((h) => ({
             host: h.hostname,
-            status: h.status,
+            status: h.rateLimited ? `${h.status}, rate-limited` : h.status,
             accounts: `${h.accountCount}/${h.accountLimit}`,
             'events/s': h.eventsPerSecond.toFixed(1),
             dropped: Object.values(h.events.dropped).reduce((a, b) => a + b, 0),

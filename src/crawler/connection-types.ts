@@ -7,6 +7,7 @@ import type { HoldReason } from './frame-queue.js'
 import type { HostConnection } from './host-connection.js'
 import type { CrawlerMetrics } from './metrics.js'
 import type { RateLimitState } from './rate-limit.js'
+import type { RateLimitedView } from './rate-limit-episode.js'
 import type { HostCursorSource, IngestSink, UpstreamHost } from './types.js'
 
 export type ConnectionState = 'connecting' | 'open' | 'backoff' | 'stopped'
@@ -49,6 +50,8 @@ export interface HostConnectionOptions {
   backoff: BackoffOptions
   pingIntervalMs: number
   handshakeTimeoutMs: number
+  /** How long without a rate-limit wait ends a rate-limit episode (default 10 s). */
+  rateLimitQuietMs?: number | undefined
 }
 
 export interface ConnectionInfo {
@@ -64,6 +67,8 @@ export interface ConnectionInfo {
   lastError: string | null
   /** Why reading is paused, or null. */
   heldBack: HoldReason | null
+  /** Held back by its rate limits now or within the last few seconds (one episode), or null. */
+  rateLimited: RateLimitedView | null
   /** Parsed frames waiting for ingest or the rate limits. */
   queued: number
   rateLimits: RateLimitState

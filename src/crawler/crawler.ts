@@ -25,6 +25,7 @@ import { HostConnection, type ConnectionFailure, type ConnectionInfo } from './h
 import { findHost, insertHost, loadConnectableHosts, updateHost, type HostPatch } from './host-store.js'
 import type { ParsedHostname } from './hostname.js'
 import { CrawlerMetrics } from './metrics.js'
+import type { RateLimitedView } from './rate-limit-episode.js'
 import type { FutureCursorPolicy, HostCursorSource, IngestSink, UpstreamHost } from './types.js'
 
 export interface CrawlerOptions extends AdmissionPolicy {
@@ -41,6 +42,8 @@ export interface CrawlerOptions extends AdmissionPolicy {
   pingIntervalMs?: number
   /** WebSocket handshake timeout; 10 s by default. */
   handshakeTimeoutMs?: number
+  /** How long without a rate-limit wait ends a host's rate-limit episode (tests shorten it). */
+  rateLimitQuietMs?: number
   /** DNS resolution for every outbound connection (tests inject one). */
   addressLookup?: AddressLookup
   /** Pause between dials at start-up, so thousands of hosts do not dial at once; 1 ms by default. */
@@ -53,6 +56,8 @@ export interface HostConnectionStatus extends ConnectionInfo {
   /** The host's status as written to the database. */
   status: HostStatus
 }
+
+const BLOCKED_MESSAGE = 'blocked by the relay operator'
 
 export class Crawler implements HostLifecycle {
   readonly admission: Admission
@@ -113,7 +118,7 @@ export class Crawler implements HostLifecycle {
   async blockHost(hostname: string): Promise<boolean> {
     const host = await this.findByName(hostname)
     if (!host) return false
-    await this.write(host.id, { status: 'banned', lastError: 'blocked by the relay operator' })
+    await this.write(host.id, { status: 'banned', lastError: BLOCKED_MESSAGE })
     await this.disconnect(host.id)
     this.log.warn({ host: host.hostname }, 'host blocked')
     return true
@@ -123,7 +128,8 @@ export class Crawler implements HostLifecycle {
   async unblockHost(hostname: string): Promise<boolean> {
     const host = await this.findByName(hostname)
     if (!host) return false
-    if (host.status === 'banned') await this.write(host.id, { status: 'active' })
+    // The block message described the block, not the host: it goes with it. A real last error stays.
+    if (host.status === 'banned') await this.write(host.id, { status: 'active', ...(host.last_error === BLOCKED_MESSAGE ? { lastError: null } : {}) })
     if (!this.stopping) this.connect({ ...host, status: 'active' })
     this.log.info({ host: host.hostname }, 'host unblocked')
     return true
@@ -178,6 +184,16 @@ export class Crawler implements HostLifecycle {
     const name = hostname.toLowerCase()
     for (const c of this.conns.values()) if (c.host.hostname === name) return this.statusOf(c)
     return undefined
+  }
+
+  /** Hosts held back by their rate limits now (or within the episode's quiet period), by hostname. */
+  rateLimitedHosts(): Map<string, RateLimitedView> {
+    const held = new Map<string, RateLimitedView>()
+    for (const c of this.conns.values()) {
+      const view = c.rateLimitedView()
+      if (view) held.set(c.host.hostname, view)
+    }
+    return held
   }
 
   private statusOf(conn: HostConnection): HostConnectionStatus {
@@ -265,6 +281,7 @@ export class Crawler implements HostLifecycle {
       backoff: this.opts.backoff ?? DEFAULT_BACKOFF,
       pingIntervalMs: this.opts.pingIntervalMs ?? 30_000,
       handshakeTimeoutMs: this.opts.handshakeTimeoutMs ?? 10_000,
+      rateLimitQuietMs: this.opts.rateLimitQuietMs,
     })
     this.conns.set(row.id, conn)
     this.status.set(row.id, row.status)

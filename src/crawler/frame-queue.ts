@@ -6,6 +6,7 @@
  */
 import type { MessageFrame } from '../atproto/frame.js'
 import { HostRateLimiter, type HostRateLimits, type RateLimitState } from './rate-limit.js'
+import type { RateLimitWindow } from './rate-limit-episode.js'
 
 export type HoldReason = 'backpressure' | 'rate-limit'
 
@@ -20,6 +21,9 @@ export interface FrameQueueOptions {
   deliver(item: QueuedFrame): Promise<void> | undefined
   /** The host went from flowing to held back (true) or back (false): pause or resume the socket. */
   onHold(held: boolean): void
+  /** The rate limits make the host wait (each time), and one such wait is over. */
+  onRateLimited?(window: RateLimitWindow, state: RateLimitState): void
+  onRateWaitEnded?(): void
 }
 
 export class FrameQueue {
@@ -88,8 +92,10 @@ export class FrameQueue {
         const wait = this.limiter.waitMs()
         if (wait > 0) {
           this.hold('rate-limit')
+          this.opts.onRateLimited?.(this.limiter.blockingWindow() ?? 'perSecond', this.limiter.state())
           this.rateTimer ??= setTimeout(() => {
             this.rateTimer = undefined
+            this.opts.onRateWaitEnded?.()
             this.pump()
           }, wait)
           return

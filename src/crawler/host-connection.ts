@@ -18,6 +18,7 @@ import type { ConnectionCallbacks, ConnectionFailure, ConnectionInfo, Connection
 import { infoFields, readMessage, type RefusalReason } from './frame-intake.js'
 import { FrameQueue, type HoldReason, type QueuedFrame } from './frame-queue.js'
 import { hostRateLimits } from './rate-limit.js'
+import { RateLimitEpisode, type RateLimitedView } from './rate-limit-episode.js'
 import { ReconnectBackoff } from './reconnect-backoff.js'
 import type { UpstreamHost } from './types.js'
 
@@ -69,6 +70,7 @@ export class HostConnection {
   private lastActivity = 0
   private connectedSince: number | null = null
   private lastError: string | null = null
+  private readonly rateLimited: RateLimitEpisode
 
   constructor(opts: HostConnectionOptions) {
     this.opts = opts
@@ -76,10 +78,13 @@ export class HostConnection {
     this.storedCursor = opts.storedCursor
     this.startLive = opts.startLive ?? false
     this.log = opts.logger.child({ host: opts.host.hostname })
+    this.rateLimited = new RateLimitEpisode(this.log, opts.metrics.rateLimitedHosts, opts.rateLimitQuietMs)
     this.queue = new FrameQueue({
       limits: hostRateLimits(opts.host.accountLimit, opts.host.trusted),
       deliver: (item) => this.deliver(item),
       onHold: (held) => this.onHold(held),
+      onRateLimited: (window, state) => this.rateLimited.held(window, state),
+      onRateWaitEnded: () => this.rateLimited.waitEnded(),
     })
     this.backoff = new ReconnectBackoff(opts.backoff)
     this.policy = { allowLoopback: opts.allowInsecureHosts }
@@ -128,9 +133,14 @@ export class HostConnection {
       nextRetryAt: this.nextRetryAt === null ? null : new Date(this.nextRetryAt).toISOString(),
       lastError: this.lastError,
       heldBack: this.queue.held,
+      rateLimited: this.rateLimited.view(),
       queued: this.queue.length,
       rateLimits: this.queue.rateLimits(),
     }
+  }
+
+  rateLimitedView(): RateLimitedView | null {
+    return this.rateLimited.view()
   }
 
   /** Close cleanly and wait for the push ingest is still holding. Frames not yet pushed are dropped (the cursor never passed them). */
@@ -138,6 +148,7 @@ export class HostConnection {
     if (this.closed) return
     this.closed = true
     this.clearRetry()
+    this.rateLimited.stop()
     this.queue.clear()
     const s = this.session
     if (s && s.ws.readyState !== WebSocket.CLOSED) {

@@ -44,8 +44,11 @@ function lastErrorColumns(message: string): { last_error: string; last_error_at:
 
 export interface HostPatch {
   status?: HostStatus
-  /** A new last_error, stamped now. There is no clearing: the last problem stays visible as history. */
-  lastError?: string
+  /**
+   * A new last_error, stamped now. The last problem stays visible as history; null
+   * clears it, only for the operator's own block message once the host is unblocked.
+   */
+  lastError?: string | null
   accountLimit?: number
   lenient?: boolean | null
   /** Only the FutureCursor reset writes this. */
@@ -57,7 +60,7 @@ export async function updateHost(db: Kysely<Database>, id: number, patch: HostPa
     .updateTable('host')
     .set({
       ...(patch.status !== undefined ? { status: patch.status } : {}),
-      ...(patch.lastError !== undefined ? lastErrorColumns(patch.lastError) : {}),
+      ...(patch.lastError === null ? { last_error: null, last_error_at: null } : patch.lastError !== undefined ? lastErrorColumns(patch.lastError) : {}),
       ...(patch.accountLimit !== undefined ? { account_limit: patch.accountLimit } : {}),
       ...(patch.lenient !== undefined ? { lenient: patch.lenient } : {}),
       ...(patch.resetCursor ? { cursor: 0 } : {}),

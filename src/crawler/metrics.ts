@@ -4,6 +4,7 @@ import { Counter, Gauge, type Registry } from 'prom-client'
 export class CrawlerMetrics {
   readonly connectedHosts: Gauge
   readonly heldBackHosts: Gauge
+  readonly rateLimitedHosts: Gauge
   readonly attempts: Counter
   readonly failures: Counter<'reason'>
   readonly reconnects: Counter
@@ -16,6 +17,7 @@ export class CrawlerMetrics {
     const registers = [registry]
     this.connectedHosts = new Gauge({ name: 'relay_upstream_connected_hosts', help: 'Upstream hosts with an open subscribeRepos connection', registers })
     this.heldBackHosts = new Gauge({ name: 'relay_upstream_held_back_hosts', help: 'Upstream hosts whose reading is paused by backpressure or rate limits', registers })
+    this.rateLimitedHosts = new Gauge({ name: 'relay_upstream_rate_limited_hosts', help: 'Upstream hosts held back by their event rate limits (any window; now or within the last 10 s)', registers })
     this.attempts = new Counter({ name: 'relay_upstream_connection_attempts_total', help: 'subscribeRepos dials to upstream hosts', registers })
     this.failures = new Counter({ name: 'relay_upstream_connection_failures_total', help: 'Upstream connections that failed or ended with an error, by reason', labelNames: ['reason'], registers })
     this.reconnects = new Counter({ name: 'relay_upstream_reconnects_total', help: 'Reconnects scheduled after an upstream connection ended', registers })

@@ -96,6 +96,17 @@ export class HostRateLimiter {
     return Math.max(this.second.waitMs(now), this.hour.waitMs(now), this.day.waitMs(now))
   }
 
+  /** The window holding the host back now (the one with the longest wait), or null when one more event may go. */
+  blockingWindow(now = Date.now()): keyof HostRateLimits | null {
+    const waits: [keyof HostRateLimits, number][] = [
+      ['perDay', this.day.waitMs(now)],
+      ['perHour', this.hour.waitMs(now)],
+      ['perSecond', this.second.waitMs(now)],
+    ]
+    const [window, wait] = waits.reduce((a, b) => (b[1] > a[1] ? b : a))
+    return wait > 0 ? window : null
+  }
+
   record(now = Date.now()): void {
     this.second.record(now)
     this.hour.record(now)

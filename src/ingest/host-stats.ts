@@ -96,6 +96,11 @@ export class HostStats {
     return out
   }
 
+  /** Every host's counters so far (for the admin page's per-minute history): received, accepted, dropped by reason. */
+  *totals(): Generator<{ host: string; received: number; accepted: number; dropped: ReadonlyMap<string, number> }> {
+    for (const [host, e] of this.hosts) yield { host, received: e.received, accepted: e.accepted, dropped: e.dropped }
+  }
+
   private entry(host: string): Entry {
     let e = this.hosts.get(host)
     if (!e) {

@@ -4,7 +4,9 @@
  * public but every API call it makes needs the password; a password is
  * generated and logged when none is configured.
  */
-import { readFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import { pino } from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -118,7 +120,9 @@ describe('generated password', () => {
         done()
       },
     })
-    const other = await startTestRelay(world.databaseUrl, world.plc.url, { RELAY_ADMIN_PASSWORD: '' }, pino({ level: 'warn' }, sink))
+    // A data dir of its own: the generated password is saved there, and none is there yet.
+    const dataDir = mkdtempSync(join(tmpdir(), 'atrelay-auth-'))
+    const other = await startTestRelay(world.databaseUrl, world.plc.url, { RELAY_ADMIN_PASSWORD: '', RELAY_DATA_DIR: dataDir }, pino({ level: 'warn' }, sink))
     try {
       const logged = lines.filter((l) => typeof l.adminPassword === 'string')
       expect(logged).toHaveLength(1)
@@ -129,6 +133,7 @@ describe('generated password', () => {
       expect((await call(other, '/admin/api/settings', { auth: basic(ADMIN_PASSWORD) })).status).toBe(401)
     } finally {
       await other.stop()
+      rmSync(dataDir, { recursive: true, force: true })
     }
   })
 })

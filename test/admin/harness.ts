@@ -8,7 +8,7 @@ import WebSocket from 'ws'
 import { decodeFrame } from '../../src/atproto/frame.js'
 import { loadConfig } from '../../src/config.js'
 import { createLogger } from '../../src/logger.js'
-import { startRelay, type Relay } from '../../src/relay.js'
+import { startRelay, type Relay, type RelayOverrides } from '../../src/relay.js'
 import { createPostgresDatabase } from '../helpers/db.js'
 import { FakePds } from '../helpers/fake-pds.js'
 import { LoopbackPlc } from '../helpers/loopback-plc.js'
@@ -32,7 +32,13 @@ export const noTxtRecords = async (_name: string): Promise<string[][]> => {
 }
 
 /** Starts a relay on `databaseUrl` with test-friendly settings; `env` overrides any of them. */
-export function startTestRelay(databaseUrl: string, plcUrl: string, env: Record<string, string> = {}, logger: Logger = createLogger('silent')): Promise<Relay> {
+export function startTestRelay(
+  databaseUrl: string,
+  plcUrl: string,
+  env: Record<string, string> = {},
+  logger: Logger = createLogger('silent'),
+  overrides: RelayOverrides = {},
+): Promise<Relay> {
   const config = loadConfig({
     DATABASE_URL: databaseUrl,
     RELAY_API_LISTEN: '127.0.0.1:0',
@@ -43,7 +49,7 @@ export function startTestRelay(databaseUrl: string, plcUrl: string, env: Record<
     RELAY_ALLOW_INSECURE_HOSTS: 'true',
     ...env,
   })
-  return startRelay(config, logger, { backoff: { baseMs: 50, maxMs: 200 }, maxBatchDelayMs: 2, addressLookup: loopbackOnly, txtLookup: noTxtRecords })
+  return startRelay(config, logger, { backoff: { baseMs: 50, maxMs: 200 }, maxBatchDelayMs: 2, addressLookup: loopbackOnly, txtLookup: noTxtRecords, ...overrides })
 }
 
 let handles = 0

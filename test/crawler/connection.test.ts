@@ -1,4 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { pino } from 'pino'
 import { Registry } from 'prom-client'
 import { encodeErrorFrame, encodeInfoFrame, encodeMessageFrame } from '../../src/atproto/frame.js'
 import { Crawler, type CrawlerOptions } from '../../src/crawler/crawler.js'
@@ -423,6 +424,50 @@ describe('backpressure and rate limits', () => {
     expect(h.crawler.connection(f.hostname)?.rateLimits.perSecond).toBe(1_050)
     await waitFor(() => h.sink.received.length === 200, 1_000, 'released at once')
     expect((await hostRow(f.hostname)).account_limit).toBe(1_000_000)
+  })
+})
+
+describe('rate-limit episodes', () => {
+  it('a host held back by its rate limit says so once (log, gauge, view) and once more when released', async () => {
+    const f = await fake()
+    const total = 110
+    f.onConnection = ({ ws }) => {
+      for (let seq = 1; seq <= total; seq++) ws.send(eventFrame(seq))
+    }
+    await insertHost(f.hostname, { account_limit: 0 }) // 50 events/s
+    const logs: { msg: string; host?: string; window?: string; limit?: number }[] = []
+    const logger = pino({ level: 'info' }, { write: (line: string) => void logs.push(JSON.parse(line) as (typeof logs)[number]) })
+    const h = harness({ logger, rateLimitQuietMs: 1_000 })
+    await h.crawler.start()
+    await waitFor(() => h.crawler.connection(f.hostname)?.rateLimited != null, 3_000, 'rate-limit episode')
+    expect(h.crawler.connection(f.hostname)?.rateLimited).toMatchObject({ window: 'perSecond', limit: 50 })
+    expect([...h.crawler.rateLimitedHosts().keys()]).toEqual([f.hostname])
+    expect(await metric(h.registry, 'relay_upstream_rate_limited_hosts')).toBe(1)
+
+    await waitFor(() => h.sink.received.length === total, 10_000, 'every frame after the windows')
+    await waitFor(() => h.crawler.connection(f.hostname)?.rateLimited === null, 10_000, 'episode over')
+    expect(await metric(h.registry, 'relay_upstream_rate_limited_hosts')).toBe(0)
+    const mine = logs.filter((l) => l.host === f.hostname && /rate limit/.test(l.msg))
+    // One line when it starts and one when it ends, not one per held event (110 events over ~2 s of windows).
+    expect(mine.length).toBeGreaterThanOrEqual(2)
+    expect(mine.length).toBeLessThanOrEqual(4)
+    expect(mine[0]).toMatchObject({ window: 'perSecond', limit: 50, msg: expect.stringMatching(/^host held back by its per-second rate limit/) })
+    expect(mine.at(-1)?.msg).toBe('host no longer held back by its rate limit')
+  })
+
+  it('unblocking clears the block message but keeps a real last error', async () => {
+    const f = await fake()
+    await insertHost(f.hostname)
+    const h = harness()
+    await h.crawler.start()
+    expect(await h.crawler.blockHost(f.hostname)).toBe(true)
+    expect((await hostRow(f.hostname)).last_error).toBe('blocked by the relay operator')
+    expect(await h.crawler.unblockHost(f.hostname)).toBe(true)
+    expect(await hostRow(f.hostname)).toMatchObject({ status: 'active', last_error: null, last_error_at: null })
+
+    await tdb.storage.db.updateTable('host').set({ status: 'banned', last_error: 'HTTP 503 from upstream' }).where('hostname', '=', f.hostname).execute()
+    expect(await h.crawler.unblockHost(f.hostname)).toBe(true)
+    expect(await hostRow(f.hostname)).toMatchObject({ status: 'active', last_error: 'HTTP 503 from upstream' })
   })
 })
 

@@ -19,11 +19,21 @@ describe('relay server on Postgres', () => {
     await drop?.()
   })
 
+  const healthDataDir = mkdtempSync(join(tmpdir(), 'atrelay-health-'))
+  afterAll(() => rmSync(healthDataDir, { recursive: true, force: true }))
+
   it('serves health, errors, metrics, then reports 503 when the database is gone', async () => {
     const db = await createPostgresDatabase()
     drop = db.drop
     relay = await startRelay(
-      loadConfig({ DATABASE_URL: db.url, RELAY_API_LISTEN: '127.0.0.1:0', RELAY_METRICS_LISTEN: '127.0.0.1:0', RELAY_DB_POOL_SIZE: '2' }),
+      // No RELAY_ADMIN_PASSWORD: the generated one is saved in RELAY_DATA_DIR, kept out of the working directory.
+      loadConfig({
+        DATABASE_URL: db.url,
+        RELAY_DATA_DIR: healthDataDir,
+        RELAY_API_LISTEN: '127.0.0.1:0',
+        RELAY_METRICS_LISTEN: '127.0.0.1:0',
+        RELAY_DB_POOL_SIZE: '2',
+      }),
       createLogger('silent'),
     )
 

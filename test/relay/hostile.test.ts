@@ -260,6 +260,10 @@ describe('hostile hosts beside a well-behaved one', () => {
       if (relay.crawler.connection(name)?.heldBack === 'rate-limit') held = true
       return Date.now() - t0 > 2_000
     }, 'two seconds of flood')
+    // While it is held back, getHostStatus says by what; per-second pacing leaves the status active
+    // (only a spent hourly or daily budget makes it the lexicon's `throttled`).
+    const during = (await hostStatus(relay, name)) as Awaited<ReturnType<typeof hostStatus>> & { rateLimited?: unknown }
+    expect(during).toMatchObject({ status: 'active', rateLimited: { window: 'perSecond', limit: 50 } })
     await stream.stop()
     // Every good event went out while the flood was still being held back.
     await ledger.expectAllForwarded(reader)

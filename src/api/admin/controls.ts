@@ -3,6 +3,7 @@
  * running crawler, ingest pipeline, firehose and database, so the HTTP layer
  * stays a thin, testable translation.
  */
+import type { ActivityView } from './activity.js'
 
 export interface AdminHost {
   hostname: string
@@ -18,6 +19,8 @@ export interface AdminHost {
   eventsPerSecond: number
   events: { received: number; accepted: number; dropped: Record<string, number>; discontinuities: number }
   lastError: { message: string; at: string | null } | null
+  /** Held back by its event rate limits now (or within the last 10 s): since when, by which window and limit. */
+  rateLimited: { since: string; window: 'perSecond' | 'perHour' | 'perDay'; limit: number } | null
 }
 
 export interface AdminAccount {
@@ -75,4 +78,6 @@ export interface AdminControls {
   consumers(): AdminConsumer[]
   settings(): Promise<RelaySettings>
   updateSettings(change: Partial<RelaySettings>): Promise<RelaySettings>
+  /** The last hour per minute: events, drops by reason, busiest hosts (the admin page's charts). */
+  activity(): ActivityView
 }

@@ -64,6 +64,7 @@ export function registerAdminRoutes(http: HttpServer, auth: AdminAuth, controls:
   on('POST', 'accounts/restore', async (ctx) => (await controls.restore(bodyOf(ctx).required('did', 'did')), ok))
   on('GET', 'takedowns', async () => ({ dids: await controls.listTakedowns() }))
   on('GET', 'consumers', async () => ({ consumers: controls.consumers() }))
+  on('GET', 'activity', async () => controls.activity())
   on('GET', 'settings', async () => controls.settings())
   on('POST', 'settings', async (ctx) => {
     const body = bodyOf(ctx)
