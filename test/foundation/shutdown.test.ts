@@ -47,6 +47,8 @@ async function startUnread() {
       RELAY_METRICS_LISTEN: '127.0.0.1:0',
       RELAY_ADMIN_PASSWORD: 'x',
       RELAY_ALLOW_INSECURE_HOSTS: 'true',
+      // Every request of a batch is admitted at once (the default gate would shed some with 503, unlogged).
+      RELAY_CRAWL_CONCURRENCY: '64',
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
