@@ -3,6 +3,7 @@
  * running crawler, ingest pipeline, firehose and database, so the HTTP layer
  * stays a thin, testable translation.
  */
+import type { DropReason } from '../../atproto/drop-reasons.js'
 
 export interface AdminHost {
   hostname: string
@@ -16,7 +17,7 @@ export interface AdminHost {
   firstSeen: string
   connected: boolean
   eventsPerSecond: number
-  events: { received: number; accepted: number; dropped: Record<string, number>; discontinuities: number }
+  events: { received: number; accepted: number; dropped: Partial<Record<DropReason, number>>; discontinuities: number }
   lastError: { message: string; at: string | null } | null
 }
 
