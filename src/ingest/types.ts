@@ -4,6 +4,7 @@
  */
 import type { DropReason } from '../atproto/drop-reasons.js'
 import type { MessageFrame } from '../atproto/frame.js'
+import type { UpstreamTicket } from '../sequencer/host-cursors.js'
 
 /** One upstream host as the crawler knows it (a `host` row). */
 export interface UpstreamHost {
@@ -19,11 +20,13 @@ export interface UpstreamHost {
 
 export interface IngestSink {
   /**
-   * A decoded message frame from `host`. Return undefined when taken at once,
-   * or a promise that resolves when the pipeline has room again (the crawler
-   * pauses reading the socket meanwhile).
+   * A decoded message frame from `host`, with its upstream ticket (null when
+   * it has no valid seq). The sink resolves the ticket exactly once: commits
+   * it through the sequencer, drops it with a reason, or defers it. Return
+   * undefined when taken at once, or a promise that resolves when the
+   * pipeline has room again (the crawler pauses reading the socket meanwhile).
    */
-  push(host: UpstreamHost, frame: MessageFrame, upstreamSeq: number | null): Promise<void> | undefined
+  push(host: UpstreamHost, frame: MessageFrame, ticket: UpstreamTicket | null): Promise<void> | undefined
 }
 
 /** Why an event was dropped: the one closed list, with meanings, is src/atproto/drop-reasons.ts. */
