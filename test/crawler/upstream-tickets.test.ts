@@ -8,6 +8,9 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { Registry } from 'prom-client'
 import { encodeMessageFrame } from '../../src/atproto/frame.js'
 import { Crawler } from '../../src/crawler/crawler.js'
+import type { VerifyRequest, Verifier } from '../../src/ingest/verify-runner.js'
+import type { UpstreamTicket } from '../../src/sequencer/host-cursors.js'
+import type { AcceptedEvent } from '../../src/sequencer/types.js'
 import type { PdsEvent } from '../helpers/frames.js'
 import { TestAccount } from '../helpers/repo-builder.js'
 import { createHarness, type Harness } from '../ingest/harness.js'
@@ -23,6 +26,8 @@ interface Rig {
   f: FakeHost
   hostId: number
   crawler: Crawler
+  /** Every ticket the crawler opened. */
+  tickets: UpstreamTicket[]
   /** Sends frames on the open connection with consecutive seqs; returns the last seq. */
   send(...frames: (PdsEvent | { t: string; body: Record<string, unknown> })[]): number
   account(): Promise<TestAccount>
@@ -35,11 +40,20 @@ async function rig(): Promise<Rig> {
   const f = await FakeHost.start()
   cleanups.push(() => f.destroy())
   const host = await h.addHost(f.hostname, { ssl: false })
+  const tickets: UpstreamTicket[] = []
   const crawler = new Crawler({
     storage: h.db.storage,
     sink: h.pipeline,
     stats: h.stats,
-    sequencer: h.sequencer,
+    sequencer: {
+      hostCursor: (id) => h.sequencer.hostCursor(id),
+      resetHost: (id) => h.sequencer.resetHost(id),
+      openTicket: (id, seq) => {
+        const ticket = h.sequencer.openTicket(id, seq)
+        tickets.push(ticket)
+        return ticket
+      },
+    },
     allowInsecureHosts: true,
     trustedDomains: [],
     defaultAccountLimit: 100_000,
@@ -60,6 +74,7 @@ async function rig(): Promise<Rig> {
     f,
     hostId: host.id,
     crawler,
+    tickets,
     send(...frames) {
       for (const e of frames) {
         seq++
@@ -103,5 +118,85 @@ describe('upstream tickets', () => {
     expect(thrown).toBe(true)
     await waitFor(() => r.h.sequencer.hostCursor(r.hostId) === last, 10_000, `in-memory host cursor ${last}`)
     await waitFor(async () => (await r.dbCursor()) === last, 10_000, `stored host cursor ${last}`)
+  })
+
+  it('whatever stage throws, the cursor never stalls and never passes an event neither committed nor dropped', async () => {
+    const r = await rig()
+    const { h } = r
+    const healthy = await r.account()
+    const victims = { push: await r.account(), identity: await r.account(), verify: await r.account(), state: await r.account(), submit: await r.account() }
+    for (const a of [healthy, ...Object.values(victims)]) r.send(...(await a.genesis()))
+    const genesisEnd = r.send(await healthy.createRecord('app.bsky.feed.post', post('before')))
+    await waitFor(() => h.sequencer.hostCursor(r.hostId) === genesisEnd, 15_000, 'genesis committed')
+
+    // Never skips: every ticket at or below the cursor was committed or dropped (checked on every poll and commit).
+    const skipped: string[] = []
+    const checkNoSkip = () => {
+      const cursor = h.sequencer.hostCursor(r.hostId) ?? 0
+      for (const t of r.tickets) if (t.seq <= cursor && t.state !== 'committed' && t.state !== 'dropped') skipped.push(`${t.seq}:${t.state}@${cursor}`)
+    }
+    h.sequencer.onCommitted(checkNoSkip)
+
+    // Each victim's next event fails at one stage, every time it is tried.
+    const failing = new Set<string>()
+    const boom = (stage: string, did: string) => {
+      failing.add(stage)
+      throw new Error(`injected failure at ${stage} for ${did}`)
+    }
+    const received = h.stats.received.bind(h.stats)
+    let pushArmed = false
+    h.stats.received = (hostname, kind) => {
+      if (pushArmed && kind === 'commit') {
+        pushArmed = false
+        boom('push', victims.push.did)
+      }
+      received(hostname, kind)
+    }
+    const resolve = h.identity.resolve.bind(h.identity)
+    h.identity.resolve = async (did, opts) => (did === victims.identity.did ? boom('identity', did) : resolve(did, opts))
+    const verifier = (h.pipeline as unknown as { verifier: Verifier }).verifier
+    const verify = verifier.verify.bind(verifier)
+    verifier.verify = async (req: VerifyRequest) => (req.body.repo === victims.verify.did ? boom('verify', victims.verify.did) : verify(req))
+    const get = h.pipeline.accounts.get.bind(h.pipeline.accounts)
+    h.pipeline.accounts.get = async (did) => (did === victims.state.did ? boom('state', did) : get(did))
+    const submit = h.sequencer.submit.bind(h.sequencer)
+    h.sequencer.submit = (evt: AcceptedEvent) => (evt.did === victims.submit.did ? boom('submit', evt.did) : submit(evt))
+
+    const expected: string[] = []
+    const healthyCommit = async (text: string) => {
+      const c = await healthy.createRecord('app.bsky.feed.post', post(text))
+      expected.push(c.body.rev as string)
+      return c
+    }
+    const victimSeqs: number[] = []
+    pushArmed = true
+    victimSeqs.push(r.send(await victims.push.createRecord('app.bsky.feed.post', post('push'))))
+    r.send(await healthyCommit('h1'))
+    for (const stage of ['identity', 'verify', 'state', 'submit'] as const) {
+      victimSeqs.push(r.send(await victims[stage].createRecord('app.bsky.feed.post', post(stage))))
+      r.send(await healthyCommit(`after ${stage}`))
+    }
+    const last = r.send(await healthyCommit('last'))
+
+    await waitFor(
+      () => {
+        checkNoSkip()
+        return h.sequencer.hostCursor(r.hostId) === last
+      },
+      20_000,
+      `host cursor ${last}`,
+    )
+    await waitFor(async () => (await r.dbCursor()) === last, 10_000, `stored host cursor ${last}`)
+    checkNoSkip()
+    expect(skipped).toEqual([])
+    expect([...failing].sort()).toEqual(['identity', 'push', 'state', 'submit', 'verify'])
+    const committedRevs = h.output().filter((o) => o.t === '#commit' && o.did === healthy.did).map((o) => o.body.rev)
+    for (const rev of expected) expect(committedRevs).toContain(rev)
+    for (const v of Object.values(victims)) expect(h.output().filter((o) => o.did === v.did && o.t === '#commit')).toHaveLength(1) // genesis only
+    expect(r.tickets.filter((t) => t.seq > genesisEnd).map((t) => t.state)).toEqual(
+      r.tickets.filter((t) => t.seq > genesisEnd).map((t) => (victimSeqs.includes(t.seq) ? 'dropped' : 'committed')),
+    )
+    expect(h.stats.droppedByReason()).toMatchObject({ 'ingest-error': 1, 'internal-error': 4 })
+    expect(await h.ticketErrors()).toBe(0)
   })
 })
