@@ -70,6 +70,8 @@ export class HostTrack {
   cursor = 0
   /** The cursor value last written to the database. */
   persisted = 0
+  /** Live tickets in state `deferred` (so `open` looks for one to replace only when there is one). */
+  deferred = 0
 
   /** Upstream seqs arrive in order, so this is nearly always an append. */
   insert(t: UpstreamTicket): void {
@@ -77,6 +79,23 @@ export class HostTrack {
     while (i > this.head && (this.tickets[i - 1] as UpstreamTicket).seq > t.seq) i--
     if (i === this.tickets.length) this.tickets.push(t)
     else this.tickets.splice(i, 0, t)
+  }
+
+  /**
+   * A redial re-sent `seq`: its deferred ticket (left by a connection that stopped with the frame
+   * still queued) is removed, so the new ticket holds the cursor in its place. Without this the
+   * deferred ticket would hold the cursor for the rest of the process (an unblocked host, say).
+   */
+  replaceDeferred(seq: number): void {
+    for (let i = this.head; i < this.tickets.length; i++) {
+      const t = this.tickets[i] as UpstreamTicket
+      if (t.seq > seq) return
+      if (t.seq === seq && t._state === 'deferred') {
+        this.tickets.splice(i, 1)
+        this.deferred--
+        return
+      }
+    }
   }
 
   /** The cursor if tickets being committed were committed too (changes nothing). */
@@ -145,6 +164,7 @@ export class HostCursorTracker {
     // At or below the cursor (a redial re-sent it): tracked for its resolution only.
     if (seq <= track.cursor) return new UpstreamTicket(this, hostId, seq, null)
     const ticket = new UpstreamTicket(this, hostId, seq, track)
+    if (track.deferred > 0) track.replaceDeferred(seq)
     track.insert(ticket)
     return ticket
   }
@@ -163,6 +183,7 @@ export class HostCursorTracker {
     if (ticket._state !== 'submitted' && !this.expect(ticket, 'open', `defer (${why})`)) return
     ticket._state = 'deferred'
     ticket._why = why
+    if (ticket._track) ticket._track.deferred++
   }
 
   /** The sequencer took the event: from now on only it resolves the ticket. */

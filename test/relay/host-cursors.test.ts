@@ -45,6 +45,25 @@ describe('upstream tickets', () => {
     expect(a.state).toBe('deferred')
   })
 
+  it('a re-sent seq replaces its deferred ticket, so the cursor moves on after a redial in the same process', () => {
+    const { t, misuse } = tracker()
+    const first = [1, 2, 3].map((seq) => t.open(7, seq))
+    commit(t, first[0]!)
+    // The connection stopped with 2 and 3 still queued (a host blocked, say).
+    first[1]!.defer('stopping')
+    first[2]!.defer('stopping')
+    expect(t.cursor(7)).toBe(1)
+    // Unblocked: the new connection dials from cursor 1 and the host sends 2, 3 and 4 again.
+    const again = [2, 3, 4].map((seq) => t.open(7, seq))
+    commit(t, again[0]!)
+    expect(t.cursor(7)).toBe(2)
+    again[1]!.drop('duplicate')
+    commit(t, again[2]!)
+    expect(t.cursor(7)).toBe(4)
+    expect(t.inFlight(7)).toBe(0)
+    expect(misuse).toEqual([])
+  })
+
   it('a ticket resolved twice is reported and changes nothing', () => {
     const { t, misuse } = tracker()
     const a = t.open(7, 1)
