@@ -122,7 +122,7 @@ async function benchSequencer(storage: Storage, n: number): Promise<{ sequencer:
       while (submitted < n && submitted - done < IN_FLIGHT) {
         const evt = template[submitted % nAccounts]!
         submitted++
-        sequencer.submit({ ...evt, upstream: { hostId: host.id, seq: submitted } }).then(() => {
+        sequencer.submit({ ...evt, ticket: sequencer.openTicket(host.id, submitted) }).then(() => {
           if (++done === n) resolve()
           else if (submitted < n && submitted - done < IN_FLIGHT / 2) pump()
         }, reject)

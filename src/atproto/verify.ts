@@ -17,6 +17,7 @@ import { readCarSlice } from './car.js'
 import { CborLimitError } from './cbor-scan.js'
 import { cidEquals, copyBytes } from './cid.js'
 import { decodeCommit, isDagCborLink, verifyCommitSignature, type Commit } from './commit.js'
+import type { DropReason } from './drop-reasons.js'
 import { CarError, CommitError } from './errors.js'
 import { isPlainMap } from './frame.js'
 import type { PublicKey } from './keys.js'
@@ -25,25 +26,7 @@ import { MstError, invertNormalisedOps, mstLookup, normaliseOps, type MstOp, typ
 import { isValidDatetime, isValidDid, isValidRepoPath, isValidTid } from './syntax.js'
 import { isRevTooFarInFuture } from './tid.js'
 
-export type DropReason =
-  | 'bad-frame' // body field missing or of the wrong type
-  | 'too-big'
-  | 'bad-car'
-  | 'bad-block-hash'
-  | 'bad-commit'
-  | 'repo-mismatch'
-  | 'rev-mismatch'
-  | 'future-rev'
-  | 'bad-signature'
-  | 'bad-op'
-  | 'missing-block'
-  | 'inversion-mismatch'
-  | 'missing-prevdata'
-  | 'bad-syntax'
-  | 'bad-mst' // a malformed MST node met by the forward check or inversion
-  | 'deprecated-flag' // `rebase` or `tooBig` set
-  | 'too-deep' // CBOR nested deeper than its decode limit (limits.ts)
-  | 'too-many-items' // CBOR with more items than its decode limit
+export type { DropReason }
 
 export interface VerifyOptions {
   /** Strict (Sync 1.1) mode: op well-formedness, forward check, inversion and prevData presence are enforced. */

@@ -5,6 +5,7 @@
  * told to stop reading the socket.
  */
 import type { MessageFrame } from '../atproto/frame.js'
+import type { UpstreamTicket } from '../sequencer/host-cursors.js'
 import { HostRateLimiter, type HostRateLimits, type RateLimitState } from './rate-limit.js'
 import type { RateLimitWindow } from './rate-limit-episode.js'
 
@@ -12,7 +13,8 @@ export type HoldReason = 'backpressure' | 'rate-limit'
 
 export interface QueuedFrame {
   frame: MessageFrame
-  seq: number | null
+  /** Null for #info and frames without a valid seq. */
+  ticket: UpstreamTicket | null
 }
 
 export interface FrameQueueOptions {
@@ -58,9 +60,11 @@ export class FrameQueue {
     this.pump()
   }
 
-  /** Drops the frames not yet handed on (the cursor never passed them). */
+  /** Drops the frames not yet handed on; their tickets are deferred, so the cursor never passes them. */
   clear(): void {
+    const items = this.items
     this.items = []
+    for (const item of items) item.ticket?.defer('discarded')
   }
 
   /** The rate limits change live; a host held by them is re-checked at once. */
@@ -78,7 +82,7 @@ export class FrameQueue {
     this.stopped = true
     clearTimeout(this.rateTimer)
     this.rateTimer = undefined
-    this.items = []
+    this.clear()
     if (this.awaiting) await this.awaiting
     this.release()
   }

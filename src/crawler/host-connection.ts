@@ -355,22 +355,30 @@ export class HostConnection {
       if (seq > this.lastSeqSeen) this.lastSeqSeen = seq
     }
     if (frame.t !== '#info') this.backoff.delivered(this.connectedSince ?? Date.now())
+    // The ticket is opened here, on arrival: the cursor cannot pass this seq until ingest resolves it.
+    const ticket = seq !== null ? this.opts.cursors.openTicket(this.host.id, seq) : null
     // #info goes through the queue too, so it counts against the host's rate limits.
-    this.queue.push({ frame, seq })
+    this.queue.push({ frame, ticket })
   }
 
-  /** One queued frame to ingest (or, for #info, to the log); failures are counted, never thrown. */
+  /**
+   * One queued frame to ingest (or, for #info, to the log); failures are counted, never thrown.
+   * If ingest throws before resolving the event's ticket, it is dropped here as `ingest-error`.
+   */
   private deliver(item: QueuedFrame): Promise<void> | undefined {
     if (item.frame.t === '#info') {
       this.onInfo(item.frame)
       return undefined
     }
+    const { ticket } = item
     const failed = (err: unknown, what: string): void => {
+      this.log.error({ err, seq: ticket?.seq }, what)
+      if (ticket !== null && !ticket.open) return
+      ticket?.drop('ingest-error')
       this.opts.stats.dropped(this.host.hostname, 'ingest-error')
-      this.log.error({ err, seq: item.seq }, what)
     }
     try {
-      return this.opts.sink.push(this.host, item.frame, item.seq)?.catch((err: unknown) => failed(err, 'ingest failed a frame'))
+      return this.opts.sink.push(this.host, item.frame, ticket)?.catch((err: unknown) => failed(err, 'ingest failed a frame'))
     } catch (err) {
       failed(err, 'ingest rejected a frame')
       return undefined

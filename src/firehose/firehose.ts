@@ -22,6 +22,7 @@ import type { CommittedEvent, CommittedEventSource } from '../sequencer/types.js
 import { Consumer, type ConsumerInfo, type LogPage } from './consumer.js'
 import { Params } from '../api/params.js'
 import { XrpcError } from '../api/xrpc-error.js'
+import type { CutOffReason } from './cut-off-reasons.js'
 import { rejectUpgrade } from './http-reject.js'
 import { DEFAULT_RING_MAX_BYTES, FrameRing, wsFrame, wsFrameParts, type RingEntry } from './ring.js'
 import { Semaphore } from './semaphore.js'
@@ -57,7 +58,6 @@ export interface FirehoseOptions {
   registry: Registry
 }
 
-export type CutOffReason = 'too_slow' | 'future_cursor' | 'unresponsive' | 'error' | 'shutdown'
 
 
 
@@ -189,7 +189,7 @@ export class Firehose {
           if (c.ws.readyState === WebSocket.CLOSED) return resolve()
           c.ws.once('close', () => resolve())
           c.state = 'closed'
-          this.mCutOff.inc({ reason: 'shutdown' })
+          this.countCutOff('shutdown')
           c.ws.close(1001, 'relay shutting down')
         }),
     )
@@ -212,7 +212,7 @@ export class Firehose {
       return
     }
     if (cursor !== null && cursor > head) {
-      this.mCutOff.inc({ reason: 'future_cursor' })
+      this.countCutOff('future-cursor')
       this.logger.info({ remoteAddress, cursor, seq: head }, 'firehose consumer asked for a future cursor')
       socket.write(wsFrame(encodeErrorFrame('FutureCursor', `cursor ${cursor} is ahead of the current seq ${head}`)))
       ws.close(1008, 'FutureCursor')
@@ -317,7 +317,7 @@ export class Firehose {
           void this.pump(c)
         }
       } else if (c.state === 'catchup' && c.reachedLive && head - c.lastSent > this.maxLag) {
-        this.cutOff(c, 'too_slow', head)
+        this.cutOff(c, 'too-slow', head)
       }
     }
     if (sentEvents > 0) {
@@ -455,10 +455,10 @@ export class Firehose {
     c.lastWriteAt = Date.now()
   }
 
-  private cutOff(c: Consumer, reason: 'too_slow', head: number): void {
+  private cutOff(c: Consumer, reason: 'too-slow', head: number): void {
     if (c.state === 'closed') return
     c.state = 'closed'
-    this.mCutOff.inc({ reason })
+    this.countCutOff(reason)
     const lag = head - c.lastSent
     this.logger.warn({ consumer: c.id, remoteAddress: c.remoteAddress, lag, seq: c.lastSent }, 'firehose consumer too slow; closing')
     // Appended behind whatever is buffered; the socket is destroyed after the grace period either way,
@@ -468,10 +468,14 @@ export class Firehose {
     setTimeout(() => c.ws.terminate(), this.closeGraceMs).unref()
   }
 
+  private countCutOff(reason: CutOffReason): void {
+    this.mCutOff.inc({ reason })
+  }
+
   private fail(c: Consumer, err: unknown): void {
     if (c.state === 'closed') return
     c.state = 'closed'
-    this.mCutOff.inc({ reason: 'error' })
+    this.countCutOff('error')
     this.logger.error({ err, consumer: c.id, seq: c.lastSent }, 'firehose consumer replay failed; closing')
     c.ws.close(1011, 'InternalServerError')
     setTimeout(() => c.ws.terminate(), this.closeGraceMs).unref()
@@ -483,7 +487,7 @@ export class Firehose {
       if (c.state === 'closed') continue
       if (c.awaitingPong && now - c.lastWriteAt >= 2 * this.pingIntervalMs) {
         c.state = 'closed'
-        this.mCutOff.inc({ reason: 'unresponsive' })
+        this.countCutOff('unresponsive')
         this.logger.info({ consumer: c.id, remoteAddress: c.remoteAddress }, 'firehose consumer unresponsive; dropping')
         c.ws.terminate()
         continue

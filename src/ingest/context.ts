@@ -4,6 +4,8 @@
  */
 import type { Logger } from 'pino'
 import type { IdentityResult } from '../identity/did-doc.js'
+import type { DropReason } from '../atproto/drop-reasons.js'
+import type { UpstreamTicket } from '../sequencer/host-cursors.js'
 import type { AcceptedEvent } from '../sequencer/types.js'
 import type { AccountStore } from './accounts.js'
 import type { HostStats } from './host-stats.js'
@@ -20,8 +22,8 @@ export interface IngestIdentity {
 
 export interface IngestSequencer {
   submit(evt: AcceptedEvent): Promise<number>
-  beginUpstream(hostId: number, upstreamSeq: number): void
-  markHandled(hostId: number, upstreamSeq: number): void
+  /** Where ingest ends with a ticket: one still open is a bug, reported and dropped under `reason`. */
+  settleTicket(ticket: UpstreamTicket, reason: DropReason): boolean
   readonly eventLog?: { removeAccountEvents?(accountId: number): Promise<number> }
 }
 

@@ -8,11 +8,12 @@
  * in-memory snapshot used by the API keeps every host exactly.
  */
 import { Counter, type Registry } from 'prom-client'
+import type { DropReason } from '../atproto/drop-reasons.js'
 
 export interface HostStatsSnapshot {
   received: number
   accepted: number
-  dropped: Record<string, number>
+  dropped: Partial<Record<DropReason, number>>
   discontinuities: number
   lastError: { message: string; at: string } | null
   lastEventAt: string | null
@@ -23,7 +24,7 @@ const MAX_ERROR_CHARS = 500
 interface Entry {
   received: number
   accepted: number
-  dropped: Map<string, number>
+  dropped: Map<DropReason, number>
   discontinuities: number
   lastError: { message: string; at: string } | null
   lastEventAt: number
@@ -59,7 +60,7 @@ export class HostStats {
     this.acceptedTotal.inc({ host: this.label(host), kind })
   }
 
-  dropped(host: string, reason: string): void {
+  dropped(host: string, reason: DropReason): void {
     const e = this.entry(host)
     e.dropped.set(reason, (e.dropped.get(reason) ?? 0) + 1)
     this.droppedTotal.inc({ host: this.label(host), reason })
@@ -90,8 +91,8 @@ export class HostStats {
   }
 
   /** Total drops by reason across hosts (for tests and the admin overview). */
-  droppedByReason(): Record<string, number> {
-    const out: Record<string, number> = {}
+  droppedByReason(): Partial<Record<DropReason, number>> {
+    const out: Partial<Record<DropReason, number>> = {}
     for (const e of this.hosts.values()) for (const [reason, n] of e.dropped) out[reason] = (out[reason] ?? 0) + n
     return out
   }

@@ -1,9 +1,10 @@
 /**
  * The ingest pipeline (DESIGN §2): takes decoded frames from the crawler,
  * orders them per DID, runs the per-type checks and hands accepted events to
- * the sequencer. Every upstream event ends up either submitted (and
- * committed) or deliberately dropped and marked handled, so the host cursor
- * only moves past events that are done with.
+ * the sequencer. Every upstream event's ticket (src/sequencer/host-cursors.ts)
+ * ends exactly once: committed through the sequencer, dropped with a reason,
+ * or deferred when stopping; one still open when its job ends is reported and
+ * dropped, so a host cursor neither stalls nor passes an event not done with.
  *
  * Also the admin-facing account operations (takedown, restore, status,
  * releasing throttled accounts), which emit `#account` like upstream changes do.
@@ -17,6 +18,7 @@ import { MAX_FUTURE_REV_MS } from '../atproto/limits.js'
 import { isValidDid } from '../atproto/syntax.js'
 import type { Storage } from '../storage/db.js'
 import type { LocalAccountStatus, UpstreamAccountStatus } from '../storage/types.js'
+import type { UpstreamTicket } from '../sequencer/host-cursors.js'
 import { SequencerError } from '../sequencer/types.js'
 import { AccountStore, type AccountState } from './accounts.js'
 import type { IngestContext, IngestIdentity, IngestSequencer } from './context.js'
@@ -137,36 +139,47 @@ export class IngestPipeline implements IngestSink {
     return this.scheduler.queued
   }
 
-  push(host: UpstreamHost, frame: MessageFrame, upstreamSeq: number | null): Promise<void> | undefined {
-    const { stats, sequencer } = this.ctx
+  push(host: UpstreamHost, frame: MessageFrame, ticket: UpstreamTicket | null): Promise<void> | undefined {
+    const upstreamSeq = ticket?.seq ?? null
     if (this.stopped) {
-      // Begun but never handled: the host cursor cannot pass it, so it is fetched again after restart.
-      if (upstreamSeq !== null) sequencer.beginUpstream(host.id, upstreamSeq)
+      // Deferred: the host cursor cannot pass it, so it is fetched again after restart.
+      ticket?.defer('stopping')
       this.ctx.logger.debug({ host: host.hostname, seq: upstreamSeq }, 'ingest stopped; event not taken')
       return undefined
     }
     const t = frame.t
     const kind = kindOf(t)
-    stats.received(host.hostname, kind)
-    if (upstreamSeq !== null) sequencer.beginUpstream(host.id, upstreamSeq)
+    this.ctx.stats.received(host.hostname, kind)
 
     if (kind === 'removed' || kind === 'unknown') {
-      this.drop(host, upstreamSeq, kind === 'removed' ? 'removed-type' : 'unknown-type', `message type ${t}`, undefined)
+      this.drop(host, ticket, kind === 'removed' ? 'removed-type' : 'unknown-type', `message type ${t}`, undefined)
       return undefined
     }
     const did = kind === 'commit' ? frame.body.repo : frame.body.did
     if (typeof did !== 'string') {
-      this.drop(host, upstreamSeq, 'bad-frame', `${t} without a DID`, undefined)
+      this.drop(host, ticket, 'bad-frame', `${t} without a DID`, undefined)
       return undefined
     }
     if (!isValidDid(did)) {
-      this.drop(host, upstreamSeq, 'bad-syntax', `${t} with invalid DID ${JSON.stringify(did.slice(0, 80))}`, undefined)
+      this.drop(host, ticket, 'bad-syntax', `${t} with invalid DID ${JSON.stringify(did.slice(0, 80))}`, undefined)
       return undefined
     }
-    return this.scheduler.enqueue(host.id, did, () => this.process(kind, host, frame, upstreamSeq, did))
+    return this.scheduler.enqueue(host.id, did, () => this.run(kind, host, frame, ticket, did))
   }
 
-  private handle(kind: EventKind, host: UpstreamHost, frame: MessageFrame, seq: number | null, did: string): Promise<void> {
+  /** One event's job; where ingest ends, its ticket must be resolved (a bug otherwise: reported and dropped). */
+  private async run(kind: EventKind, host: UpstreamHost, frame: MessageFrame, ticket: UpstreamTicket | null, did: string): Promise<void> {
+    try {
+      await this.process(kind, host, frame, ticket, did)
+    } finally {
+      if (ticket !== null && this.ctx.sequencer.settleTicket(ticket, 'internal-error')) {
+        this.ctx.stats.dropped(host.hostname, 'internal-error')
+        this.ctx.logger.error({ host: host.hostname, did, seq: ticket.seq }, 'ingest ended without resolving the event; dropped')
+      }
+    }
+  }
+
+  private handle(kind: EventKind, host: UpstreamHost, frame: MessageFrame, seq: UpstreamTicket | null, did: string): Promise<void> {
     switch (kind) {
       case 'commit':
       case 'sync':
@@ -181,18 +194,25 @@ export class IngestPipeline implements IngestSink {
   }
 
   /** Runs the handler; protocol drops are final, other failures are retried a few times with backoff. */
-  private async process(kind: EventKind, host: UpstreamHost, frame: MessageFrame, seq: number | null, did: string): Promise<void> {
+  private async process(kind: EventKind, host: UpstreamHost, frame: MessageFrame, ticket: UpstreamTicket | null, did: string): Promise<void> {
+    const seq = ticket?.seq ?? null
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.handle(kind, host, frame, seq, did)
+        await this.handle(kind, host, frame, ticket, did)
         return
       } catch (err) {
+        if (ticket !== null && !ticket.open) {
+          // The sequencer already has it (committed, or deferred when it stopped): nothing to retry or drop.
+          this.ctx.logger.error({ err, host: host.hostname, did, seq, state: ticket.state }, 'event failed after the sequencer took it')
+          return
+        }
         if (err instanceof IngestDrop) {
-          this.drop(host, seq, err.reason, err.message, did)
+          this.drop(host, ticket, err.reason, err.message, did)
           return
         }
         if (this.stopped || (err instanceof SequencerError && err.reason !== 'invalid-event')) {
-          // Shutting down: leave it unhandled so it is fetched again after restart.
+          // Shutting down: deferred, so it is fetched again after restart.
+          ticket?.defer('stopping')
           this.ctx.logger.warn({ err, host: host.hostname, did, seq }, 'event not processed: shutting down')
           return
         }
@@ -201,7 +221,7 @@ export class IngestPipeline implements IngestSink {
         const transient = err instanceof TransientIngestError
         if (attempt >= this.maxAttempts) {
           this.ctx.logger.error({ err, host: host.hostname, did, seq, attempts: attempt }, 'event keeps failing; dropped')
-          this.drop(host, seq, transient ? err.reason : 'internal-error', (err as Error).message, did)
+          this.drop(host, ticket, transient ? err.reason : 'internal-error', (err as Error).message, did)
           return
         }
         this.ctx.metrics.retries.inc()
@@ -216,10 +236,10 @@ export class IngestPipeline implements IngestSink {
     }
   }
 
-  private drop(host: UpstreamHost, seq: number | null, reason: DropReason, message: string, did: string | undefined): void {
+  private drop(host: UpstreamHost, ticket: UpstreamTicket | null, reason: DropReason, message: string, did: string | undefined): void {
+    ticket?.drop(reason)
     this.ctx.stats.dropped(host.hostname, reason)
-    if (seq !== null) this.ctx.sequencer.markHandled(host.id, seq)
-    const fields = { host: host.hostname, did, seq, reason }
+    const fields = { host: host.hostname, did, seq: ticket?.seq, reason }
     if (QUIET_DROPS.has(reason)) {
       this.ctx.logger.debug(fields, `dropped: ${message}`)
     } else {

@@ -12,6 +12,7 @@ import type { ResolvedIdentity } from '../identity/did-doc.js'
 import type { AccountHeadState } from './accounts.js'
 import { accountOnHost, isHostOf, requireActive, requireAuthority } from './authority.js'
 import type { IngestContext } from './context.js'
+import type { UpstreamTicket } from '../sequencer/host-cursors.js'
 import { IngestDrop, unresolvedIdentity, type UpstreamHost } from './types.js'
 import type { VerifyKind, VerifyOutcome } from './verify-runner.js'
 
@@ -37,9 +38,10 @@ export async function handleRepoEvent(
   kind: VerifyKind,
   host: UpstreamHost,
   frame: MessageFrame,
-  upstreamSeq: number | null,
+  ticket: UpstreamTicket | null,
   did: string,
 ): Promise<void> {
+  const upstreamSeq = ticket?.seq ?? null
   const rev = precheckRepoEvent(kind, frame.body)
   const identity = await requireAuthority(ctx, host, did)
   const acct = await accountOnHost(ctx, host, did)
@@ -74,7 +76,7 @@ export async function handleRepoEvent(
     t: frame.t,
     body: frame.bodyBytes,
     head,
-    ...(upstreamSeq !== null ? { upstream: { hostId: host.id, seq: upstreamSeq } } : {}),
+    ...(ticket !== null ? { ticket } : {}),
   })
   ctx.accounts.setHead(acct, head)
   ctx.stats.accepted(host.hostname, kind)

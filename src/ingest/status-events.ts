@@ -18,6 +18,7 @@ import type { UpstreamAccountStatus } from '../storage/types.js'
 import type { AccountState } from './accounts.js'
 import { accountOnHost, isHostOf, requireAuthority } from './authority.js'
 import type { IngestContext } from './context.js'
+import type { UpstreamTicket } from '../sequencer/host-cursors.js'
 import { IngestDrop, unresolvedIdentity, type UpstreamHost } from './types.js'
 
 function requireTime(body: Record<string, unknown>): string {
@@ -27,17 +28,18 @@ function requireTime(body: Record<string, unknown>): string {
   return time
 }
 
-function upstream(host: UpstreamHost, seq: number | null) {
-  return seq !== null ? { upstream: { hostId: host.id, seq } } : {}
+function upstream(ticket: UpstreamTicket | null) {
+  return ticket !== null ? { ticket } : {}
 }
 
 export async function handleIdentityEvent(
   ctx: IngestContext,
   host: UpstreamHost,
   frame: MessageFrame,
-  upstreamSeq: number | null,
+  ticket: UpstreamTicket | null,
   did: string,
 ): Promise<void> {
+  const upstreamSeq = ticket?.seq ?? null
   requireTime(frame.body)
   // The re-resolve bypasses caches: a DID that just moved here is authoritative at once.
   const identity = await ctx.identity.refresh(did)
@@ -63,7 +65,7 @@ export async function handleIdentityEvent(
       body = encode(rest)
     }
   }
-  await ctx.sequencer.submit({ accountId: acct.id, did, kind: 'identity', t: '#identity', body, ...upstream(host, upstreamSeq) })
+  await ctx.sequencer.submit({ accountId: acct.id, did, kind: 'identity', t: '#identity', body, ...upstream(ticket) })
   ctx.stats.accepted(host.hostname, 'identity')
 }
 
@@ -71,9 +73,10 @@ export async function handleAccountEvent(
   ctx: IngestContext,
   host: UpstreamHost,
   frame: MessageFrame,
-  upstreamSeq: number | null,
+  ticket: UpstreamTicket | null,
   did: string,
 ): Promise<void> {
+  const upstreamSeq = ticket?.seq ?? null
   const time = requireTime(frame.body)
   const { active, status } = frame.body
   if (typeof active !== 'boolean') throw new IngestDrop('bad-frame', 'active is missing or not a boolean')
@@ -105,7 +108,7 @@ export async function handleAccountEvent(
     kind: 'account',
     t: '#account',
     body: accountBody(acct, seq, time),
-    ...upstream(host, upstreamSeq),
+    ...upstream(ticket),
   })
   ctx.stats.accepted(host.hostname, 'account')
 }

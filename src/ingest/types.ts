@@ -2,7 +2,9 @@
  * The contract between the crawler and the ingest pipeline, and the drop
  * reasons ingest reports (every drop is counted per host under one of these).
  */
+import type { DropReason } from '../atproto/drop-reasons.js'
 import type { MessageFrame } from '../atproto/frame.js'
+import type { UpstreamTicket } from '../sequencer/host-cursors.js'
 
 /** One upstream host as the crawler knows it (a `host` row). */
 export interface UpstreamHost {
@@ -18,36 +20,17 @@ export interface UpstreamHost {
 
 export interface IngestSink {
   /**
-   * A decoded message frame from `host`. Return undefined when taken at once,
-   * or a promise that resolves when the pipeline has room again (the crawler
-   * pauses reading the socket meanwhile).
+   * A decoded message frame from `host`, with its upstream ticket (null when
+   * it has no valid seq). The sink resolves the ticket exactly once: commits
+   * it through the sequencer, drops it with a reason, or defers it. Return
+   * undefined when taken at once, or a promise that resolves when the
+   * pipeline has room again (the crawler pauses reading the socket meanwhile).
    */
-  push(host: UpstreamHost, frame: MessageFrame, upstreamSeq: number | null): Promise<void> | undefined
+  push(host: UpstreamHost, frame: MessageFrame, ticket: UpstreamTicket | null): Promise<void> | undefined
 }
 
-/**
- * Why ingest dropped an event. Verification failures use the protocol core's
- * own reasons (bad-car, bad-block-hash, bad-commit, bad-signature, …), so this
- * is an open string type; the named ones are ingest's own.
- */
-export type DropReason =
-  | 'bad-frame' // body fields missing or of the wrong type
-  | 'bad-syntax' // a DID, TID, datetime or path that is not valid
-  | 'too-big' // blocks or ops over the protocol limits
-  | 'duplicate' // rev not newer than the stored head (silent)
-  | 'wrong-host' // the DID document names another PDS
-  | 'no-identity' // the DID does not resolve to a usable identity
-  | 'bad-signature'
-  | 'inactive' // upstream status not active
-  | 'takendown' // local (relay admin) takedown
-  | 'throttled' // host over its account limit when the account was created
-  | 'too-deep' // CBOR nested deeper than its decode limit (frame or block)
-  | 'too-many-items' // CBOR with more items than its decode limit
-  | 'info' // an #info frame: logged, never forwarded (counted so floods show)
-  | 'unknown-type'
-  | 'removed-type' // #handle, #migrate, #tombstone
-  | 'internal-error' // kept failing for a non-protocol reason; logged
-  | (string & {})
+/** Why an event was dropped: the one closed list, with meanings, is src/atproto/drop-reasons.ts. */
+export type { DropReason }
 
 /** A deliberate drop inside ingest: carries the reason counted for the host. */
 export class IngestDrop extends Error {

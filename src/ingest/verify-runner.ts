@@ -15,6 +15,7 @@ import { pathToFileURL } from 'node:url'
 import { Worker } from 'node:worker_threads'
 import type { Logger } from 'pino'
 import type { PublicKey } from '../atproto/keys.js'
+import type { DropReason } from '../atproto/drop-reasons.js'
 import { verifyCommitEvent, verifySyncEvent, type VerifyOptions } from '../atproto/verify.js'
 
 export type VerifyKind = 'commit' | 'sync'
@@ -30,9 +31,9 @@ export type VerifyOutcome =
       /** #commit only */
       prevData: Uint8Array | null
       /** strict-only failures tolerated in lenient mode */
-      tolerated: string[]
+      tolerated: DropReason[]
     }
-  | { ok: false; reason: string; message: string }
+  | { ok: false; reason: DropReason; message: string }
 
 export interface VerifyRequest {
   kind: VerifyKind

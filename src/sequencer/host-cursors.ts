@@ -1,109 +1,152 @@
 /**
- * Per-host upstream cursor tracking (DESIGN §1 guarantee 2).
+ * Per-host upstream cursors and the tickets that move them (DESIGN §1 guarantee 2).
  *
- * Ingest handles several DIDs of one host concurrently, so upstream events
- * finish out of order. A host's cursor may only move to an upstream seq once
- * every event from that host up to it is committed or deliberately dropped:
- * the cursor is the highest finished seq below the lowest one still in flight.
+ * The crawler opens one ticket per upstream event when its frame arrives.
+ * Each ticket ends exactly once: committed with its batch (the sequencer),
+ * dropped with a reason (ingest or the crawler), or deferred (not processed
+ * in this process, e.g. shutting down: it is fetched again after a restart).
+ * Ingest handles several DIDs of one host concurrently, so tickets end out of
+ * order; a host's cursor is the highest seq below which every ticket was
+ * committed or dropped. A deferred ticket holds the cursor below it until the
+ * host's sequence is reset or the relay restarts.
+ *
+ * This class owns the tickets' states; the crawler and ingest only resolve them.
+ * A ticket resolved twice, or found unresolved where ingest ends, is a bug:
+ * reported to `onMisuse` (counted; tests throw).
  */
+import type { DropReason } from '../atproto/drop-reasons.js'
 
-type EntryState = 'pending' | 'committing' | 'done'
+export type TicketState = 'open' | 'submitted' | 'committing' | 'committed' | 'dropped' | 'deferred'
 
-interface Entry {
-  seq: number
-  state: EntryState
+/** Why a ticket was deferred (logged with misuse reports). */
+export type DeferReason = 'stopping' | 'discarded' | 'not-committed'
+
+export type TicketMisuse = 'resolved-twice' | 'unresolved'
+
+/** One upstream event of one host on its way through the relay. */
+export class UpstreamTicket {
+  /** @internal Only the tracker changes it. */
+  _state: TicketState = 'open'
+  /** Why it was dropped or deferred, for misuse reports. */
+  _why: DropReason | DeferReason | undefined
+
+  /** @internal Use HostCursorTracker.open. */
+  constructor(
+    private readonly tracker: HostCursorTracker,
+    readonly hostId: number,
+    readonly seq: number,
+    /** The host's sequence this ticket belongs to; null when the cursor was already past its seq. */
+    readonly _track: HostTrack | null,
+  ) {}
+
+  get state(): TicketState {
+    return this._state
+  }
+
+  /** Still to be resolved by ingest or the crawler (not yet handed to the sequencer, not ended). */
+  get open(): boolean {
+    return this._state === 'open'
+  }
+
+  /** Dropped on purpose (the caller counts it under `reason`): the cursor may pass it. */
+  drop(reason: DropReason): void {
+    this.tracker.drop(this, reason)
+  }
+
+  /** Not processed in this process: the cursor stays below it, so it is fetched again after a restart. */
+  defer(why: DeferReason): void {
+    this.tracker.defer(this, why)
+  }
 }
 
-class HostTrack {
-  /** Entries sorted by seq; [head, length) are live, earlier ones are consumed. */
-  entries: Entry[] = []
+const ENDED: ReadonlySet<TicketState> = new Set(['committed', 'dropped', 'deferred'])
+
+/** @internal One host's sequence: its live tickets in seq order. */
+export class HostTrack {
+  /** Tickets sorted by seq; [head, length) are live, earlier ones are consumed. */
+  tickets: UpstreamTicket[] = []
   head = 0
   /** Highest seq the cursor has been advanced to in memory (never persisted by this class). */
   cursor = 0
   /** The cursor value last written to the database. */
   persisted = 0
+  /** Live tickets in state `deferred` (so `open` looks for one to replace only when there is one). */
+  deferred = 0
 
-  find(seq: number): Entry | undefined {
-    const i = this.indexOf(seq)
-    const e = this.entries[i]
-    return e !== undefined && e.seq === seq ? e : undefined
+  /** Upstream seqs arrive in order, so this is nearly always an append. */
+  insert(t: UpstreamTicket): void {
+    let i = this.tickets.length
+    while (i > this.head && (this.tickets[i - 1] as UpstreamTicket).seq > t.seq) i--
+    if (i === this.tickets.length) this.tickets.push(t)
+    else this.tickets.splice(i, 0, t)
   }
 
-  /** Insert position for seq (first index whose seq >= it). Usually the end: upstream seqs arrive in order. */
-  indexOf(seq: number): number {
-    const last = this.entries[this.entries.length - 1]
-    if (last === undefined || last.seq < seq) return this.entries.length
-    let lo = this.head
-    let hi = this.entries.length
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1
-      if ((this.entries[mid] as Entry).seq < seq) lo = mid + 1
-      else hi = mid
+  /**
+   * A redial re-sent `seq`: its deferred ticket (left by a connection that stopped with the frame
+   * still queued) is removed, so the new ticket holds the cursor in its place. Without this the
+   * deferred ticket would hold the cursor for the rest of the process (an unblocked host, say).
+   */
+  replaceDeferred(seq: number): void {
+    for (let i = this.head; i < this.tickets.length; i++) {
+      const t = this.tickets[i] as UpstreamTicket
+      if (t.seq > seq) return
+      if (t.seq === seq && t._state === 'deferred') {
+        this.tickets.splice(i, 1)
+        this.deferred--
+        return
+      }
     }
-    return lo
   }
 
-  upsert(seq: number, state: EntryState): void {
-    const i = this.indexOf(seq)
-    const e = this.entries[i]
-    if (e !== undefined && e.seq === seq) {
-      e.state = state
-      return
-    }
-    this.entries.splice(i, 0, { seq, state })
-  }
-
-  /** The cursor if entries in `committing` state were committed too (does not change anything). */
+  /** The cursor if tickets being committed were committed too (changes nothing). */
   peek(countCommitting: boolean): number {
     let cursor = this.cursor
-    for (let i = this.head; i < this.entries.length; i++) {
-      const e = this.entries[i] as Entry
-      if (e.state === 'done' || (countCommitting && e.state === 'committing')) cursor = e.seq
+    for (let i = this.head; i < this.tickets.length; i++) {
+      const t = this.tickets[i] as UpstreamTicket
+      const s = t._state
+      if (s === 'committed' || s === 'dropped' || (countCommitting && s === 'committing')) cursor = t.seq
       else break
     }
     return cursor
   }
 
-  /** Consumes finished entries from the front and moves the in-memory cursor. */
+  /** Consumes committed and dropped tickets from the front and moves the in-memory cursor. */
   advance(): void {
-    while (this.head < this.entries.length) {
-      const e = this.entries[this.head] as Entry
-      if (e.state !== 'done') break
-      if (e.seq > this.cursor) this.cursor = e.seq
+    while (this.head < this.tickets.length) {
+      const t = this.tickets[this.head] as UpstreamTicket
+      if (t._state !== 'committed' && t._state !== 'dropped') break
+      if (t.seq > this.cursor) this.cursor = t.seq
+      this.tickets[this.head] = undefined as unknown as UpstreamTicket
       this.head++
     }
     // Compact occasionally so the array does not grow without bound.
-    if (this.head > 1024 && this.head * 2 > this.entries.length) {
-      this.entries = this.entries.slice(this.head)
+    if (this.head > 1024 && this.head * 2 > this.tickets.length) {
+      this.tickets = this.tickets.slice(this.head)
       this.head = 0
     }
   }
 
   get inFlight(): number {
-    return this.entries.length - this.head
+    return this.tickets.length - this.head
   }
 }
 
-export class HostCursorTracker {
-  private readonly hosts = new Map<number, HostTrack>()
-  /**
-   * Per host: seqs of the sequence before the last reset that were still in
-   * flight then. Their late calls must not count towards the new sequence
-   * (an old seq finishing would drag the cursor back above every new one).
-   */
-  private readonly retired = new Map<number, Set<number>>()
+export interface HostCursorTrackerOptions {
+  /** A ticket resolved twice or left unresolved; the tracker has already kept the cursor safe. */
+  onMisuse?: (kind: TicketMisuse, ticket: UpstreamTicket, detail: string) => void
+  /** A ticket was dropped (its host's cursor may have moved without a commit). */
+  onDropped?: () => void
+}
 
-  /** True when `seq` is an event of the old sequence (its begin came before the reset); finishing it forgets it. */
-  private isRetired(hostId: number, seq: number, finished: boolean): boolean {
-    const old = this.retired.get(hostId)
-    if (old === undefined || !old.has(seq)) return false
-    // A new event with the same seq already being tracked is the new sequence's.
-    if (this.hosts.get(hostId)?.find(seq) !== undefined) return false
-    if (finished) {
-      old.delete(seq)
-      if (old.size === 0) this.retired.delete(hostId)
-    }
-    return true
+export class HostCursorTracker {
+  /** Per host, the current sequence; a reset replaces it, so old tickets ending later touch nothing. */
+  private readonly hosts = new Map<number, HostTrack>()
+  private readonly onMisuse: NonNullable<HostCursorTrackerOptions['onMisuse']>
+  private readonly onDropped: () => void
+
+  constructor(opts: HostCursorTrackerOptions = {}) {
+    this.onMisuse = opts.onMisuse ?? (() => {})
+    this.onDropped = opts.onDropped ?? (() => {})
   }
 
   private track(hostId: number): HostTrack {
@@ -115,44 +158,73 @@ export class HostCursorTracker {
     return t
   }
 
-  /** Ingest started processing upstream `seq` of `hostId`. */
-  begin(hostId: number, seq: number): void {
-    if (this.isRetired(hostId, seq, false)) return
-    const t = this.track(hostId)
-    if (seq <= t.cursor) return
-    if (t.find(seq) === undefined) t.upsert(seq, 'pending')
+  /** A frame with upstream `seq` arrived from `hostId`: the cursor cannot pass it until its ticket is committed or dropped. */
+  open(hostId: number, seq: number): UpstreamTicket {
+    const track = this.track(hostId)
+    // At or below the cursor (a redial re-sent it): tracked for its resolution only.
+    if (seq <= track.cursor) return new UpstreamTicket(this, hostId, seq, null)
+    const ticket = new UpstreamTicket(this, hostId, seq, track)
+    if (track.deferred > 0) track.replaceDeferred(seq)
+    track.insert(ticket)
+    return ticket
   }
 
-  /** The event was dropped on purpose: it counts as handled now. */
-  handled(hostId: number, seq: number): void {
-    if (this.isRetired(hostId, seq, true)) return
-    const t = this.track(hostId)
-    if (seq <= t.cursor) return
-    t.upsert(seq, 'done')
-    t.advance()
+  /** @internal via UpstreamTicket.drop */
+  drop(ticket: UpstreamTicket, reason: DropReason): void {
+    if (!this.expect(ticket, 'open', `drop (${reason})`)) return
+    ticket._state = 'dropped'
+    ticket._why = reason
+    ticket._track?.advance()
+    this.onDropped()
   }
 
-  /** The event went into a batch that is being committed. */
-  committing(hostId: number, seq: number): void {
-    if (this.isRetired(hostId, seq, false)) return
-    const t = this.track(hostId)
-    if (seq <= t.cursor) return
-    t.upsert(seq, 'committing')
+  /** @internal via UpstreamTicket.defer; the sequencer also defers submitted tickets it gives up on. */
+  defer(ticket: UpstreamTicket, why: DeferReason): void {
+    if (ticket._state !== 'submitted' && !this.expect(ticket, 'open', `defer (${why})`)) return
+    ticket._state = 'deferred'
+    ticket._why = why
+    if (ticket._track) ticket._track.deferred++
   }
 
-  /** The batch holding these upstream seqs committed. */
-  committed(hostId: number, seq: number): void {
-    if (this.isRetired(hostId, seq, true)) return
-    const t = this.hosts.get(hostId)
-    if (t === undefined || seq <= t.cursor) return
-    const e = t.find(seq)
-    if (e !== undefined) e.state = 'done'
-    t.advance()
+  /** The sequencer took the event: from now on only it resolves the ticket. */
+  submitted(ticket: UpstreamTicket): void {
+    if (this.expect(ticket, 'open', 'submit')) ticket._state = 'submitted'
+  }
+
+  /** Its batch is being committed (again, when a commit is retried). */
+  committing(ticket: UpstreamTicket): void {
+    if (ticket._state === 'submitted' || ticket._state === 'committing') ticket._state = 'committing'
+    else this.expect(ticket, 'submitted', 'commit')
+  }
+
+  /** Its batch committed. */
+  committed(ticket: UpstreamTicket): void {
+    if (!this.expect(ticket, 'committing', 'committed')) return
+    ticket._state = 'committed'
+    ticket._track?.advance()
+  }
+
+  /**
+   * Where ingest ends: a ticket still open is a bug. Reported, then dropped
+   * under `reason` so the cursor moves on. Returns whether it had to.
+   */
+  settle(ticket: UpstreamTicket, reason: DropReason): boolean {
+    if (ticket._state !== 'open') return false
+    this.onMisuse('unresolved', ticket, `ingest ended without resolving it; dropped as ${reason}`)
+    this.drop(ticket, reason)
+    return true
+  }
+
+  private expect(ticket: UpstreamTicket, state: TicketState, action: string): boolean {
+    if (ticket._state === state) return true
+    const kind: TicketMisuse = ENDED.has(ticket._state) ? 'resolved-twice' : 'unresolved'
+    this.onMisuse(kind, ticket, `${action} on a ticket that is ${ticket._state}${ticket._why ? ` (${ticket._why})` : ''}`)
+    return false
   }
 
   /**
    * Cursor values to write in a batch that is about to commit: hosts whose
-   * cursor (counting `committing` entries as done) differs from the last written value.
+   * cursor (counting tickets being committed as done) differs from the last written value.
    */
   pendingWrites(): Map<number, number> {
     const out = new Map<number, number>()
@@ -187,18 +259,11 @@ export class HostCursorTracker {
   }
 
   /**
-   * Forget a host's state, e.g. when its sequence was reset upstream (FutureCursor)
-   * and the crawler starts over from a new cursor.
+   * The host's sequence was reset upstream (FutureCursor) and the crawler
+   * starts over: a new sequence begins. Tickets of the old one still resolve
+   * (exactly once) but no longer move any cursor.
    */
   reset(hostId: number): void {
-    const t = this.hosts.get(hostId)
     this.hosts.delete(hostId)
-    if (t === undefined) return
-    const old = this.retired.get(hostId) ?? new Set<number>()
-    for (let i = t.head; i < t.entries.length; i++) {
-      const e = t.entries[i] as Entry
-      if (e.state !== 'done') old.add(e.seq)
-    }
-    if (old.size > 0) this.retired.set(hostId, old)
   }
 }

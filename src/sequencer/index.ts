@@ -7,7 +7,7 @@ export {
   type LoggedEvent,
   type PartitionInfo,
 } from './event-log.js'
-export { HostCursorTracker } from './host-cursors.js'
+export { HostCursorTracker, UpstreamTicket, type DeferReason, type TicketState } from './host-cursors.js'
 export {
   SequencerError,
   type AcceptedEvent,

@@ -11,12 +11,13 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Logger } from 'pino'
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
+import type { DropReason } from '../atproto/drop-reasons.js'
 import { frameWithSeq } from '../atproto/frame.js'
 import type { Storage } from '../storage/db.js'
 import { EventKind, type EventKindCode } from '../storage/types.js'
 import { batchCommitStatement, PARAMS_PER_EVENT, type HeadWrite } from './batch-statement.js'
 import { EventLog, type EventRow } from './event-log.js'
-import { HostCursorTracker } from './host-cursors.js'
+import { HostCursorTracker, type TicketMisuse, type UpstreamTicket } from './host-cursors.js'
 import {
   SequencerError,
   type AcceptedEvent,
@@ -43,6 +44,11 @@ export interface SequencerOptions {
   stopTimeoutMs?: number
   logger: Logger
   registry: Registry
+  /**
+   * A ticket resolved twice or left unresolved is always counted and logged;
+   * 'throw' also throws at the call site (the default under the test runner).
+   */
+  ticketMisuse?: 'count' | 'throw'
 }
 
 interface Pending {
@@ -64,7 +70,7 @@ export class Sequencer implements CommittedEventSource {
   private readonly maxBatchEvents: number
   private readonly maxBatchDelayMs: number
   private readonly stopTimeoutMs: number
-  private readonly cursors = new HostCursorTracker()
+  private readonly cursors: HostCursorTracker
   private readonly listeners: ((events: CommittedEvent[]) => void)[] = []
   private queue: Pending[] = []
   private assigned = 0
@@ -82,6 +88,7 @@ export class Sequencer implements CommittedEventSource {
   private readonly mCommitSeconds: Histogram
   private readonly mFailures: Counter
   private readonly mFailing: Gauge
+  private readonly mTicketMisuse: Counter<'kind'>
 
   constructor(opts: SequencerOptions) {
     this.storage = opts.storage
@@ -135,6 +142,22 @@ export class Sequencer implements CommittedEventSource {
       help: 'Consecutive failed attempts of the current batch (0 when healthy)',
       registers,
     })
+    this.mTicketMisuse = new Counter({
+      name: 'relay_upstream_ticket_errors_total',
+      help: 'Upstream tickets resolved twice or left unresolved (a relay bug; the host cursor is kept safe)',
+      labelNames: ['kind'],
+      registers,
+    })
+    const throwOnMisuse = (opts.ticketMisuse ?? (process.env.VITEST ? 'throw' : 'count')) === 'throw'
+    this.cursors = new HostCursorTracker({
+      onMisuse: (kind: TicketMisuse, ticket, detail) => {
+        this.mTicketMisuse.inc({ kind })
+        this.logger.error({ kind, hostId: ticket.hostId, seq: ticket.seq }, `upstream ticket misuse: ${detail}`)
+        if (throwOnMisuse) throw new Error(`upstream ticket ${ticket.hostId}/${ticket.seq}: ${kind}: ${detail}`)
+      },
+      // A drop moves a cursor without an event: it is written with the next batch, or an empty one.
+      onDropped: () => this.schedule(),
+    })
     const queue = () => this.queue.length
     new Gauge({
       name: 'relay_sequencer_queued_events',
@@ -180,23 +203,26 @@ export class Sequencer implements CommittedEventSource {
     } catch (err) {
       return Promise.reject(err as Error)
     }
+    if (evt.ticket !== undefined) this.cursors.submitted(evt.ticket)
     const seq = ++this.assigned
-    if (evt.upstream !== undefined) this.cursors.begin(evt.upstream.hostId, evt.upstream.seq)
     return new Promise<number>((resolve, reject) => {
       this.queue.push({ evt, seq, kind, frame, resolve, reject })
       this.schedule()
     })
   }
 
-  /** Ingest started processing this upstream event: the host cursor cannot pass it until it is submitted and committed, or handled. */
-  beginUpstream(hostId: number, upstreamSeq: number): void {
-    this.cursors.begin(hostId, upstreamSeq)
+  /**
+   * A frame with upstream `seq` arrived from `hostId` (the crawler calls this).
+   * The host cursor cannot pass it until its ticket is committed (by submit)
+   * or dropped; a drop is written with the next batch.
+   */
+  openTicket(hostId: number, seq: number): UpstreamTicket {
+    return this.cursors.open(hostId, seq)
   }
 
-  /** A deliberately dropped upstream event: the host cursor may advance past it. */
-  markHandled(hostId: number, upstreamSeq: number): void {
-    this.cursors.handled(hostId, upstreamSeq)
-    this.schedule()
+  /** Where ingest ends with a ticket: one still open is a bug, reported and dropped under `reason`. Returns whether it was. */
+  settleTicket(ticket: UpstreamTicket, reason: DropReason): boolean {
+    return this.cursors.settle(ticket, reason)
   }
 
   /** Forget in-flight tracking for a host whose upstream sequence was reset. */
@@ -317,7 +343,7 @@ export class Sequencer implements CommittedEventSource {
     const last = batch[batch.length - 1]
     if (first !== undefined && last !== undefined) await this.eventLog.ensurePartitions(first.seq, last.seq)
     for (const p of batch) {
-      if (p.evt.upstream !== undefined) this.cursors.committing(p.evt.upstream.hostId, p.evt.upstream.seq)
+      if (p.evt.ticket !== undefined) this.cursors.committing(p.evt.ticket)
     }
     const cursorWrites = this.cursors.pendingWrites()
     const rows: EventRow[] = batch.map((p) => ({
@@ -351,7 +377,7 @@ export class Sequencer implements CommittedEventSource {
     const events: CommittedEvent[] = new Array(batch.length)
     for (let i = 0; i < batch.length; i++) {
       const p = batch[i] as Pending
-      if (p.evt.upstream !== undefined) this.cursors.committed(p.evt.upstream.hostId, p.evt.upstream.seq)
+      if (p.evt.ticket !== undefined) this.cursors.committed(p.evt.ticket)
       events[i] = { seq: p.seq, accountId: p.evt.accountId, did: p.evt.did, kind: p.kind, t: p.evt.t, frame: p.frame }
       p.resolve(p.seq)
     }
@@ -367,7 +393,10 @@ export class Sequencer implements CommittedEventSource {
   private rejectAll(err: Error): void {
     const queued = this.queue
     this.queue = []
-    for (const p of queued) p.reject(err)
+    for (const p of queued) {
+      if (p.evt.ticket !== undefined) this.cursors.defer(p.evt.ticket, 'not-committed')
+      p.reject(err)
+    }
     if (queued.length > 0) this.logger.error({ dropped: queued.length }, 'sequencer stopped with uncommitted events (not acknowledged upstream)')
   }
 }

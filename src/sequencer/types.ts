@@ -1,4 +1,5 @@
 import type { EventKindCode } from '../storage/types.js'
+import type { UpstreamTicket } from './host-cursors.js'
 
 export type AcceptedKind = 'commit' | 'sync' | 'identity' | 'account'
 
@@ -13,8 +14,8 @@ export interface AcceptedEvent {
   body: Uint8Array
   /** The account's new head, for #commit and #sync. */
   head?: { rev: string; commitCid: Uint8Array; dataCid: Uint8Array }
-  /** Where it came from, for the host cursor. */
-  upstream?: { hostId: number; seq: number }
+  /** Its upstream event's ticket (opened by the crawler): committing the event resolves it and moves the host cursor. */
+  ticket?: UpstreamTicket
 }
 
 /** An event after its batch committed: what the firehose publishes. */

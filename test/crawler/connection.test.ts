@@ -44,6 +44,7 @@ function harness(overrides: Partial<CrawlerOptions> = {}): Harness {
     stats,
     sequencer: {
       hostCursor: (id) => sequencer.hostCursor(id),
+      openTicket: (id, seq) => sequencer.openTicket(id, seq),
       resetHost: (id) => {
         resets.push(id)
         sequencer.resetHost(id)

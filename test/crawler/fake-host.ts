@@ -10,6 +10,7 @@ import { WebSocketServer, type WebSocket } from 'ws'
 import { encodeMessageFrame, type MessageFrame } from '../../src/atproto/frame.js'
 import type { IngestSink, UpstreamHost } from '../../src/crawler/types.js'
 import { HostStats } from '../../src/ingest/host-stats.js'
+import type { UpstreamTicket } from '../../src/sequencer/host-cursors.js'
 
 export const silentLogger = pino({ level: 'silent' })
 
@@ -140,8 +141,12 @@ export class RecordingSink implements IngestSink {
   readonly received: Received[] = []
   gate: Promise<void> | undefined
 
-  push(host: UpstreamHost, frame: MessageFrame, upstreamSeq: number | null): Promise<void> | undefined {
-    this.received.push({ hostname: host.hostname, t: frame.t, seq: upstreamSeq })
+  /** Tickets handed over, still open (the test decides how they end). */
+  readonly tickets: UpstreamTicket[] = []
+
+  push(host: UpstreamHost, frame: MessageFrame, ticket: UpstreamTicket | null): Promise<void> | undefined {
+    this.received.push({ hostname: host.hostname, t: frame.t, seq: ticket?.seq ?? null })
+    if (ticket !== null) this.tickets.push(ticket)
     return this.gate
   }
 

@@ -101,7 +101,7 @@ describe('firehose under load (postgres)', () => {
     await waitFor(() => fast.seqs().length >= 6000, 20_000, 'fast consumer')
     expect(fast.seqs()).toEqual(seqs)
     const cut = await relay.registry.getSingleMetric('relay_firehose_consumers_cut_off_total')?.get()
-    expect(cut?.values.find((v) => v.labels.reason === 'too_slow')?.value).toBe(1)
+    expect(cut?.values.find((v) => v.labels.reason === 'too-slow')?.value).toBe(1)
     // Per socket the relay buffers at most its high-water mark (64 KiB) plus one frame, or one log page (50 frames).
     expect(maxBuffered).toBeLessThan(64 * 1024 + 51 * 4700)
     // 27 MB went through; a relay buffering for the stalled consumer would have kept most of it (~23 MB measured).

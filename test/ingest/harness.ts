@@ -51,6 +51,10 @@ export interface Harness {
   resolveCalls: Map<string, number>
   /** handle → did for bidirectional handle checks. */
   handles: Map<string, string>
+  /** What the crawler does with a frame: opens its upstream ticket (when it has a seq) and pushes it. */
+  push(host: UpstreamHost, frame: MessageFrame, seq: number | null): Promise<void> | undefined
+  /** relay_upstream_ticket_errors_total (tickets resolved twice or left unresolved). */
+  ticketErrors(): Promise<number>
   setIdentity(did: string, id: StaticIdentity): void
   addHost(hostname: string, opts?: { accountLimit?: number; lenient?: boolean | null; ssl?: boolean }): Promise<UpstreamHost>
   /** The decoded committed output. */
@@ -126,6 +130,13 @@ export async function createHarness(
     identities,
     resolveCalls,
     handles,
+    push(host, frame, seq) {
+      return pipeline.push(host, frame, seq === null ? null : sequencer.openTicket(host.id, seq))
+    },
+    async ticketErrors() {
+      const m = (await registry.getMetricsAsJSON()).find((x) => x.name === 'relay_upstream_ticket_errors_total')
+      return (m?.values ?? []).reduce((sum, v) => sum + Number(v.value), 0)
+    },
     setIdentity(did, id) {
       identities.set(did, staticIdentity(did, id))
       if (id.handle) handles.set(id.handle, did)

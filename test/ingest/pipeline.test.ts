@@ -29,7 +29,7 @@ class Upstream {
   async push(...events: (PdsEvent | { t: string; body: Record<string, unknown> })[]): Promise<void> {
     for (const e of events) {
       const seq = ++this.seq
-      await this.h.pipeline.push(this.host, toFrame(e, seq), seq)
+      await this.h.push(this.host, toFrame(e, seq), seq)
     }
     await this.h.pipeline.idle()
   }
@@ -333,7 +333,7 @@ describe('ordering and backpressure', () => {
     let maxRunning = 0
     for (const f of frames) {
       const seq = ++up.seq
-      const wait = h.pipeline.push(up.host, toFrame(f, seq), seq)
+      const wait = h.push(up.host, toFrame(f, seq), seq)
       maxRunning = Math.max(maxRunning, h.pipeline.inFlight)
       if (wait) await wait
     }
@@ -361,7 +361,7 @@ describe('ordering and backpressure', () => {
     let maxPending = 0
     for (const c of commits) {
       const seq = ++up.seq
-      const wait = h.pipeline.push(up.host, toFrame(c, seq), seq)
+      const wait = h.push(up.host, toFrame(c, seq), seq)
       maxPending = Math.max(maxPending, h.pipeline.inFlight + h.pipeline.queued)
       if (wait) {
         promises++

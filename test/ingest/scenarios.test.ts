@@ -48,7 +48,7 @@ async function runScenario(file: string, kind: StorageKind) {
     const body = fromJsonModel(m.frame.body) as Record<string, unknown>
     const seq = body.seq as number
     const frame = toFrame({ t: m.frame.header.t, body }, seq)
-    await h.pipeline.push(host, frame, seq)
+    await h.push(host, frame, seq)
     if (!m.drop) expected.push({ t: m.frame.header.t, body: comparable(body) })
   }
   await h.pipeline.idle()
@@ -95,7 +95,7 @@ describe('indigo relay scenarios', () => {
     h.setIdentity(a.identity.did, { key: a.identity.keys.atproto, pds: `https://${SCENARIO_HOST}`, handle: a.identity.handle })
     for (const m of scenario.messages) {
       const body = fromJsonModel(m.frame.body) as Record<string, unknown>
-      await h.pipeline.push(host, toFrame({ t: m.frame.header.t, body }, body.seq as number), body.seq as number)
+      await h.push(host, toFrame({ t: m.frame.header.t, body }, body.seq as number), body.seq as number)
     }
     await h.pipeline.idle()
     expect(h.output().map((o) => o.t)).toEqual(['#identity', '#account', '#commit'])
@@ -116,7 +116,7 @@ describe('PDS scenario frames', () => {
     }
     const lines = readFileSync(pdsDir + 'frames.jsonl', 'utf8').trim().split('\n')
     const input = lines.map((l) => JSON.parse(l) as { t: string; seq: number; b64: string }).map((j) => ({ ...j, frame: frameFromBytes(Buffer.from(j.b64, 'base64')) }))
-    for (const e of input) await h.pipeline.push(host, e.frame, e.seq)
+    for (const e of input) await h.push(host, e.frame, e.seq)
     await h.pipeline.idle()
 
     // A #sync whose rev equals the stored head (the PDS sends one right after
@@ -170,7 +170,7 @@ describe('PDS scenario frames', () => {
     expect(h.sequencer.hostCursor(host.id)).toBe(29)
     // Later commits of the deleted account are dropped.
     const late = input.find((e) => e.seq === 20)!
-    await h.pipeline.push(host, toFrame({ t: '#commit', body: { ...late.frame.body, rev: '3n2vpfrvhcs3m' } }, 30), 30)
+    await h.push(host, toFrame({ t: '#commit', body: { ...late.frame.body, rev: '3n2vpfrvhcs3m' } }, 30), 30)
     await h.pipeline.idle()
     expect(h.stats.droppedByReason().inactive).toBe(1)
   })

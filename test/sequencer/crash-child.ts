@@ -39,7 +39,7 @@ function pump(): void {
     const k = n % accounts.length
     inFlight++
     sequencer
-      .submit(commitEvent(accounts[k]!, `did:plc:crash${k}`, rev(n), { padding: 1500, upstream: { hostId, seq: n } }))
+      .submit(commitEvent(accounts[k]!, `did:plc:crash${k}`, rev(n), { padding: 1500, ticket: sequencer.openTicket(hostId, n) }))
       .then((seq) => {
         // Printed only after the commit: the parent treats every printed seq as acknowledged.
         process.stdout.write(`ack ${seq} ${n}\n`)

@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto'
 import pino from 'pino'
 import type { Storage } from '../../src/storage/db.js'
 import type { AcceptedEvent } from '../../src/sequencer/types.js'
+import type { UpstreamTicket } from '../../src/sequencer/host-cursors.js'
 
 export const silentLogger = pino({ level: 'silent' })
 
@@ -57,7 +58,7 @@ export function commitEvent(
   accountId: number,
   did: string,
   rev: string,
-  opts: { padding?: number; upstream?: { hostId: number; seq: number } } = {},
+  opts: { padding?: number; ticket?: UpstreamTicket } = {},
 ): AcceptedEvent {
   return {
     accountId,
@@ -66,7 +67,7 @@ export function commitEvent(
     t: '#commit',
     body: commitBody(did, rev, opts.padding),
     head: { rev, commitCid: fakeCid(`commit:${did}:${rev}`), dataCid: fakeCid(`data:${did}:${rev}`) },
-    ...(opts.upstream ? { upstream: opts.upstream } : {}),
+    ...(opts.ticket ? { ticket: opts.ticket } : {}),
   }
 }
 

@@ -122,19 +122,19 @@ describe.each(STORAGE_KINDS)('Sequencer on %s', (kind) => {
     await s.start()
     const cursorInDb = async () =>
       (await t.storage.db.selectFrom('host').select('cursor').where('id', '=', h2).executeTakeFirstOrThrow()).cursor
-    const ev = (n: number) => commitEvent(acc!, `did:plc:cursor${kind}0`, rev(300 + n), { upstream: { hostId: h2, seq: n } })
+    const tickets = new Map([10, 11, 12, 13, 14].map((n) => [n, s.openTicket(h2, n)]))
+    const ev = (n: number) => commitEvent(acc!, `did:plc:cursor${kind}0`, rev(300 + n), { ticket: tickets.get(n)! })
 
-    for (const n of [10, 11, 12, 13, 14]) s.beginUpstream(h2, n)
     // 12 and 14 finish first; 10 and 11 still in flight: the cursor must not move.
     await s.submit(ev(12))
-    s.markHandled(h2, 14)
+    tickets.get(14)!.drop('duplicate')
     await new Promise((r) => setTimeout(r, 50))
     expect(await cursorInDb()).toBe(0)
     // 10 is committed: the cursor reaches 10 but not 12 (11 pending).
     await s.submit(ev(10))
     await waitFor(async () => (await cursorInDb()) === 10, 5000, 'cursor 10')
     // 11 is dropped on purpose: 10, 11, 12 are done, 13 pending.
-    s.markHandled(h2, 11)
+    tickets.get(11)!.drop('duplicate')
     await waitFor(async () => (await cursorInDb()) === 12, 5000, 'cursor 12')
     expect(s.hostCursor(h2)).toBe(12)
     // 13 commits: 14 was already handled, so the cursor jumps to 14.

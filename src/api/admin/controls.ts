@@ -3,6 +3,7 @@
  * running crawler, ingest pipeline, firehose and database, so the HTTP layer
  * stays a thin, testable translation.
  */
+import type { DropReason } from '../../atproto/drop-reasons.js'
 import type { ActivityView } from './activity.js'
 
 export interface AdminHost {
@@ -17,7 +18,7 @@ export interface AdminHost {
   firstSeen: string
   connected: boolean
   eventsPerSecond: number
-  events: { received: number; accepted: number; dropped: Record<string, number>; discontinuities: number }
+  events: { received: number; accepted: number; dropped: Partial<Record<DropReason, number>>; discontinuities: number }
   lastError: { message: string; at: string | null } | null
   /** Held back by its event rate limits now (or within the last 10 s): since when, by which window and limit. */
   rateLimited: { since: string; window: 'perSecond' | 'perHour' | 'perDay'; limit: number } | null
