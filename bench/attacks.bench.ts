@@ -10,8 +10,8 @@
  *   query  2,000 concurrent listRepos?limit=1000 from one client (4,000 seeded accounts + the corpus's)
  *   crawl  500 concurrent requestCrawl for 500 new hostnames that answer nothing (localhost:<closed port>)
  *
- * Every phase: warm-up, a baseline window, then the attack window (bounded), each with honest latency
- * (events sent in the window; those not received 3 s after it closes count as not forwarded), /xrpc/_health
+ * Every phase: 40 s warm-up, a baseline window, then the attack window (bounded), each with honest latency
+ * (#commits sent in the window; those not received 3 s after it closes count as not forwarded), /xrpc/_health
  * every 100 ms (2 s timeout), and relay RSS. Attackers use source address 127.0.0.2, apart from the
  * health poller and the consumer (127.0.0.1); 429 answers are counted apart from errors.
  *
@@ -41,7 +41,8 @@ const PHASES = ['bomb', 'query', 'crawl'] as const
 type Phase = (typeof PHASES)[number]
 
 const HONEST_RATE = 200 // events/s over the whole fleet
-const WARM_MS = 8_000
+/** The corpus creates its accounts in the first ~40 s at this rate (#identity + #account per account); measure after that. */
+const WARM_MS = 40_000
 const BASELINE_MS = 10_000
 /** After a window closes, how long its last events may still take to arrive. */
 const GRACE_MS = 3_000

@@ -48,7 +48,7 @@ export function renderMarkdown(r: AttacksReport): string {
     '',
     `Honest fleet offering ${r.honestRate} events/s (a fake host sends only as fast as the relay reads, so a stalled relay lowers "sent"); load average ${r.loadAvgStart.join(' ')} at start, ${r.loadAvgEnd.join(' ')} at end; ${r.totalSeconds} s.`,
     '',
-    '| phase | window | honest sent / not forwarded | honest p50 / p99 / max ms | /xrpc/_health polls (2 s timeout) | health p99 / max ms / longest stall | relay RSS start / peak / end MB |',
+    '| phase | window | honest #commits sent / not forwarded | honest p50 / p99 / max ms | /xrpc/_health polls (2 s timeout) | health p99 / max ms / longest stall | relay RSS start / peak / end MB |',
     '|---|---|---|---|---|---|---|',
   ]
   for (const p of r.phases) lines.push(row(p.phase, 'baseline', p.baseline), row(p.phase, 'attack', p.attack))
