@@ -138,8 +138,9 @@ async function runPhase(phase: Phase, log: Log): Promise<PhaseResult> {
     const rig: Rig = { relay, monitor, fleet }
     if (phase === 'query') await relay.seedAccounts(SEEDED_ACCOUNTS)
     await fleet.call('probe', { url: relay.firehoseUrl })
-    for (const h of ready.hosts) await relay.addHost(h.hostname)
-    log(`   ${ready.hosts.length} honest hosts admitted at ${HONEST_RATE} events/s; warming up`)
+    const admitStart = performance.now()
+    await Promise.all(ready.hosts.map((h) => relay!.addHost(h.hostname, log)))
+    log(`   ${ready.hosts.length} honest hosts admitted in ${Math.round((performance.now() - admitStart) / 1000)} s at ${HONEST_RATE} events/s; warming up`)
     await sleep(WARM_MS)
     const baseline = (await measure(rig, () => sleep(BASELINE_MS), 0)).window
     log(`   baseline: honest p50 ${baseline.honest.p50} ms, p99 ${baseline.honest.p99} ms, health max ${baseline.health.maxMs} ms`)
@@ -148,9 +149,9 @@ async function runPhase(phase: Phase, log: Log): Promise<PhaseResult> {
     if (phase === 'bomb') {
       const host = await BombHost.start()
       bombHost = host
-      await relay.addHost(host.hostname)
+      await relay.addHost(host.hostname, log)
       if (!(await host.subscribed(30_000))) throw new Error('the relay did not subscribe to the bomb host within 30 s')
-      const m = await measure(rig, () => host.run({ count: 5, counted: () => bombCount(relay!, host.hostname), handledWaitMs: 20_000, reconnectWaitMs: 30_000, deadlineMs: 150_000 }), SETTLE_MS)
+      const m = await measure(rig, () => host.run({ count: 5, counted: bombCounter(rig.relay, host.hostname), handledWaitMs: 20_000, reconnectWaitMs: 30_000, deadlineMs: 150_000 }), SETTLE_MS)
       attack = m.window
       const hosts = await relay.admin<{ hosts: { hostname: string }[] }>('GET', 'hosts').catch((err: Error) => ({ hosts: [], error: err.message }))
       result.bomb = { host: host.stats(), deliveries: m.value, relayView: hosts.hosts.find((h) => h.hostname === host.hostname) ?? hosts }
@@ -171,17 +172,19 @@ async function runPhase(phase: Phase, log: Log): Promise<PhaseResult> {
   }
 }
 
-let lastBombCount = 0
-/** Frames of the bomb host the relay has counted (received + dropped); the last answer while the relay does not answer within 1 s. */
-async function bombCount(relay: RelayProcess, hostname: string): Promise<number> {
-  try {
-    const { hosts } = await relay.admin<{ hosts: { hostname: string; events: { received: number; dropped: Record<string, number> } }[] }>('GET', 'hosts', undefined, 1000)
-    const e = hosts.find((h) => h.hostname === hostname)?.events
-    if (e) lastBombCount = e.received + Object.values(e.dropped).reduce((a, b) => a + b, 0)
-  } catch {
-    // blocked or busy: keep the last count
+/** Frames of `hostname` the relay has counted (received + dropped); while it does not answer within 1 s, its last answer. */
+function bombCounter(relay: RelayProcess, hostname: string): () => Promise<number> {
+  let last = 0
+  return async () => {
+    try {
+      const { hosts } = await relay.admin<{ hosts: { hostname: string; events: { received: number; dropped: Record<string, number> } }[] }>('GET', 'hosts', undefined, 1000)
+      const e = hosts.find((h) => h.hostname === hostname)?.events
+      if (e) last = e.received + Object.values(e.dropped).reduce((a, b) => a + b, 0)
+    } catch {
+      // blocked or busy: keep the last count
+    }
+    return last
   }
-  return lastBombCount
 }
 
 /** 2,000 concurrent full pages of listRepos. */

@@ -41,7 +41,7 @@ export class RelayProcess {
     return `ws://127.0.0.1:${this.apiPort}/xrpc/com.atproto.sync.subscribeRepos`
   }
 
-  /** Starts the relay and waits until `/xrpc/_health` answers 200. Logs (warn and up) go to `logFile`. */
+  /** Starts the relay and waits until `/xrpc/_health` answers 200. Logs (info and up) go to `logFile`. */
   static async start(opts: { root: string; plcUrl: string; logFile: string }): Promise<RelayProcess> {
     const db = await createPostgresDatabase()
     const [apiPort, metricsPort] = [await freePort(), await freePort()]
@@ -61,7 +61,7 @@ export class RelayProcess {
         RELAY_DEFAULT_ACCOUNT_LIMIT: '1000000000',
         RELAY_NEW_HOSTS_PER_DAY: '10000',
         RELAY_PLC_RATE_LIMIT: '1000000',
-        LOG_LEVEL: 'warn',
+        LOG_LEVEL: 'info',
       },
     })
     const relay = new RelayProcess(child, db.url, db.drop, apiPort, metricsPort)
@@ -123,8 +123,20 @@ export class RelayProcess {
     }
   }
 
-  addHost(hostname: string): Promise<unknown> {
-    return this.admin('POST', 'hosts', { hostname })
+  /** Admits a host through the admin API; a timed-out attempt is retried (admission is idempotent). */
+  async addHost(hostname: string, log: (m: string) => void = () => {}): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      const t0 = performance.now()
+      try {
+        await this.admin('POST', 'hosts', { hostname })
+        const ms = performance.now() - t0
+        if (ms > 5000) log(`   admitting ${hostname} took ${Math.round(ms)} ms`)
+        return
+      } catch (err) {
+        if ((err as Error).name !== 'TimeoutError' || attempt === 3) throw err
+        log(`   admitting ${hostname}: no answer in 30 s (attempt ${attempt}); retrying`)
+      }
+    }
   }
 
   /** Prometheus samples whose name matches `pattern`, non-zero only, summed over hosts (`name{other labels}` → value). */
