@@ -7,7 +7,8 @@
  * (`staticPlcUrl`, see static-plc.ts) next to the real PLC (`plcUrl`).
  *
  *   node --import tsx bench/suite/fleet-child.ts '{"params":{…},"totalRate":0}'
- * Commands: status, rate {totalRate}, probe {url}, record {on}, latency.
+ * Commands: status, rate {totalRate}, probe {url}, record {on}, latency,
+ * window {on}, windowLatency (by send time, for the attacks bench).
  */
 import WebSocket from 'ws'
 import { decodeFrame, type MessageFrame } from '../../src/atproto/frame.js'
@@ -48,13 +49,25 @@ async function main(): Promise<void> {
   // Replace each host's play source with one that stamps send times (nothing has been sent yet:
   // a host appends frames only while someone is subscribed).
   const sentAt = new Map<string, number>()
+  // A send-time window (bench/attacks.bench.ts): events first sent while it is open count toward it whenever
+  // they arrive, and those never received are counted. Repeats of a key (each corpus #sync repeats its
+  // account's current rev, which the relay drops as a duplicate) are not counted.
+  const everSent = new Set<string>()
+  const win = { open: false, sent: 0, pending: new Set<string>(), latencies: [] as number[] }
   for (const h of fleet.hosts) {
     const frames = loadHostFrames(corpus, h.corpusHost)
     const keys = frames.map((f) => frameKey(decodeFrame(f) as MessageFrame))
     function* source(): Generator<SeqFrame> {
       for (let i = 0; i < frames.length; i++) {
         const key = keys[i]
-        if (key) sentAt.set(key, performance.now())
+        if (key) {
+          sentAt.set(key, performance.now())
+          if (win.open && !everSent.has(key)) {
+            win.sent++
+            win.pending.add(key)
+          }
+          everSent.add(key)
+        }
         yield { seq: i + 1, bytes: frames[i]! }
       }
     }
@@ -107,6 +120,7 @@ async function main(): Promise<void> {
             }
             sentAt.delete(key)
             probeStats.matched++
+            if (win.pending.delete(key)) win.latencies.push(now - sent)
             const did = key.slice(0, key.indexOf('|'))
             const first = !seenDids.has(did)
             seenDids.add(did)
@@ -123,6 +137,15 @@ async function main(): Promise<void> {
           firstLatencies.length = 0
         }
         return null
+      },
+      window: (a) => {
+        win.open = a.on === true
+        if (win.open) Object.assign(win, { sent: 0, pending: new Set<string>(), latencies: [] })
+        return null
+      },
+      windowLatency: () => {
+        const sorted = [...win.latencies].sort((x, y) => x - y)
+        return { sent: win.sent, received: sorted.length, notForwarded: win.pending.size, p50: percentile(sorted, 50), p99: percentile(sorted, 99), max: sorted[sorted.length - 1] ?? NaN, probeErrors: probeStats.errors.slice(0, 5) }
       },
       latency: () => {
         const sorted = [...latencies, ...firstLatencies].sort((x, y) => x - y)
