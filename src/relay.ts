@@ -217,7 +217,8 @@ export async function startRelay(config: Config, logger: Logger, overrides: Rela
     })
     const http = new HttpServer(logger.child({ system: 'api' }))
     http.setGuard(clientLimits)
-    registerHealthRoutes(http, queryStorage)
+    // Liveness pings through the ingest pool: a flood of public queries must not make the relay look down.
+    registerHealthRoutes(http, storage)
     registerSyncQueries(http, { storage: queryStorage, stats, gate: queryGate, rateLimitedHosts: () => crawler.rateLimitedHosts() })
     registerCrawlRoutes(http, crawler.admission, { clients: clientLimits, gate: crawlGate })
     http.upgradeRoute('/xrpc/com.atproto.sync.subscribeRepos', (req, socket, head) => firehose.handleUpgrade(req, socket, head))
