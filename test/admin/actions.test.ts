@@ -17,11 +17,11 @@ import {
   publishGenesis,
   replay,
   sleep,
-  startTestRelay,
   stopRelay,
   waitFor,
   World,
 } from './harness.js'
+import { startTestRelay } from '../helpers/relay.js'
 
 let world: World
 let relay: Relay
@@ -29,7 +29,7 @@ let live: FirehoseClient
 
 beforeAll(async () => {
   world = await World.start()
-  relay = await startTestRelay(world.databaseUrl, world.plc.url)
+  relay = await startTestRelay(world.relayOptions())
   live = new FirehoseClient(relay, { userAgent: 'ops-dashboard/2.1' })
   await live.opened
 }, 30_000)

@@ -26,7 +26,7 @@ import {
 import { LoopbackPlc } from '../helpers/loopback-plc.js'
 import { TestAccount } from '../helpers/repo-builder.js'
 import { Ledger, post, startHost, streamCommits, type TestHost } from './accounts.js'
-import { FirehoseReader, healthStatus, hostStatus, startTestRelay, waitUntil } from './harness.js'
+import { FirehoseReader, healthStatus, hostStatus, startTestRelay, waitUntil } from '../helpers/relay.js'
 
 let drop: () => Promise<void>
 let plc: LoopbackPlc
