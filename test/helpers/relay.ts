@@ -16,6 +16,9 @@ import { loadConfig, type LogLevel } from '../../src/config.js'
 import type { AddressLookup, TxtLookup } from '../../src/identity/index.js'
 import { createLogger } from '../../src/logger.js'
 import { startRelay, type Relay, type RelayOverrides } from '../../src/relay.js'
+import { waitUntil } from './wait.js'
+
+export { waitUntil }
 
 /** The admin password of every test relay unless `env.RELAY_ADMIN_PASSWORD` says otherwise. */
 export const TEST_ADMIN_PASSWORD = 'correct horse battery staple'
@@ -144,16 +147,6 @@ export async function hostStatus(relay: Relay, hostname: string): Promise<HostSt
 
 export async function healthStatus(relay: Relay): Promise<number> {
   return (await fetch(apiUrl(relay, '/xrpc/_health'))).status
-}
-
-/** Polls `cond` every 10 ms until it holds; fails with `what` after `timeoutMs`. */
-export async function waitUntil(cond: () => boolean | Promise<boolean>, what: string | (() => string), timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    if (await cond()) return
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${typeof what === 'string' ? what : what()}`)
-    await new Promise((r) => setTimeout(r, 10))
-  }
 }
 
 // ---------------------------------------------------------------- firehose consumer
