@@ -581,5 +581,5 @@ describe('embedded PGlite', () => {
     const row = await lite.storage.db.selectFrom('host').selectAll().executeTakeFirstOrThrow()
     expect(row).toMatchObject({ hostname: f.hostname, cursor: 0, status: 'active' })
     expect(row.last_error).toMatch(/FutureCursor/)
-  })
+  }, 180_000)
 })

@@ -204,7 +204,7 @@ describe('ingest checks', () => {
     // Released accounts flow again.
     await up.push(await accounts[3]!.createRecord('app.bsky.feed.post', post('free')))
     expect(h.output().at(-1)).toMatchObject({ t: '#commit', did: accounts[3]!.did })
-  }, 120_000)
+  }, 180_000)
 
   it('#account deleted decrements the host count, and a return increments it', async () => {
     const h = (harness = await createHarness('postgres'))

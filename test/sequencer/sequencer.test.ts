@@ -29,7 +29,7 @@ describe.each(STORAGE_KINDS)('Sequencer on %s', (kind) => {
     t = await createTestDatabase(kind)
     hostId = await createHost(t.storage, 'pds.example.com')
     accounts = await createAccounts(t.storage, hostId, 5)
-  })
+  }, 180_000)
   afterAll(async () => {
     await t?.cleanup()
   })
