@@ -15,7 +15,8 @@ import { ActivityHistory, type ActivityView } from '../../src/api/admin/activity
 import { HostStats } from '../../src/ingest/host-stats.js'
 import type { Relay } from '../../src/relay.js'
 import type { FakePds } from '../helpers/fake-pds.js'
-import { addHost, apiUrl, basic, ADMIN_PASSWORD, publishGenesis, startTestRelay, stopRelay, waitFor, World } from './harness.js'
+import { addHost, apiUrl, basic, ADMIN_PASSWORD, publishGenesis, stopRelay, waitFor, World } from './harness.js'
+import { startTestRelay } from '../helpers/relay.js'
 
 describe('ActivityHistory', () => {
   it('turns counters into per-interval buckets, keeps only the last `keep`, busiest hosts first', () => {
@@ -61,7 +62,7 @@ describe('on a running relay', () => {
 
   beforeAll(async () => {
     world = await World.start()
-    relay = await startTestRelay(world.databaseUrl, world.plc.url, {}, undefined, { activityIntervalMs: 400 })
+    relay = await startTestRelay(world.relayOptions({ overrides: { activityIntervalMs: 400 } }))
     hosts = [await world.host(), await world.host()]
     for (const pds of hosts) await addHost(relay, pds)
     const busy = await world.accounts(hosts[0]!, 4)

@@ -11,14 +11,15 @@ import { Writable } from 'node:stream'
 import { pino } from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Relay } from '../../src/relay.js'
-import { ADMIN_PASSWORD, apiUrl, basic, call, startTestRelay, stopRelay, World } from './harness.js'
+import { ADMIN_PASSWORD, apiUrl, basic, call, stopRelay, World } from './harness.js'
+import { startTestRelay } from '../helpers/relay.js'
 
 let world: World
 let relay: Relay
 
 beforeAll(async () => {
   world = await World.start()
-  relay = await startTestRelay(world.databaseUrl, world.plc.url)
+  relay = await startTestRelay(world.relayOptions())
 }, 30_000)
 
 afterAll(async () => {
@@ -122,7 +123,7 @@ describe('generated password', () => {
     })
     // A data dir of its own: the generated password is saved there, and none is there yet.
     const dataDir = mkdtempSync(join(tmpdir(), 'atrelay-auth-'))
-    const other = await startTestRelay(world.databaseUrl, world.plc.url, { RELAY_ADMIN_PASSWORD: '', RELAY_DATA_DIR: dataDir }, pino({ level: 'warn' }, sink))
+    const other = await startTestRelay(world.relayOptions({ env: { RELAY_ADMIN_PASSWORD: '', RELAY_DATA_DIR: dataDir }, logger: pino({ level: 'warn' }, sink) }))
     try {
       const logged = lines.filter((l) => typeof l.adminPassword === 'string')
       expect(logged).toHaveLength(1)

@@ -13,7 +13,8 @@ import { chromium, type Browser } from 'playwright-core'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import type { Relay } from '../../src/relay.js'
 import type { FakePds } from '../helpers/fake-pds.js'
-import { ADMIN_PASSWORD, addHost, apiUrl, hostView, publishGenesis, startTestRelay, stopRelay, waitFor, World } from './harness.js'
+import { ADMIN_PASSWORD, addHost, apiUrl, hostView, publishGenesis, stopRelay, waitFor, World } from './harness.js'
+import { startTestRelay } from '../helpers/relay.js'
 
 const CHROMIUM = '/usr/bin/chromium'
 const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync']
@@ -25,7 +26,7 @@ let hosts: FakePds[]
 
 beforeAll(async () => {
   world = await World.start()
-  relay = await startTestRelay(world.databaseUrl, world.plc.url)
+  relay = await startTestRelay(world.relayOptions())
   hosts = [await world.host(), await world.host(), await world.host()]
   for (const pds of hosts) await addHost(relay, pds)
   for (const [i, pds] of hosts.entries()) await publishGenesis(pds, await world.accounts(pds, i + 1))

@@ -11,7 +11,8 @@ import type { Relay } from '../../src/relay.js'
 import { spawnRelay } from '../helpers/child.js'
 import type { FakePds } from '../helpers/fake-pds.js'
 import type { TestAccount } from '../helpers/repo-builder.js'
-import { ADMIN_PASSWORD, addHost, apiUrl, FirehoseClient, hostView, publishGenesis, startTestRelay, stopRelay, waitFor, World } from './harness.js'
+import { ADMIN_PASSWORD, addHost, apiUrl, FirehoseClient, hostView, publishGenesis, stopRelay, waitFor, World } from './harness.js'
+import { startTestRelay } from '../helpers/relay.js'
 
 let world: World
 let relayA: Relay
@@ -24,7 +25,7 @@ let extra: FakePds
 
 beforeAll(async () => {
   world = await World.start()
-  relayA = await startTestRelay(world.databaseUrl, world.plc.url)
+  relayA = await startTestRelay(world.relayOptions())
   pdsA = await world.host()
   pdsB = await world.host()
   account = (await world.accounts(pdsA, 1))[0]!
@@ -164,7 +165,7 @@ describe('pull-hosts', () => {
 
     const db = await (await import('../helpers/db.js')).createPostgresDatabase()
     try {
-      relayB = await startTestRelay(db.url, world.plc.url)
+      relayB = await startTestRelay(world.relayOptions({ databaseUrl: db.url }))
       const env = { RELAY_ADMIN_URL: apiUrl(relayB), RELAY_ADMIN_PASSWORD: ADMIN_PASSWORD }
       const pulled = await cli(['pull-hosts', '--from', apiUrl(relayA), '--json'], env)
       expect(pulled.code, pulled.stderr.join('\n')).toBe(0)

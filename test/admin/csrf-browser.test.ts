@@ -12,7 +12,8 @@ import { chromium, type Browser, type BrowserContext } from 'playwright-core'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import type { Relay } from '../../src/relay.js'
 import type { TestAccount } from '../helpers/repo-builder.js'
-import { ADMIN_PASSWORD, addHost, apiUrl, publishGenesis, startTestRelay, stopRelay, waitFor, World } from './harness.js'
+import { ADMIN_PASSWORD, addHost, apiUrl, publishGenesis, stopRelay, waitFor, World } from './harness.js'
+import { startTestRelay } from '../helpers/relay.js'
 
 const CHROMIUM = '/usr/bin/chromium'
 // evil.test is mapped inside Chromium, so no name ever reaches a resolver.
@@ -61,7 +62,7 @@ const loaded = (id) => new Promise((resolve) => { document.querySelector('iframe
 
 beforeAll(async () => {
   world = await World.start()
-  relay = await startTestRelay(world.databaseUrl, world.plc.url)
+  relay = await startTestRelay(world.relayOptions())
   const pds = await world.host()
   await addHost(relay, pds)
   accounts = await world.accounts(pds, 5)

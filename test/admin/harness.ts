@@ -3,54 +3,21 @@
  * loopback PLC and real signed accounts, plus a firehose collector and an
  * admin API client: what the operator-surface tests drive.
  */
-import type { Logger } from 'pino'
 import WebSocket from 'ws'
 import { decodeFrame } from '../../src/atproto/frame.js'
-import { loadConfig } from '../../src/config.js'
-import { createLogger } from '../../src/logger.js'
-import { startRelay, type Relay, type RelayOverrides } from '../../src/relay.js'
+import type { Relay } from '../../src/relay.js'
 import { createPostgresDatabase } from '../helpers/db.js'
 import { FakePds } from '../helpers/fake-pds.js'
 import { LoopbackPlc } from '../helpers/loopback-plc.js'
+import { everyNameLoopback, TEST_ADMIN_PASSWORD, type TestRelayOptions } from '../helpers/relay.js'
 import { TestAccount } from '../helpers/repo-builder.js'
 
-export const ADMIN_PASSWORD = 'correct horse battery staple'
+/** The test relays' admin password (the harness's default). */
+export const ADMIN_PASSWORD = TEST_ADMIN_PASSWORD
 
 export const apiUrl = (relay: Relay) => `http://127.0.0.1:${relay.apiAddress.port}`
 export const metricsUrl = (relay: Relay) => `http://127.0.0.1:${relay.metricsAddress.port}/metrics`
 export const basic = (password: string, user = 'admin') => 'Basic ' + Buffer.from(`${user}:${password}`).toString('base64')
-
-/**
- * Every name resolves to 127.0.0.1: the tests' made-up hostnames (pds.spam.test …)
- * must never reach the system resolver, which is not on loopback.
- */
-export const loopbackOnly = async (_hostname: string) => [{ address: '127.0.0.1', family: 4 }]
-
-/** Handle DNS never leaves the machine either. */
-export const noTxtRecords = async (_name: string): Promise<string[][]> => {
-  throw Object.assign(new Error('no DNS in tests'), { code: 'ENOTFOUND' })
-}
-
-/** Starts a relay on `databaseUrl` with test-friendly settings; `env` overrides any of them. */
-export function startTestRelay(
-  databaseUrl: string,
-  plcUrl: string,
-  env: Record<string, string> = {},
-  logger: Logger = createLogger('silent'),
-  overrides: RelayOverrides = {},
-): Promise<Relay> {
-  const config = loadConfig({
-    DATABASE_URL: databaseUrl,
-    RELAY_API_LISTEN: '127.0.0.1:0',
-    RELAY_METRICS_LISTEN: '127.0.0.1:0',
-    RELAY_DB_POOL_SIZE: '4',
-    RELAY_ADMIN_PASSWORD: ADMIN_PASSWORD,
-    RELAY_PLC_URL: plcUrl,
-    RELAY_ALLOW_INSECURE_HOSTS: 'true',
-    ...env,
-  })
-  return startRelay(config, logger, { backoff: { baseMs: 50, maxMs: 200 }, maxBatchDelayMs: 2, addressLookup: loopbackOnly, txtLookup: noTxtRecords, ...overrides })
-}
 
 let handles = 0
 
@@ -67,6 +34,14 @@ export class World {
     const plc = await LoopbackPlc.start()
     const db = await createPostgresDatabase()
     return new World(plc, db.url, db.drop)
+  }
+
+  /**
+   * Options for startTestRelay (test/helpers/relay.ts) on this world's database and PLC; the fake
+   * hosts' made-up names (pds.spam.test …) all resolve to loopback.
+   */
+  relayOptions(more: Partial<TestRelayOptions> = {}): TestRelayOptions {
+    return { databaseUrl: this.databaseUrl, plcUrl: this.plc.url, addressLookup: everyNameLoopback, ...more }
   }
 
   async host(): Promise<FakePds> {

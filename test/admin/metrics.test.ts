@@ -10,7 +10,8 @@ import { registerHostLagMetrics } from '../../src/api/relay-metrics.js'
 import { HostStats } from '../../src/ingest/host-stats.js'
 import type { Relay } from '../../src/relay.js'
 import type { FakePds } from '../helpers/fake-pds.js'
-import { ADMIN_PASSWORD, addHost, basic, FirehoseClient, metricsUrl, publishGenesis, startTestRelay, stopRelay, waitFor, World } from './harness.js'
+import { ADMIN_PASSWORD, addHost, basic, FirehoseClient, metricsUrl, publishGenesis, stopRelay, waitFor, World } from './harness.js'
+import { startTestRelay } from '../helpers/relay.js'
 
 let world: World
 let relay: Relay
@@ -18,7 +19,7 @@ let pds: FakePds
 
 beforeAll(async () => {
   world = await World.start()
-  relay = await startTestRelay(world.databaseUrl, world.plc.url)
+  relay = await startTestRelay(world.relayOptions())
 }, 30_000)
 
 afterAll(async () => {

@@ -8,14 +8,15 @@
 import { request } from 'node:http'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Relay } from '../../src/relay.js'
-import { ADMIN_PASSWORD, basic, startTestRelay, stopRelay, World } from './harness.js'
+import { ADMIN_PASSWORD, basic, stopRelay, World } from './harness.js'
+import { startTestRelay } from '../helpers/relay.js'
 
 let world: World
 let relay: Relay
 
 beforeAll(async () => {
   world = await World.start()
-  relay = await startTestRelay(world.databaseUrl, world.plc.url)
+  relay = await startTestRelay(world.relayOptions())
 }, 60_000)
 
 afterAll(async () => {

@@ -10,7 +10,8 @@ import { ADMIN_PASSWORD_FILE, readAdminPasswordFile, resolveAdminPassword } from
 import type { Relay } from '../../src/relay.js'
 import { spawnRelay } from '../helpers/child.js'
 import { createPostgresDatabase } from '../helpers/db.js'
-import { apiUrl, basic, startTestRelay, stopRelay } from './harness.js'
+import { apiUrl, basic, stopRelay } from './harness.js'
+import { startTestRelay } from '../helpers/relay.js'
 
 let dir: string
 beforeAll(() => {
@@ -71,13 +72,13 @@ describe('a relay restarted without RELAY_ADMIN_PASSWORD', () => {
     const status = async (r: Relay, password: string) =>
       (await fetch(`${apiUrl(r)}/admin/api/hosts`, { headers: { authorization: basic(password) } })).status
 
-    relay = await startTestRelay(db.url, 'http://127.0.0.1:1', env)
+    relay = await startTestRelay({ databaseUrl: db.url, plcUrl: 'http://127.0.0.1:1', env })
     const first = relay.adminPassword
     expect(readAdminPasswordFile(dataDir)).toBe(first)
     expect(await status(relay, first)).toBe(200)
     await stopRelay(relay)
 
-    relay = await startTestRelay(db.url, 'http://127.0.0.1:1', env)
+    relay = await startTestRelay({ databaseUrl: db.url, plcUrl: 'http://127.0.0.1:1', env })
     expect(relay.adminPassword).toBe(first)
     expect(await status(relay, first)).toBe(200)
     expect(await status(relay, 'wrong')).toBe(401)

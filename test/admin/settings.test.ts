@@ -5,7 +5,8 @@
  */
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import type { Relay } from '../../src/relay.js'
-import { addHost, admin, call, hostView, startTestRelay, stopRelay, waitFor, World } from './harness.js'
+import { addHost, admin, call, hostView, stopRelay, waitFor, World } from './harness.js'
+import { startTestRelay } from '../helpers/relay.js'
 
 let world: World
 let relay: Relay | undefined
@@ -22,7 +23,7 @@ afterAll(async () => {
 const requestCrawl = (r: Relay, hostname: string) => call(r, '/xrpc/com.atproto.sync.requestCrawl', { body: { hostname }, auth: null })
 
 it('requestCrawl switch and per-day limit take effect at once and survive a restart', async () => {
-  relay = await startTestRelay(world.databaseUrl, world.plc.url, { RELAY_NEW_HOSTS_PER_DAY: '10' })
+  relay = await startTestRelay(world.relayOptions({ env: { RELAY_NEW_HOSTS_PER_DAY: '10' } }))
   expect(await admin(relay, 'settings')).toEqual({ requestCrawlEnabled: true, newHostsPerDay: 10 })
 
   // Per-day limit: one public admission, then 429.
@@ -50,7 +51,7 @@ it('requestCrawl switch and per-day limit take effect at once and survive a rest
   // Restart on the same database (env still says 10 per day and enabled).
   await stopRelay(relay)
   relay = undefined
-  relay = await startTestRelay(world.databaseUrl, world.plc.url, { RELAY_NEW_HOSTS_PER_DAY: '10' })
+  relay = await startTestRelay(world.relayOptions({ env: { RELAY_NEW_HOSTS_PER_DAY: '10' } }))
   expect(await admin(relay, 'settings')).toEqual({ requestCrawlEnabled: false, newHostsPerDay: 5 })
   expect((await requestCrawl(relay, b.hostname)).status).toBe(403)
   // Known hosts were resubscribed.

@@ -11,9 +11,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { cidForCbor, cidToString } from '../../src/atproto/cid.js'
 import type { Relay } from '../../src/relay.js'
 import { createPostgresDatabase } from '../helpers/db.js'
-import { startTestRelay } from '../relay/harness.js'
+import { startTestRelay, TEST_ADMIN_PASSWORD } from '../helpers/relay.js'
 
-const AUTH = 'Basic ' + Buffer.from('admin:x').toString('base64')
+const AUTH = 'Basic ' + Buffer.from(`admin:${TEST_ADMIN_PASSWORD}`).toString('base64')
 const KNOWN_DID = 'did:plc:fuzzfuzzfuzzfuzzfuzzfuzz'
 const KNOWN_CID = cidToString(cidForCbor(new Uint8Array([1, 2, 3])))
 
@@ -143,7 +143,7 @@ beforeAll(async () => {
   const db = await createPostgresDatabase()
   drop = db.drop
   // No PLC is contacted: no host is crawled, so no identity is ever resolved.
-  relay = await startTestRelay({ databaseUrl: db.url, plcUrl: 'http://127.0.0.1:9', env: { RELAY_ADMIN_PASSWORD: 'x' } })
+  relay = await startTestRelay({ databaseUrl: db.url, plcUrl: 'http://127.0.0.1:9' })
   // One known account with a head, so DID-taking methods get past the lookup.
   const { db: kdb } = relay.storage
   const host = await kdb.insertInto('host').values({ hostname: 'pds.example.com', account_limit: 100, account_count: 1 }).returning('id').executeTakeFirstOrThrow()

@@ -122,18 +122,20 @@ describe('host connection', () => {
       for (const seq of [5, 6, 6, 4, 7]) ws.send(eventFrame(seq))
       ws.send(encodeMessageFrame('#somethingNew', { seq: 8 }))
       ws.send(encodeMessageFrame('#handle', { seq: 9, did: 'did:plc:x', handle: 'a.b' }))
+      // A marker last: frames are handled in order, so once it arrives every frame before it was forwarded or dropped.
+      ws.send(eventFrame(10))
     }
     await insertHost(f.hostname)
     const h = harness()
     await h.crawler.start()
-    await waitFor(() => h.sink.received.length === 5)
-    await new Promise((r) => setTimeout(r, 50))
+    await waitFor(() => h.sink.received.some((r) => r.seq === 10), 10_000, 'the marker (seq 10)')
     expect(h.sink.received.map((r) => [r.t, r.seq])).toEqual([
       ['#identity', 5],
       ['#identity', 6],
       ['#identity', 7],
       ['#somethingNew', 8],
       ['#handle', 9],
+      ['#identity', 10],
     ])
     expect(h.stats.snapshot(f.hostname).dropped).toEqual({ info: 1, 'seq-not-increasing': 2 })
     expect(f.connections).toHaveLength(1) // a bad seq drops the frame, not the connection
@@ -268,10 +270,11 @@ describe('host connection', () => {
     await insertHost(f.hostname, { cursor: 77 })
     const h = harness({ futureCursorPolicy: 'stop' })
     await h.crawler.start()
-    await waitFor(async () => (await hostRow(f.hostname)).status === 'idle', 3_000, 'idle')
-    await new Promise((r) => setTimeout(r, 200))
-    expect(f.connections).toHaveLength(1)
+    await waitFor(async () => (await hostRow(f.hostname)).status === 'idle', 10_000, 'idle')
+    // 'stopped' is terminal: a redial is only ever scheduled through 'backoff', so none is pending.
+    await waitFor(() => h.crawler.connection(f.hostname)?.state === 'stopped', 10_000, 'connection stopped')
     expect(h.crawler.connection(f.hostname)).toMatchObject({ state: 'stopped', status: 'idle' })
+    expect(f.connections).toHaveLength(1)
     expect((await hostRow(f.hostname)).cursor).toBe(77)
     expect(h.resets).toEqual([])
   })
@@ -358,10 +361,9 @@ describe('backpressure and rate limits', () => {
     await h.crawler.start()
     await f.waitForConnections(1)
     // The first push blocks; the crawler pauses the socket, so the server's send buffer fills.
-    await waitFor(() => h.crawler.connection(f.hostname)?.heldBack === 'backpressure', 3_000, 'held back')
-    await new Promise((r) => setTimeout(r, 300))
+    await waitFor(() => h.crawler.connection(f.hostname)?.heldBack === 'backpressure', 10_000, 'held back')
+    await waitFor(() => (serverWs?.bufferedAmount ?? 0) > 1_000_000, 10_000, 'server send buffer over 1 MB')
     expect(h.sink.received).toHaveLength(1)
-    expect(serverWs?.bufferedAmount ?? 0).toBeGreaterThan(1_000_000)
     const queued = h.crawler.connection(f.hostname)?.queued ?? 0
     expect(queued).toBeLessThan(total - 1)
     expect(await metric(h.registry, 'relay_upstream_held_back_hosts')).toBe(1)
@@ -492,11 +494,11 @@ describe('crawler lifecycle', () => {
     await active.waitForConnections(2)
     await offline.waitForConnections(2)
     await idle.waitForConnections(2)
-    await new Promise((r) => setTimeout(r, 100))
-    expect(banned.connections).toHaveLength(0)
     expect(active.connections[1]?.cursor).toBe('3')
-    await waitFor(async () => (await hostRow(offline.hostname)).status === 'active', 2_000, 'offline → active')
+    await waitFor(async () => (await hostRow(offline.hostname)).status === 'active', 10_000, 'offline → active')
+    // The crawler dials only hosts it holds a connection for, and it holds none for the banned one.
     expect(second.crawler.connections().map((c) => c.hostname).sort()).toEqual([active.hostname, offline.hostname, idle.hostname].sort())
+    expect(banned.connections).toHaveLength(0)
   })
 
   it('block kills the connection and unblock reconnects; lenient is applied live', async () => {
@@ -546,12 +548,12 @@ describe('crawler lifecycle', () => {
     const stopping = h.crawler.stop()
     let stopped = false
     void stopping.then(() => (stopped = true))
-    await new Promise((r) => setTimeout(r, 100))
+    // stop() has got as far as closing the socket, and still waits for the held push.
+    await waitFor(() => f.connections[0]?.ws.readyState === 3, 10_000, 'server side closed')
     expect(stopped).toBe(false)
     release()
     await stopping
     expect(settled).toBe(true)
-    await waitFor(() => f.connections[0]?.ws.readyState === 3, 2_000, 'server side closed')
     expect(await metric(h.registry, 'relay_upstream_connected_hosts')).toBe(0)
   })
 })
@@ -580,5 +582,5 @@ describe('embedded PGlite', () => {
     const row = await lite.storage.db.selectFrom('host').selectAll().executeTakeFirstOrThrow()
     expect(row).toMatchObject({ hostname: f.hostname, cursor: 0, status: 'active' })
     expect(row.last_error).toMatch(/FutureCursor/)
-  })
+  }, 180_000)
 })

@@ -52,7 +52,7 @@ export class FakeHost {
   }
 
   /** Resolves once `n` connections in total have been accepted. */
-  async waitForConnections(n: number, timeoutMs = 5_000): Promise<FakeConnection> {
+  async waitForConnections(n: number, timeoutMs = 10_000): Promise<FakeConnection> {
     const deadline = Date.now() + timeoutMs
     while (this.connections.length < n) {
       if (Date.now() > deadline) throw new Error(`expected ${n} connections, got ${this.connections.length}`)
@@ -160,7 +160,7 @@ export function newStats(): HostStats {
 }
 
 /** Polls until `check` returns true (bounded). */
-export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 5_000, what = 'condition'): Promise<void> {
+export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 10_000, what = 'condition'): Promise<void> {
   const deadline = Date.now() + timeoutMs
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)

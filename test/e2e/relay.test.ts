@@ -43,7 +43,9 @@ import type { Consumer, ConsumerState, RawFrame } from '../peer/consumer.mjs'
 import type { ExpectedEvent, Expectations, PeerInfo, ScenarioResult } from '../peer/driver.mjs'
 import { createPostgresDatabase } from '../helpers/db.js'
 import { PEER_DIR, startPeer, type PeerProcess } from './peer-process.js'
-import { memoryLogger, startTestRelay, type TestRelay } from './relay-harness.js'
+import { memoryLogger } from '../helpers/memory-logger.js'
+import { everyNameLoopback, startTestRelay } from '../helpers/relay.js'
+import type { Relay } from '../../src/relay.js'
 
 type ConsumerModule = typeof import('../peer/consumer.mjs')
 type DriverModule = typeof import('../peer/driver.mjs')
@@ -65,6 +67,11 @@ let handles: HandlesModule
 let peerProc: PeerProcess | undefined
 let peer: PeerInfo
 let db: { url: string; drop: () => Promise<void> } | undefined
+/** The running relay and its API base URL (http://127.0.0.1:<port>). */
+interface TestRelay {
+  relay: Relay
+  url: string
+}
 let relay: TestRelay | undefined
 let stopRelayA: Promise<void> | undefined
 const { logger, log } = memoryLogger(process.env.E2E_LOG_LEVEL === 'debug' ? 'debug' : 'info')
@@ -135,13 +142,19 @@ function currentRelay(): TestRelay {
 
 async function relayStart(): Promise<TestRelay> {
   const pdsUrls = peer.pds.map((p) => p.url)
-  relay = await startTestRelay({
+  const started = await startTestRelay({
     databaseUrl: db!.url,
     plcUrl: peer.plcUrl,
-    adminPassword: ADMIN_PASSWORD,
+    env: { RELAY_ADMIN_PASSWORD: ADMIN_PASSWORD, RELAY_DB_POOL_SIZE: '5', LOG_LEVEL: 'info' },
     logger,
-    resolveHandle: (handle) => handles.resolveHandleLocally(handle, pdsUrls),
+    // The dev PDSes serve their `.test` handles on /.well-known/atproto-did; the relay asks through its DNS TXT hook.
+    handles: (handle) => handles.resolveHandleLocally(handle, pdsUrls),
+    // Every name (localhost, and the `.test` handles' HTTPS method) resolves to loopback: never real DNS.
+    addressLookup: everyNameLoopback,
+    // Short reconnect backoff: a restarted relay reconnects to the PDSes at once.
+    overrides: { backoff: { baseMs: 100, maxMs: 1_000 } },
   })
+  relay = { relay: started, url: `http://127.0.0.1:${started.apiAddress.port}` }
   return relay
 }
 

@@ -3,14 +3,12 @@
  * metrics a running relay exports (scraped from a real one), and have the shape
  * Grafana and Prometheus load.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { readFileSync } from 'node:fs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { parse } from 'yaml'
 import type { Relay } from '../../src/relay.js'
 import { createPostgresDatabase } from '../helpers/db.js'
-import { startTestRelay } from '../relay/harness.js'
+import { startTestRelay } from '../helpers/relay.js'
 
 const read = (path: string) => readFileSync(new URL(`../../${path}`, import.meta.url), 'utf8')
 
@@ -48,14 +46,12 @@ const family = (name: string) => name.replace(/_(bucket|sum|count)$/, '')
 describe('monitoring files', () => {
   let relay: Relay
   let drop: () => Promise<void>
-  let dataDir: string
   let exported: Map<string, string>
 
   beforeAll(async () => {
     const db = await createPostgresDatabase()
     drop = db.drop
-    dataDir = mkdtempSync(join(tmpdir(), 'atrelay-monitoring-'))
-    relay = await startTestRelay({ databaseUrl: db.url, plcUrl: 'http://127.0.0.1:1', env: { RELAY_DATA_DIR: dataDir } })
+    relay = await startTestRelay({ databaseUrl: db.url, plcUrl: 'http://127.0.0.1:1' })
     // Hosts for relay_hosts_account_limit, written before the first scrape (the crawler, already started, leaves them alone).
     const host = (hostname: string, account_count: number, account_limit: number, status: 'active' | 'banned' = 'active') => ({ hostname, ssl: false, account_count, account_limit, status })
     await relay.storage.db
@@ -69,7 +65,6 @@ describe('monitoring files', () => {
   afterAll(async () => {
     await relay?.stop()
     await drop?.()
-    rmSync(dataDir, { recursive: true, force: true })
   })
 
   it('every metric the alerts and the dashboard name is exported by a running relay', () => {

@@ -2,10 +2,9 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import { loadConfig } from '../../src/config.js'
-import { createLogger } from '../../src/logger.js'
-import { startRelay, type Relay } from '../../src/relay.js'
+import type { Relay } from '../../src/relay.js'
 import { createPostgresDatabase } from '../helpers/db.js'
+import { startTestRelay } from '../helpers/relay.js'
 import { spawnRelay } from '../helpers/child.js'
 
 const base = (relay: Relay) => `http://127.0.0.1:${relay.apiAddress.port}`
@@ -19,23 +18,15 @@ describe('relay server on Postgres', () => {
     await drop?.()
   })
 
-  const healthDataDir = mkdtempSync(join(tmpdir(), 'atrelay-health-'))
-  afterAll(() => rmSync(healthDataDir, { recursive: true, force: true }))
-
   it('serves health, errors, metrics, then reports 503 when the database is gone', async () => {
     const db = await createPostgresDatabase()
     drop = db.drop
-    relay = await startRelay(
-      // No RELAY_ADMIN_PASSWORD: the generated one is saved in RELAY_DATA_DIR, kept out of the working directory.
-      loadConfig({
-        DATABASE_URL: db.url,
-        RELAY_DATA_DIR: healthDataDir,
-        RELAY_API_LISTEN: '127.0.0.1:0',
-        RELAY_METRICS_LISTEN: '127.0.0.1:0',
-        RELAY_DB_POOL_SIZE: '2',
-      }),
-      createLogger('silent'),
-    )
+    relay = await startTestRelay({
+      databaseUrl: db.url,
+      plcUrl: 'http://127.0.0.1:1',
+      // The production pool sizes' shape (small ingest pool, default query pool) and a generated admin password.
+      env: { RELAY_DB_POOL_SIZE: '2', RELAY_DB_QUERY_POOL_SIZE: '10', RELAY_ADMIN_PASSWORD: '' },
+    })
 
     const health = await fetch(`${base(relay)}/xrpc/_health`)
     expect(health.status).toBe(200)

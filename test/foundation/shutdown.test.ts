@@ -9,7 +9,7 @@ import { createServer } from 'node:net'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { createPostgresDatabase } from '../helpers/db.js'
 import { CLI } from '../helpers/child.js'
-import { waitUntil } from '../relay/harness.js'
+import { waitUntil } from '../helpers/relay.js'
 
 let db: { url: string; drop: () => Promise<void> }
 

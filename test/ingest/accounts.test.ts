@@ -39,7 +39,7 @@ describe.each(STORAGE_KINDS)('AccountStore.create (%s)', (kind) => {
     const rows = await db.storage.db.selectFrom('account').select(['did', 'local_status', 'host_id']).execute()
     expect(rows).toHaveLength(40)
     expect(rows.every((r) => r.host_id === hostId)).toBe(true)
-  })
+  }, 180_000)
 
   it('creates a DID raced by two callers once and counts it once', async () => {
     db = await createTestDatabase(kind)
@@ -51,12 +51,12 @@ describe.each(STORAGE_KINDS)('AccountStore.create (%s)', (kind) => {
     expect(x.id).toBe(y.id)
     const host = await db.storage.db.selectFrom('host').select(['account_count']).where('id', '=', hostId).executeTakeFirstOrThrow()
     expect(host.account_count).toBe(1)
-  })
+  }, 180_000)
 
   it('refuses to create an account on a host that does not exist', async () => {
     db = await createTestDatabase(kind)
     const store = new AccountStore({ storage: db.storage })
     await expect(store.create('did:plc:nohostnohostnohostnohost', 999)).rejects.toThrow(/host 999 does not exist/)
     expect(await db.storage.db.selectFrom('account').select('id').execute()).toHaveLength(0)
-  })
+  }, 180_000)
 })

@@ -8,6 +8,7 @@ import { generateKeypair, TestAccount } from '../helpers/repo-builder.js'
 import type { PdsEvent } from '../helpers/frames.js'
 import { tidAtOffset } from '../helpers/tid.js'
 import type { UpstreamHost } from '../../src/ingest/types.js'
+import { waitUntil } from '../helpers/wait.js'
 import { createHarness, toFrame, type Harness } from './harness.js'
 
 const HOST_A = 'pds-a.test'
@@ -203,7 +204,7 @@ describe('ingest checks', () => {
     // Released accounts flow again.
     await up.push(await accounts[3]!.createRecord('app.bsky.feed.post', post('free')))
     expect(h.output().at(-1)).toMatchObject({ t: '#commit', did: accounts[3]!.did })
-  })
+  }, 180_000)
 
   it('#account deleted decrements the host count, and a return increments it', async () => {
     const h = (harness = await createHarness('postgres'))
@@ -254,13 +255,7 @@ describe('ingest checks', () => {
     expect(h.stats.droppedByReason()).toMatchObject({ 'removed-type': 1, 'unknown-type': 1 })
     expect(up.seq).toBe(6)
     expect(h.sequencer.hostCursor(up.host.id)).toBe(6)
-    const deadline = Date.now() + 3_000
-    let cursor = 0
-    while (Date.now() < deadline && cursor !== 6) {
-      cursor = (await hostRow(h, up.host.id)).cursor
-      if (cursor !== 6) await new Promise((r) => setTimeout(r, 10))
-    }
-    expect(cursor).toBe(6)
+    await waitUntil(async () => (await hostRow(h, up.host.id)).cursor === 6, 'stored cursor 6', 20_000)
   })
 
   it('after stop, events are not taken and the host cursor stays before them', async () => {
@@ -400,7 +395,8 @@ describe('identity lookups that fail for a while', () => {
     h.identities.set(a.did, { status: 'failed', did: a.did, error: 'timeout: request timed out' })
     const events = await a.genesis()
     const pushing = up.push(...events)
-    await new Promise((resolve) => setTimeout(resolve, 200))
+    // The lookup failed and was asked again: the event is being retried, and nothing went out meanwhile.
+    await waitUntil(() => (h.resolveCalls.get(a.did) ?? 0) >= 2, 'a second DID lookup', 20_000)
     expect(h.output()).toEqual([])
     h.setIdentity(a.did, { key: a.signingKey.did(), pds: `https://${HOST_A}`, handle: a.handle })
     await pushing

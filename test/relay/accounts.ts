@@ -9,7 +9,7 @@ import type { Relay } from '../../src/relay.js'
 import { FakePds } from '../helpers/fake-pds.js'
 import type { PdsEvent } from '../helpers/frames.js'
 import { TestAccount } from '../helpers/repo-builder.js'
-import { didDocument, linkOf, requestCrawl, waitUntil, type DidDocServer, type FirehoseReader, type OutEvent } from './harness.js'
+import { didDocument, linkOf, requestCrawl, waitUntil, type DidDocServer, type FirehoseReader, type OutEvent } from '../helpers/relay.js'
 
 /** What identifies an event in the output: type plus the field that tells two of a kind apart. */
 export function keyOfEvent(t: string, body: Record<string, unknown>): string {

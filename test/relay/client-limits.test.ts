@@ -11,7 +11,7 @@ import WebSocket from 'ws'
 import type { Relay } from '../../src/relay.js'
 import { createPostgresDatabase } from '../helpers/db.js'
 import { LoopbackPlc } from '../helpers/loopback-plc.js'
-import { apiUrl, startTestRelay, waitUntil } from './harness.js'
+import { apiUrl, startTestRelay, TEST_ADMIN_PASSWORD, waitUntil } from '../helpers/relay.js'
 
 let drop: () => Promise<void>
 let plc: LoopbackPlc
@@ -82,7 +82,7 @@ describe('per-client request rate', () => {
     const local = await get('/xrpc/com.atproto.sync.listHosts')
     expect(local.status).toBe(200)
     expect(local.headers.get('ratelimit-limit')).toBeNull()
-    const admin = { ...client, authorization: `Basic ${Buffer.from('admin:x').toString('base64')}` }
+    const admin = { ...client, authorization: `Basic ${Buffer.from(`admin:${TEST_ADMIN_PASSWORD}`).toString('base64')}` }
     expect((await get('/xrpc/com.atproto.sync.listHosts', admin)).status).toBe(200)
     expect(await refusals('client_rate', 'com.atproto.sync.listHosts')).toBe(2)
   })

@@ -26,7 +26,7 @@ import {
 import { LoopbackPlc } from '../helpers/loopback-plc.js'
 import { TestAccount } from '../helpers/repo-builder.js'
 import { Ledger, post, startHost, streamCommits, type TestHost } from './accounts.js'
-import { FirehoseReader, healthStatus, hostStatus, startTestRelay, waitUntil } from './harness.js'
+import { FirehoseReader, healthStatus, hostStatus, startTestRelay, waitUntil } from '../helpers/relay.js'
 
 let drop: () => Promise<void>
 let plc: LoopbackPlc
@@ -164,7 +164,8 @@ describe('hostile hosts beside a well-behaved one', () => {
     }
     await stream.stop()
     await expectDrops(bad, { 'bad-frame': 2, 'text-frame': 1 })
-    expect((await hostStatus(relay, bad.pds.hostname)).status).toBe('active')
+    // Each bad frame marks the host offline; the reconnect's 'active' is written just after it opens.
+    await waitUntil(async () => (await hostStatus(relay, bad.pds.hostname)).status === 'active', 'host status active after the last reconnect', 20_000)
   })
 
   it('seqs that go backwards are dropped (seq-not-increasing); #info is counted, neither forwarded nor fatal', async () => {

@@ -23,7 +23,7 @@ import type { FakePds } from '../helpers/fake-pds.js'
 import type { PdsEvent } from '../helpers/frames.js'
 import { LoopbackPlc } from '../helpers/loopback-plc.js'
 import { Ledger, startHost, streamCommits, type TestHost } from './accounts.js'
-import { apiUrl, FirehoseReader, linkOf, loopbackLookup, startTestRelay } from './harness.js'
+import { apiUrl, FirehoseReader, linkOf, loopbackLookup, startTestRelay } from '../helpers/relay.js'
 
 /** A ledger that also remembers when each commit was published, for latency. */
 class TimedLedger extends Ledger {

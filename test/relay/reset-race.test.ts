@@ -9,7 +9,7 @@ import { afterAll, describe, expect, it } from 'vitest'
 import type { Relay } from '../../src/relay.js'
 import { createPostgresDatabase } from '../helpers/db.js'
 import { Ledger, post, servedBy, startHost, type TestHost } from './accounts.js'
-import { DidDocServer, FirehoseReader, healthStatus, hostStatus, startTestRelay, waitUntil } from './harness.js'
+import { DidDocServer, FirehoseReader, healthStatus, hostStatus, startTestRelay, waitUntil } from '../helpers/relay.js'
 
 const cleanups: (() => Promise<unknown>)[] = []
 afterAll(async () => {

@@ -10,7 +10,7 @@ import type { Relay } from '../../src/relay.js'
 import { createPostgresDatabase } from '../helpers/db.js'
 import { LoopbackPlc } from '../helpers/loopback-plc.js'
 import { Ledger, post, startHost, streamCommits, type TestHost } from './accounts.js'
-import { FirehoseReader, healthStatus, hostStatus, startTestRelay, waitUntil, type OutEvent } from './harness.js'
+import { FirehoseReader, healthStatus, hostStatus, startTestRelay, waitUntil, type OutEvent } from '../helpers/relay.js'
 
 const cleanups: (() => Promise<unknown>)[] = []
 afterAll(async () => {

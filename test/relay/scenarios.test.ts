@@ -13,7 +13,7 @@ import { createPostgresDatabase } from '../helpers/db.js'
 import { FakePds } from '../helpers/fake-pds.js'
 import { encodeEventFrame } from '../helpers/frames.js'
 import { comparable, fromJsonModel } from '../ingest/harness.js'
-import { DidDocServer, didDocument, FirehoseReader, healthStatus, hostStatus, requestCrawl, startTestRelay, waitUntil } from './harness.js'
+import { DidDocServer, didDocument, FirehoseReader, healthStatus, hostStatus, requestCrawl, startTestRelay, waitUntil } from '../helpers/relay.js'
 
 const scenarioDir = fileURLToPath(new URL('../fixtures/indigo/relay-scenarios/', import.meta.url))
 const pdsDir = fileURLToPath(new URL('../fixtures/pds-scenario/', import.meta.url))

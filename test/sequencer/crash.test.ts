@@ -28,7 +28,7 @@ function runAndKill(url: string, hostId: number, accounts: number[], firstUpstre
     const timeout = setTimeout(() => {
       child.kill('SIGKILL')
       reject(new Error(`child too slow: ${acks.size} acks; stderr: ${stderr}`))
-    }, 60_000)
+    }, 120_000)
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
     child.stdout.on('data', (d: Buffer) => {
       buf += d.toString()
@@ -63,7 +63,7 @@ describe('crash consistency (postgres, SIGKILL)', () => {
     t = await createTestDatabase('postgres')
     hostId = await createHost(t.storage, 'crash.example.com')
     accounts = await createAccounts(t.storage, hostId, 7, 'did:plc:crash')
-  })
+  }, 120_000)
   afterAll(async () => {
     await t?.cleanup()
   })
@@ -124,5 +124,5 @@ describe('crash consistency (postgres, SIGKILL)', () => {
     expect(s.currentSeq()).toBe(max)
     expect(await s.submit(commitEvent(accounts[0]!, 'did:plc:crash0', rev(10_000_000)))).toBe(max + 1)
     await s.stop()
-  })
+  }, 300_000)
 })

@@ -24,7 +24,7 @@ describe.each(STORAGE_KINDS)('event log on %s', (kind) => {
       registry: new Registry(),
     })
     await s.start()
-  })
+  }, 180_000)
   afterAll(async () => {
     await s?.stop()
     await t?.cleanup()
@@ -46,7 +46,7 @@ describe.each(STORAGE_KINDS)('event log on %s', (kind) => {
       const rows = await t.storage.db.selectFrom(p.name as 'event').select('seq').execute()
       expect(rows.every((r) => r.seq >= p.start && r.seq < p.end)).toBe(true)
     }
-  })
+  }, 180_000)
 
   it('reads ranges in seq order', async () => {
     const page = await s.eventLog.readRange(1000, 7)
@@ -54,14 +54,14 @@ describe.each(STORAGE_KINDS)('event log on %s', (kind) => {
     expect(page[0]!.frame.length).toBeGreaterThan(50)
     expect(await s.eventLog.readRange(1034, 10)).toEqual([])
     expect(await s.eventLog.oldestSeq()).toBe(995)
-  })
+  }, 180_000)
 
   it('removes an account’s events for a takedown', async () => {
     const removed = await s.eventLog.removeAccountEvents(accounts[1]!)
     expect(removed).toBe(13) // i % 3 === 1 for i in 0..39
     const left = await t.storage.db.selectFrom('event').select('account_id').distinct().execute()
     expect(left.map((r) => r.account_id).sort()).toEqual([accounts[0], accounts[2]].sort())
-  })
+  }, 180_000)
 
   it('retention drops only expired partitions below the one being written', async () => {
     // Everything is old, including the partition holding the current seq (1034).
@@ -79,5 +79,5 @@ describe.each(STORAGE_KINDS)('event log on %s', (kind) => {
     for (let i = 50; i < 70; i++) await submit(i) // up to 1064
     expect(await s.eventLog.enforceRetention()).toBe(0) // 1040 is fresh
     expect((await s.eventLog.partitions())[0]!.start).toBe(1040)
-  })
+  }, 180_000)
 })

@@ -29,7 +29,7 @@ describe.each(STORAGE_KINDS)('Sequencer on %s', (kind) => {
     t = await createTestDatabase(kind)
     hostId = await createHost(t.storage, 'pds.example.com')
     accounts = await createAccounts(t.storage, hostId, 5)
-  })
+  }, 180_000)
   afterAll(async () => {
     await t?.cleanup()
   })
@@ -95,7 +95,8 @@ describe.each(STORAGE_KINDS)('Sequencer on %s', (kind) => {
   })
 
   it('retries a failing batch with the same seqs and publishes nothing until it commits', async () => {
-    const s = makeSequencer(t, { maxBatchDelayMs: 1 })
+    const registry = new Registry()
+    const s = makeSequencer(t, { maxBatchDelayMs: 1, registry })
     const published: number[] = []
     s.onCommitted((evts) => published.push(...evts.map((e) => e.seq)))
     await s.start()
@@ -103,10 +104,11 @@ describe.each(STORAGE_KINDS)('Sequencer on %s', (kind) => {
     // Break the batch transaction for real: the high-water mark table disappears.
     await sql`alter table relay_state rename to relay_state_away`.execute(t.storage.db)
     const p = [0, 1, 2].map((i) => s.submit(commitEvent(accounts[1]!, 'did:plc:test1', rev(200 + i))))
-    const registryFailures = () => s.queuedEvents()
-    await new Promise((r) => setTimeout(r, 300))
+    const failures = async () => (await registry.getSingleMetric('relay_sequencer_commit_failures_total')!.get()).values.reduce((n, v) => n + v.value, 0)
+    // The batch failed, and so did its retry: it is held, not published.
+    await waitFor(async () => (await failures()) >= 2, 20_000, 'two failed commit attempts')
     expect(published).toEqual([])
-    expect(registryFailures()).toBe(3)
+    expect(s.queuedEvents()).toBe(3)
     const stored = await t.storage.db.selectFrom('event').select('seq').where('seq', '>', base).execute()
     expect(stored).toEqual([])
     await sql`alter table relay_state_away rename to relay_state`.execute(t.storage.db)
@@ -128,7 +130,8 @@ describe.each(STORAGE_KINDS)('Sequencer on %s', (kind) => {
     // 12 and 14 finish first; 10 and 11 still in flight: the cursor must not move.
     await s.submit(ev(12))
     tickets.get(14)!.drop('duplicate')
-    await new Promise((r) => setTimeout(r, 50))
+    // The database is written from the in-memory cursor, which has not moved (10 and 11 are in flight).
+    expect(s.hostCursor(h2) ?? 0).toBe(0)
     expect(await cursorInDb()).toBe(0)
     // 10 is committed: the cursor reaches 10 but not 12 (11 pending).
     await s.submit(ev(10))

@@ -1,16 +1,27 @@
 /**
- * Whole-relay test tooling: the relay started in-process with loopback-only
- * DNS, a consumer of its firehose, a tiny DID-document server standing in for
- * PLC (for fixture DIDs a real PLC cannot register), and bounded waits.
+ * The one whole-relay test harness: `startTestRelay` starts the relay in-process with loopback-only
+ * DNS, its own data directory and test-friendly settings; plus a consumer of its firehose, a tiny
+ * DID-document server standing in for PLC (for fixture DIDs a real PLC cannot register), HTTP
+ * helpers and bounded waits.
  */
+import { mkdtemp, rm } from 'node:fs/promises'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { Logger } from 'pino'
 import WebSocket from 'ws'
 import { decodeFrame } from '../../src/atproto/frame.js'
 import { loadConfig, type LogLevel } from '../../src/config.js'
 import type { AddressLookup, TxtLookup } from '../../src/identity/index.js'
 import { createLogger } from '../../src/logger.js'
-import { startRelay, type Relay } from '../../src/relay.js'
+import { startRelay, type Relay, type RelayOverrides } from '../../src/relay.js'
+import { waitUntil } from './wait.js'
+
+export { waitUntil }
+
+/** The admin password of every test relay unless `env.RELAY_ADMIN_PASSWORD` says otherwise. */
+export const TEST_ADMIN_PASSWORD = 'correct horse battery staple'
 
 /** Only `localhost` resolves (to 127.0.0.1); every other name is NXDOMAIN, so nothing leaves loopback. */
 export const loopbackLookup: AddressLookup = async (hostname) => {
@@ -18,46 +29,79 @@ export const loopbackLookup: AddressLookup = async (hostname) => {
   throw Object.assign(new Error(`test DNS: ${hostname} does not exist`), { code: 'ENOTFOUND' })
 }
 
+/** Every name resolves to 127.0.0.1: for made-up host names (pds.spam.test …) served on loopback. */
+export const everyNameLoopback: AddressLookup = async () => [{ address: '127.0.0.1', family: 4 }]
+
+/** handle → DID, as a table or a function (undefined: no such handle). */
+export type HandleSource = Map<string, string> | ((handle: string) => Promise<string | undefined>)
+
 /** Handle → DID records answered as `_atproto.<handle>` TXT; anything else is NXDOMAIN. */
-export function txtLookupFrom(handles: Map<string, string>): TxtLookup {
+export function txtLookupFrom(handles: HandleSource): TxtLookup {
   return async (name) => {
-    const did = handles.get(name.replace(/^_atproto\./, '').toLowerCase())
+    const handle = name.replace(/^_atproto\./, '').toLowerCase()
+    const did = typeof handles === 'function' ? await handles(handle) : handles.get(handle)
     if (did === undefined) throw Object.assign(new Error(`test DNS: no TXT for ${name}`), { code: 'ENOTFOUND' })
     return [[`did=${did}`]]
   }
 }
 
 export interface TestRelayOptions {
-  databaseUrl: string
+  /** Postgres URL; omitted: embedded PGlite in the relay's own data directory. */
+  databaseUrl?: string
   plcUrl: string
-  /** handle → DID for handle verification */
-  handles?: Map<string, string>
+  /** handle → DID for handle verification (answered as DNS TXT); default: no handle resolves. */
+  handles?: HandleSource
   lenient?: boolean
+  /** Environment overrides, applied last (e.g. RELAY_ADMIN_PASSWORD: '' for a generated password). */
   env?: Record<string, string>
-  /** Replaces loopbackLookup (e.g. to count lookups); must stay loopback-only. */
+  /** Replaces loopbackLookup (e.g. everyNameLoopback, or to count lookups); must stay loopback-only. */
   addressLookup?: AddressLookup
+  /** Default: silent, or the level in RELAY_TEST_LOG. */
+  logger?: Logger
+  /** Relay hooks beyond the harness's (backoff, batching, activity interval). */
+  overrides?: RelayOverrides
 }
 
+/**
+ * Starts a relay; `relay.stop()` also removes the data directory the harness made for it (every
+ * relay gets its own, so a generated admin password or a PGlite database never lands in the
+ * working directory or in another test's relay).
+ */
 export async function startTestRelay(opts: TestRelayOptions): Promise<Relay> {
+  const dataDir = opts.env?.RELAY_DATA_DIR === undefined ? await mkdtemp(join(tmpdir(), 'atrelay-test-')) : undefined
   const config = loadConfig({
-    DATABASE_URL: opts.databaseUrl,
+    ...(opts.databaseUrl === undefined ? {} : { DATABASE_URL: opts.databaseUrl }),
+    ...(dataDir === undefined ? {} : { RELAY_DATA_DIR: dataDir }),
     RELAY_DB_POOL_SIZE: '6',
     RELAY_DB_QUERY_POOL_SIZE: '4',
     RELAY_API_LISTEN: '127.0.0.1:0',
     RELAY_METRICS_LISTEN: '127.0.0.1:0',
     RELAY_ALLOW_INSECURE_HOSTS: 'true',
     RELAY_PLC_URL: opts.plcUrl,
-    RELAY_ADMIN_PASSWORD: 'x',
+    RELAY_ADMIN_PASSWORD: TEST_ADMIN_PASSWORD,
     RELAY_LENIENT: opts.lenient ? 'true' : 'false',
     ...opts.env,
   })
   // RELAY_TEST_LOG=debug shows the relay's own logs when a test needs explaining.
-  return startRelay(config, createLogger((process.env.RELAY_TEST_LOG as LogLevel | undefined) ?? 'silent'), {
-    backoff: { baseMs: 50, maxMs: 500 },
-    maxBatchDelayMs: 5,
-    addressLookup: opts.addressLookup ?? loopbackLookup,
-    txtLookup: txtLookupFrom(opts.handles ?? new Map()),
-  })
+  const logger = opts.logger ?? createLogger((process.env.RELAY_TEST_LOG as LogLevel | undefined) ?? 'silent')
+  const removeDataDir = () => (dataDir === undefined ? Promise.resolve() : rm(dataDir, { recursive: true, force: true }))
+  let relay: Relay
+  try {
+    relay = await startRelay(config, logger, {
+      backoff: { baseMs: 50, maxMs: 500 },
+      maxBatchDelayMs: 5,
+      addressLookup: opts.addressLookup ?? loopbackLookup,
+      txtLookup: txtLookupFrom(opts.handles ?? new Map()),
+      ...opts.overrides,
+    })
+  } catch (err) {
+    await removeDataDir()
+    throw err
+  }
+  const stop = relay.stop.bind(relay)
+  let stopping: Promise<void> | undefined
+  relay.stop = () => (stopping ??= stop().finally(removeDataDir))
+  return relay
 }
 
 export function apiUrl(relay: Relay, path: string): string {
@@ -103,16 +147,6 @@ export async function hostStatus(relay: Relay, hostname: string): Promise<HostSt
 
 export async function healthStatus(relay: Relay): Promise<number> {
   return (await fetch(apiUrl(relay, '/xrpc/_health'))).status
-}
-
-/** Polls `cond` every 10 ms until it holds; fails with `what` after `timeoutMs`. */
-export async function waitUntil(cond: () => boolean | Promise<boolean>, what: string | (() => string), timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    if (await cond()) return
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${typeof what === 'string' ? what : what()}`)
-    await new Promise((r) => setTimeout(r, 10))
-  }
 }
 
 // ---------------------------------------------------------------- firehose consumer
