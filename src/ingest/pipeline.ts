@@ -15,6 +15,7 @@ import { combinedStatus, type CombinedStatus } from '../atproto/account-status.j
 import type { MessageFrame } from '../atproto/frame.js'
 import { MAX_FUTURE_REV_MS } from '../atproto/limits.js'
 import { isValidDid } from '../atproto/syntax.js'
+import { backoffCeiling, type BackoffOptions } from '../crawler/backoff.js'
 import type { Storage } from '../storage/db.js'
 import type { LocalAccountStatus, UpstreamAccountStatus } from '../storage/types.js'
 import { SequencerError } from '../sequencer/types.js'
@@ -74,6 +75,11 @@ export interface AccountStatusView {
   combined: CombinedStatus
   head: { rev: string } | null
 }
+
+/** An internal hiccup (a lock, a busy pool) clears fast: retry within seconds. */
+const INTERNAL_RETRY_BACKOFF: BackoffOptions = { baseMs: 100, maxMs: 2_000 }
+/** A transient outside failure (PLC timing out) grows faster and waits longer; the base is an option. */
+const TRANSIENT_RETRY_GROWTH = { factor: 3, maxMs: 30_000 }
 
 const REMOVED_TYPES = new Set(['#handle', '#migrate', '#tombstone'])
 
@@ -209,8 +215,8 @@ export class IngestPipeline implements IngestSink {
         // The account may have changed under the failed attempt: re-read it next time.
         this.accounts.forget(did)
         const delayMs = transient
-          ? Math.min(this.transientRetryBaseMs * 3 ** (attempt - 1), 30_000)
-          : Math.min(100 * 2 ** (attempt - 1), 2_000)
+          ? backoffCeiling(attempt, { baseMs: this.transientRetryBaseMs, ...TRANSIENT_RETRY_GROWTH })
+          : backoffCeiling(attempt, INTERNAL_RETRY_BACKOFF)
         await sleep(delayMs, undefined, { ref: false })
       }
     }

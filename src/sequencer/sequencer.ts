@@ -12,6 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { Logger } from 'pino'
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
 import { frameWithSeq } from '../atproto/frame.js'
+import { backoffCeiling, type BackoffOptions } from '../crawler/backoff.js'
 import type { Storage } from '../storage/db.js'
 import { EventKind, type EventKindCode } from '../storage/types.js'
 import { batchCommitStatement, PARAMS_PER_EVENT, type HeadWrite } from './batch-statement.js'
@@ -26,6 +27,11 @@ import {
 
 /** `relay_state` key holding the highest committed seq (survives retention and takedowns). */
 export const SEQ_STATE_KEY = 'seq'
+
+/** A failed commit is retried quickly at first (a blip), then every 5 s at most while Postgres is away. */
+const COMMIT_RETRY_BACKOFF: BackoffOptions = { baseMs: 50, maxMs: 5_000 }
+/** Consecutive failed commits after which the log says error, not warn: an outage, not a blip. */
+const COMMIT_FAILURES_BEFORE_ERROR = 5
 
 export interface SequencerOptions {
   storage: Storage
@@ -304,10 +310,9 @@ export class Sequencer implements CommittedEventSource {
           lastSeq: batch[batch.length - 1]?.seq,
           queued: this.queue.length,
         }
-        if (this.consecutiveFailures >= 5) this.logger.error(fields, 'sequencer commit keeps failing; events are held, not lost')
+        if (this.consecutiveFailures >= COMMIT_FAILURES_BEFORE_ERROR) this.logger.error(fields, 'sequencer commit keeps failing; events are held, not lost')
         else this.logger.warn(fields, 'sequencer commit failed; retrying')
-        const delay = Math.min(50 * 2 ** Math.min(attempt, 10), 5_000)
-        await sleep(delay, undefined, { ref: false })
+        await sleep(backoffCeiling(attempt + 1, COMMIT_RETRY_BACKOFF), undefined, { ref: false })
       }
     }
   }
