@@ -8,6 +8,7 @@
  * in-memory snapshot used by the API keeps every host exactly.
  */
 import { Counter, type Registry } from 'prom-client'
+import { clipUpstreamText } from '../upstream-text.js'
 
 export interface HostStatsSnapshot {
   received: number
@@ -17,8 +18,6 @@ export interface HostStatsSnapshot {
   lastError: { message: string; at: string } | null
   lastEventAt: string | null
 }
-
-const MAX_ERROR_CHARS = 500
 
 interface Entry {
   received: number
@@ -72,8 +71,7 @@ export class HostStats {
 
   /** Keeps the most recent problem; clipped, because hosts choose much of this text and it is held per host. */
   setLastError(host: string, message: string): void {
-    const clipped = message.length > MAX_ERROR_CHARS ? `${message.slice(0, MAX_ERROR_CHARS)}…` : message
-    this.entry(host).lastError = { message: clipped, at: new Date().toISOString() }
+    this.entry(host).lastError = { message: clipUpstreamText(message), at: new Date().toISOString() }
   }
 
   snapshot(host: string): HostStatsSnapshot {
