@@ -11,18 +11,13 @@
  * compiled per value) cost more main-thread time than the database call.
  */
 import { CompiledQuery } from 'kysely'
+import type { AccountHead } from '../storage/types.js'
 import type { EventRow } from './event-log.js'
-
-export interface HeadWrite {
-  rev: string
-  commitCid: Uint8Array
-  dataCid: Uint8Array
-}
 
 export interface BatchWrites {
   events: readonly EventRow[]
   /** One head per account (a second upsert of the same key in one statement is an error). */
-  heads: ReadonlyMap<number, HeadWrite>
+  heads: ReadonlyMap<number, AccountHead>
   /** Host id → cursor. */
   cursors: ReadonlyMap<number, number>
   /** The relay seq high-water mark (the batch's last seq), if it has events. */

@@ -14,8 +14,8 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
 import { frameWithSeq } from '../atproto/frame.js'
 import { backoffCeiling, type BackoffOptions } from '../crawler/backoff.js'
 import type { Storage } from '../storage/db.js'
-import { EventKind, type EventKindCode } from '../storage/types.js'
-import { batchCommitStatement, PARAMS_PER_EVENT, type HeadWrite } from './batch-statement.js'
+import { EventKind, type AccountHead, type EventKindCode } from '../storage/types.js'
+import { batchCommitStatement, PARAMS_PER_EVENT } from './batch-statement.js'
 import { EventLog, type EventRow } from './event-log.js'
 import { HostCursorTracker } from './host-cursors.js'
 import {
@@ -332,7 +332,7 @@ export class Sequencer implements CommittedEventSource {
       frame: p.frame,
       commitCid: p.evt.head?.commitCid ?? null,
     }))
-    const heads = new Map<number, HeadWrite>()
+    const heads = new Map<number, AccountHead>()
     for (const p of batch) if (p.evt.head !== undefined) heads.set(p.evt.accountId, p.evt.head)
     const statement = batchCommitStatement({
       events: rows,

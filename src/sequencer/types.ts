@@ -1,4 +1,4 @@
-import type { EventKindCode } from '../storage/types.js'
+import type { AccountHead, EventKindCode } from '../storage/types.js'
 
 export type AcceptedKind = 'commit' | 'sync' | 'identity' | 'account'
 
@@ -12,7 +12,7 @@ export interface AcceptedEvent {
   /** Canonical body bytes; the sequencer splices its seq in. */
   body: Uint8Array
   /** The account's new head, for #commit and #sync. */
-  head?: { rev: string; commitCid: Uint8Array; dataCid: Uint8Array }
+  head?: AccountHead
   /** Where it came from, for the host cursor. */
   upstream?: { hostId: number; seq: number }
 }
