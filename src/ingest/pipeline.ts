@@ -15,6 +15,7 @@ import { combinedStatus, type CombinedStatus } from '../atproto/account-status.j
 import type { MessageFrame } from '../atproto/frame.js'
 import { MAX_FUTURE_REV_MS } from '../atproto/limits.js'
 import { isValidDid } from '../atproto/syntax.js'
+import { configDefault } from '../config.js'
 import { backoffCeiling, type BackoffOptions } from '../crawler/backoff.js'
 import type { Storage } from '../storage/db.js'
 import type { LocalAccountStatus, UpstreamAccountStatus } from '../storage/types.js'
@@ -41,7 +42,7 @@ export interface IngestOptions {
   lenient: boolean
   /** How far ahead of now a rev may be (default 5 min). */
   maxFutureRevMs?: number
-  /** Events of one host processed at once (default 32). */
+  /** RELAY_HOST_CONCURRENCY: events of one host processed at once (default from config.ts). */
   hostConcurrency?: number
   /** Events processed at once overall (default 256). */
   maxInFlight?: number
@@ -49,8 +50,8 @@ export interface IngestOptions {
   hostQueueLimit?: number
   /** Events queued overall before every host is paused (default 8 × maxInFlight). */
   maxQueued?: number
-  /** RELAY_VERIFY_WORKERS: worker threads for verification; 0 verifies inline (default). */
-  verifyWorkers?: number
+  /** RELAY_VERIFY_WORKERS: worker threads for verification; 0 verifies inline. Required: its default (`auto`) is the relay's, in config.ts. */
+  verifyWorkers: number
   /** Re-checks a stale non-active upstream status with the host; none when absent. */
   repoStatusCheck?: RepoStatusCheck
   /** A stored non-active status older than this is re-checked (default 60 s). */
@@ -96,7 +97,7 @@ export class IngestPipeline implements IngestSink {
   private stopped = false
 
   constructor(opts: IngestOptions) {
-    const hostConcurrency = opts.hostConcurrency ?? 32
+    const hostConcurrency = opts.hostConcurrency ?? configDefault('hostConcurrency')
     const maxInFlight = opts.maxInFlight ?? 256
     this.scheduler = new KeyedScheduler({
       hostConcurrency,
@@ -105,7 +106,7 @@ export class IngestPipeline implements IngestSink {
       maxQueued: opts.maxQueued ?? maxInFlight * 8,
       onJobError: (err) => opts.logger.error({ err }, 'ingest job failed unexpectedly'),
     })
-    this.verifier = createVerifier(opts.verifyWorkers ?? 0, opts.logger)
+    this.verifier = createVerifier(opts.verifyWorkers, opts.logger)
     this.accounts = new AccountStore({ storage: opts.storage, ...(opts.accountCacheSize !== undefined ? { cacheSize: opts.accountCacheSize } : {}) })
     this.maxAttempts = opts.maxAttempts ?? 5
     this.transientRetryBaseMs = opts.transientRetryBaseMs ?? 1_000
