@@ -73,15 +73,20 @@ export interface RateLimitState extends HostRateLimits {
 }
 
 /** The three windows of one host. */
+/** The windows of HostRateLimits, in ms. */
+const SECOND_MS = 1_000
+const HOUR_MS = 3_600_000
+const DAY_MS = 86_400_000
+
 export class HostRateLimiter {
   private readonly second: SlidingWindow
   private readonly hour: SlidingWindow
   private readonly day: SlidingWindow
 
   constructor(limits: HostRateLimits) {
-    this.second = new SlidingWindow(limits.perSecond, 1_000)
-    this.hour = new SlidingWindow(limits.perHour, 3_600_000)
-    this.day = new SlidingWindow(limits.perDay, 86_400_000)
+    this.second = new SlidingWindow(limits.perSecond, SECOND_MS)
+    this.hour = new SlidingWindow(limits.perHour, HOUR_MS)
+    this.day = new SlidingWindow(limits.perDay, DAY_MS)
   }
 
   /** Changes the limits live (the counts are kept). */

@@ -24,8 +24,12 @@ export interface BatchWrites {
   highWater?: { key: string; seq: number }
 }
 
-/** Parameters per event and per head: a batch of 5,000 events stays under Postgres's 65,535. */
-export const PARAMS_PER_EVENT = 5 + 4
+/**
+ * Largest batch: one statement may bind at most 65,535 parameters (Postgres).
+ * An event takes 5 and its head 4, so 5,000 × 9 = 45,000 leaves the rest for
+ * the hosts' cursors and the high-water mark.
+ */
+export const MAX_BATCH_EVENTS = 5_000
 
 /** The statement for `w`, or undefined when there is nothing to write. */
 export function batchCommitStatement(w: BatchWrites): CompiledQuery | undefined {

@@ -15,7 +15,7 @@ import { frameWithSeq } from '../atproto/frame.js'
 import { backoffCeiling, type BackoffOptions } from '../crawler/backoff.js'
 import type { Storage } from '../storage/db.js'
 import { EventKind, type AccountHead, type EventKindCode } from '../storage/types.js'
-import { batchCommitStatement, PARAMS_PER_EVENT } from './batch-statement.js'
+import { batchCommitStatement, MAX_BATCH_EVENTS } from './batch-statement.js'
 import { EventLog, type EventRow } from './event-log.js'
 import { HostCursorTracker } from './host-cursors.js'
 import {
@@ -94,9 +94,9 @@ export class Sequencer implements CommittedEventSource {
     this.logger = opts.logger
     this.initialSeq = opts.initialSeq
     this.maxBatchEvents = opts.maxBatchEvents ?? 500
-    // A batch is one statement: its parameters must stay under Postgres's 65,535 (hosts' cursors take a few more).
-    if (!Number.isInteger(this.maxBatchEvents) || this.maxBatchEvents < 1 || this.maxBatchEvents * PARAMS_PER_EVENT > 45_000) {
-      throw new RangeError(`maxBatchEvents must be an integer from 1 to 5000, got ${this.maxBatchEvents}`)
+    // A batch is one statement: its parameters must stay under Postgres's limit (batch-statement.ts).
+    if (!Number.isInteger(this.maxBatchEvents) || this.maxBatchEvents < 1 || this.maxBatchEvents > MAX_BATCH_EVENTS) {
+      throw new RangeError(`maxBatchEvents must be an integer from 1 to ${MAX_BATCH_EVENTS}, got ${this.maxBatchEvents}`)
     }
     this.maxBatchDelayMs = opts.maxBatchDelayMs ?? 10
     this.stopTimeoutMs = opts.stopTimeoutMs ?? 30_000
