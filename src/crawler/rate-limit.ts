@@ -72,12 +72,12 @@ export interface RateLimitState extends HostRateLimits {
   counts: HostRateLimits
 }
 
-/** The three windows of one host. */
 /** The windows of HostRateLimits, in ms. */
 const SECOND_MS = 1_000
 const HOUR_MS = 3_600_000
 const DAY_MS = 86_400_000
 
+/** The three windows of one host. */
 export class HostRateLimiter {
   private readonly second: SlidingWindow
   private readonly hour: SlidingWindow
