@@ -5,6 +5,7 @@
  * A bad value stops start-up with one line naming the variable.
  */
 import { availableParallelism } from 'node:os'
+import { MAX_FUTURE_REV_MS } from './atproto/limits.js'
 
 export class ConfigError extends Error {
   override readonly name = 'ConfigError'
@@ -216,13 +217,23 @@ export const SETTINGS = [
   s({ env: 'RELAY_REPLAY_WINDOW', key: 'replayWindowMs', default: '72h', doc: 'How long events stay available for cursor replay.', parse: parseDuration }),
   s({ env: 'RELAY_EVENT_PARTITION_SIZE', key: 'eventPartitionSize', default: '5000000', doc: 'Seqs per event-log partition; retention drops whole partitions, so small relays want smaller ones.', parse: int(1000, 1_000_000_000) }),
   s({ env: 'RELAY_CONSUMER_MAX_LAG', key: 'consumerMaxLag', default: '100000', doc: 'Events a live consumer may fall behind before ConsumerTooSlow.', parse: int(1, 100_000_000) }),
-  s({ env: 'RELAY_MAX_FUTURE_REV', key: 'maxFutureRevMs', default: '5m', doc: 'How far in the future a commit rev may be.', parse: parseDuration }),
+  s({ env: 'RELAY_MAX_FUTURE_REV', key: 'maxFutureRevMs', default: `${MAX_FUTURE_REV_MS / 60_000}m`, doc: 'How far in the future a commit rev may be.', parse: parseDuration }),
   s({ env: 'RELAY_IDENTITY_CACHE_SIZE', key: 'identityCacheSize', default: '250000', doc: 'DID documents kept in memory (LRU; the identity table keeps the rest).', parse: int(1, 100_000_000) }),
   s({ env: 'RELAY_IDENTITY_TTL', key: 'identityTtlMs', default: '24h', doc: 'How long a resolved DID document is trusted.', parse: parseDuration }),
   s({ env: 'RELAY_IDENTITY_ERROR_TTL', key: 'identityErrorTtlMs', default: '2m', doc: 'How long a failed resolution is remembered.', parse: parseDuration }),
   s({ env: 'RELAY_HOST_CONCURRENCY', key: 'hostConcurrency', default: '40', doc: 'Events of one host processed at once (different DIDs).', parse: int(1, 10_000) }),
   s({ env: 'RELAY_ADMIN_URL', key: 'adminUrl', default: 'http://127.0.0.1:2470', doc: 'For the admin CLI commands: the running relay to talk to.', parse: url(['http:', 'https:']) }),
 ] as const
+
+/**
+ * A setting's default, parsed: what code falls back to when it is built without
+ * that option (tests, embedding), so the one default stays here in SETTINGS.
+ */
+export function configDefault<K extends keyof Config>(key: K): Config[K] {
+  const setting = SETTINGS.find((candidate) => candidate.key === key) as Setting<K> | undefined
+  if (setting?.default === undefined) throw new RangeError(`config setting ${key} has no default`)
+  return setting.parse(setting.default, setting.env)
+}
 
 /** Every environment variable the relay reads. */
 export const CONFIG_VARIABLES: string[] = SETTINGS.map((setting) => setting.env)

@@ -26,6 +26,8 @@ export interface RelayAdminDeps {
 }
 
 const DOMAIN = /^[a-z0-9-]+(\.[a-z0-9-]+)+$/
+/** The admin host list is one page: bounded so a flood of hosts cannot make one request unbounded. */
+const MAX_LISTED_HOSTS = 100_000
 
 export class RelayAdmin implements AdminControls {
   /** Previous `received` count per host, to turn counters into rates. */
@@ -36,7 +38,7 @@ export class RelayAdmin implements AdminControls {
   async listHosts(): Promise<AdminHost[]> {
     const { db } = this.deps.storage
     const [hosts, throttled] = await Promise.all([
-      db.selectFrom('host').selectAll().orderBy('id').limit(100_000).execute(),
+      db.selectFrom('host').selectAll().orderBy('id').limit(MAX_LISTED_HOSTS).execute(),
       db
         .selectFrom('account')
         .select(['host_id', (eb) => eb.fn.countAll<number>().as('n')])

@@ -10,7 +10,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
-import { rejectUpgrade } from '../firehose/http-reject.js'
+import { answerRaw } from './raw-response.js'
 import { KeyedTokenBucket, type TakeResult } from '../identity/rate-limit.js'
 import { clientAddress, clientKey, isLoopback } from './client-address.js'
 import type { RequestGuard } from './http-server.js'
@@ -113,7 +113,7 @@ export class ClientLimits implements RequestGuard {
     if (open >= this.opts.firehoseConnections) {
       const route = path.replace(/^\/xrpc\//, '')
       const err = this.refuse('firehose_connections', route, `too many firehose connections: at most ${this.opts.firehoseConnections} per client`, 10_000)
-      rejectUpgrade(socket, err.status, err.error, err.message, {
+      answerRaw(socket, err.status, err.error, err.message, {
         'RateLimit-Limit': String(this.opts.firehoseConnections),
         'RateLimit-Remaining': '0',
         ...err.headers,

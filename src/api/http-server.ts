@@ -8,14 +8,13 @@ import type { AddressInfo } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
 import type { ListenAddress } from '../config.js'
-import { rejectUpgrade as answerRaw } from '../firehose/http-reject.js'
-import { VERSION } from '../package-root.js'
 import { isAdminPath } from './admin/operator-only.js'
 import { isJsonContentType } from './content-type.js'
 import { listenOn } from './listen.js'
+import { answerRaw, SERVER_HEADER } from './raw-response.js'
 import { XrpcError, invalidRequest } from './xrpc-error.js'
 
-export const SERVER_HEADER = `atrelay/${VERSION} (atproto-relay)`
+export { SERVER_HEADER }
 const MAX_JSON_BODY = 64 * 1024
 /** Longest request target we read (414 beyond); Node's own 16 KiB header limit (431) covers the rest of the head. */
 export const MAX_URL_LENGTH = 8 * 1024
@@ -219,14 +218,7 @@ export class HttpServer {
     if ((req.url ?? '').length > MAX_URL_LENGTH) return answerRaw(socket, 414, 'URLTooLong', `request URL longer than ${MAX_URL_LENGTH} bytes`)
     const path = parseTarget(req.url)?.pathname ?? ''
     const handler = this.upgrades.get(path)
-    if (!handler) {
-      const body = JSON.stringify({ error: 'NotFound', message: `no WebSocket endpoint at ${path}` })
-      socket.end(
-        `HTTP/1.1 404 Not Found\r\nServer: ${SERVER_HEADER}\r\nContent-Type: application/json\r\n` +
-          `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-      )
-      return
-    }
+    if (!handler) return answerRaw(socket, 404, 'NotFound', `no WebSocket endpoint at ${path}`)
     try {
       if (this.guard && !this.guard.admitUpgrade(req, socket, path)) return
       handler(req, socket, head)

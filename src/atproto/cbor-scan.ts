@@ -168,42 +168,61 @@ export function keyAfter(buf: Uint8Array, prevStart: number, prevLength: number,
 const utf8 = new TextDecoder('utf-8', { fatal: true })
 
 /**
+ * Walks the entries of the map at the start of `buf`, checking string keys in
+ * canonical order and framing each value within `limits` (nested items are
+ * only framed, not checked). `visit` gets each key's and value's byte range
+ * and returns false to stop early. False if `buf` is not such a map up to
+ * where the walk stopped.
+ */
+export function walkCanonicalMap(
+  buf: Uint8Array,
+  limits: CborLimits,
+  visit: (keyStart: number, keyLength: number, valueStart: number, valueEnd: number) => boolean,
+): boolean {
+  const head = readHead(buf, 0)
+  if (head === null || head.major !== 5) return false
+  let pos = head.next
+  let prevStart = 0
+  let prevLength = -1
+  for (let i = 0; i < head.arg; i++) {
+    const key = readHead(buf, pos)
+    if (key === null || key.major !== 3) return false
+    const keyEnd = key.next + key.arg
+    if (keyEnd > buf.length || !keyAfter(buf, prevStart, prevLength, key.next, key.arg)) return false
+    prevStart = key.next
+    prevLength = key.arg
+    const valueEnd = scanItem(buf, keyEnd, limits)
+    if (valueEnd < 0) return false
+    if (!visit(key.next, key.arg, keyEnd, valueEnd)) return true
+    pos = valueEnd
+  }
+  return true
+}
+
+/**
  * The top-level scalar fields (integers, strings, booleans, null) of a map
  * that `checkItem` already accepted, without decoding anything nested: for
  * bodies the relay only logs or drops. Null if `buf` is not a map with
  * string keys in canonical order (nested items are only framed, not checked).
  */
 export function shallowScalars(buf: Uint8Array, limits: CborLimits): Record<string, unknown> | null {
-  const head = readHead(buf, 0)
-  if (head === null || head.major !== 5) return null
   const out: Record<string, unknown> = {}
-  let pos = head.next
-  let prevStart = 0
-  let prevLength = -1
-  for (let i = 0; i < head.arg; i++) {
-    const key = readHead(buf, pos)
-    if (key === null || key.major !== 3) return null
-    const keyEnd = key.next + key.arg
-    if (keyEnd > buf.length || !keyAfter(buf, prevStart, prevLength, key.next, key.arg)) return null
-    prevStart = key.next
-    prevLength = key.arg
-    const valueStart = keyEnd
-    const valueEnd = scanItem(buf, valueStart, limits)
-    if (valueEnd < 0) return null
+  let badKey = false
+  const ok = walkCanonicalMap(buf, limits, (keyStart, keyLength, valueStart) => {
     const value = scalarAt(buf, valueStart)
-    if (value !== undefined) {
-      let name: string
-      try {
-        name = utf8.decode(buf.subarray(key.next, keyEnd))
-      } catch {
-        return null
-      }
-      // Own data property, never the prototype (a `__proto__` key).
-      Object.defineProperty(out, name, { value, enumerable: true, configurable: true, writable: true })
+    if (value === undefined) return true
+    let name: string
+    try {
+      name = utf8.decode(buf.subarray(keyStart, keyStart + keyLength))
+    } catch {
+      badKey = true
+      return false
     }
-    pos = valueEnd
-  }
-  return out
+    // Own data property, never the prototype (a `__proto__` key).
+    Object.defineProperty(out, name, { value, enumerable: true, configurable: true, writable: true })
+    return true
+  })
+  return ok && !badKey ? out : null
 }
 
 function scalarAt(buf: Uint8Array, pos: number): unknown {

@@ -7,7 +7,7 @@
  * are views into the frame: callers copy what they keep.
  */
 import { decodeFirst, encode } from '@atcute/cbor'
-import { keyAfter, readHead, scanItem, shallowScalars, SCAN_TOO_DEEP, SCAN_TOO_MANY_ITEMS, type CborLimitReason, type CborLimits } from './cbor-scan.js'
+import { readHead, scanItem, shallowScalars, walkCanonicalMap, SCAN_TOO_DEEP, SCAN_TOO_MANY_ITEMS, type CborLimitReason, type CborLimits } from './cbor-scan.js'
 import { FRAME_BODY_LIMITS, FRAME_HEADER_LIMITS, MAX_FRAME_BYTES, SKIPPED_BODY_LIMITS } from './limits.js'
 
 export { MAX_FRAME_BYTES }
@@ -161,34 +161,14 @@ export function encodeInfoFrame(name: string, message?: string): Uint8Array {
 
 /** Where the `seq` value sits in a canonical body map, or null if the scan cannot tell. */
 function findSeqValue(body: Uint8Array): { start: number; end: number } | null {
-  const first = body[0]
-  if (first === undefined || first >> 5 !== 5) return null
-  const head = readHead(body, 0)
-  if (head === null) return null
-  let pos = head.next
-  let prevStart = 0
-  let prevLength = -1
-  for (let i = 0; i < head.arg; i++) {
-    const key = readHead(body, pos)
-    if (key === null || key.major !== 3) return null
-    const keyStart = key.next
-    const keyEnd = keyStart + key.arg
-    if (keyEnd > body.length) return null
-    if (!keyAfter(body, prevStart, prevLength, keyStart, key.arg)) return null
-    prevStart = keyStart
-    prevLength = key.arg
-    const valueStart = keyEnd
-    const valueEnd = scanItem(body, valueStart, FRAME_BODY_LIMITS)
-    if (valueEnd < 0) return null
-    if (key.arg === 3 && body[keyStart] === 0x73 && body[keyStart + 1] === 0x65 && body[keyStart + 2] === 0x71) {
-      const value = readHead(body, valueStart)
-      // Only a non-negative integer is spliced; anything else goes through re-encoding.
-      if (value === null || value.major !== 0) return null
-      return { start: valueStart, end: valueEnd }
-    }
-    pos = valueEnd
-  }
-  return null
+  let found: { start: number; end: number } | null = null
+  const ok = walkCanonicalMap(body, FRAME_BODY_LIMITS, (keyStart, keyLength, valueStart, valueEnd) => {
+    if (keyLength !== 3 || body[keyStart] !== 0x73 || body[keyStart + 1] !== 0x65 || body[keyStart + 2] !== 0x71) return true
+    // Only a non-negative integer is spliced; anything else goes through re-encoding.
+    if (readHead(body, valueStart)?.major === 0) found = { start: valueStart, end: valueEnd }
+    return false
+  })
+  return ok ? found : null
 }
 
 /**

@@ -43,11 +43,14 @@ export class AdminClient {
   }
 }
 
+/** Stops paging a remote relay whose cursor never ends (50 M hosts at 500 a page). */
+const MAX_REMOTE_PAGES = 100_000
+
 /** Pages through another relay's public listHosts. */
 export async function* listRemoteHosts(relayUrl: string, pageSize = 500): AsyncGenerator<{ hostname: string; status?: string; seq?: number; accountCount?: number }> {
   if (!URL.canParse(relayUrl)) throw new AdminClientError(`not a URL: ${relayUrl}`)
   let cursor: string | undefined
-  for (let page = 0; page < 100_000; page++) {
+  for (let page = 0; page < MAX_REMOTE_PAGES; page++) {
     const url = new URL('/xrpc/com.atproto.sync.listHosts', relayUrl)
     url.searchParams.set('limit', String(pageSize))
     if (cursor) url.searchParams.set('cursor', cursor)

@@ -2,6 +2,7 @@
  * `atrelay hosts|domains|accounts|pull-hosts …`: operator commands against a
  * running relay's admin API. Tables for people, `--json` for scripts.
  */
+import { parseArgs } from 'node:util'
 import type { AdminAccount, AdminHost } from '../api/admin/controls.js'
 import { AdminClient, AdminClientError, listRemoteHosts } from './admin-client.js'
 
@@ -28,6 +29,39 @@ export function table(rows: Record<string, unknown>[], columns: string[]): strin
   return [line(columns.map((c) => c.toUpperCase())), ...cells.map(line)].join('\n')
 }
 
+/** The options an admin command may take, anywhere on the line; the rest are positional. */
+const OPTIONS = { json: { type: 'boolean' }, status: { type: 'string' }, from: { type: 'string' } } as const
+
+interface AdminArgs {
+  positionals: string[]
+  json: boolean
+  status: string | undefined
+  from: string | undefined
+}
+
+/**
+ * node:util parseArgs for the known options. A negative number stays a
+ * positional (`hosts limit h -1` gets the limit's own message); any other
+ * unknown option is a usage error rather than a hostname.
+ */
+export function parseAdminArgs(argv: string[]): AdminArgs {
+  const { values, tokens } = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: false, tokens: true })
+  const positionals: string[] = []
+  let negativeAt = -1
+  for (const token of tokens) {
+    if (token.kind === 'positional') positionals.push(token.value)
+    else if (token.kind === 'option' && !(token.name in OPTIONS)) {
+      const raw = argv[token.index]!
+      if (!/^-\d/.test(raw)) throw new UsageError(`unknown option ${raw}\n\n${ADMIN_USAGE}`)
+      // `-12` comes back as one token per digit, all with the same index.
+      if (token.index !== negativeAt) positionals.push(raw)
+      negativeAt = token.index
+    }
+  }
+  const text = (v: unknown) => (typeof v === 'string' ? v : undefined)
+  return { positionals, json: values.json === true, status: text(values.status), from: text(values.from) }
+}
+
 interface Io {
   out: (text: string) => void
 }
@@ -37,8 +71,7 @@ export async function runAdminCommand(
   env: { adminUrl: string; adminPassword: string | undefined },
   io: Io = { out: (t) => console.log(t) },
 ): Promise<void> {
-  const json = argv.includes('--json')
-  const args = argv.filter((a) => a !== '--json')
+  const { positionals: args, json, status, from } = parseAdminArgs(argv)
   const [group, action, ...rest] = args
   const need = (n: number, what: string) => {
     if (rest.length < n) throw new UsageError(`missing ${what}\n\n${ADMIN_USAGE}`)
@@ -50,8 +83,6 @@ export async function runAdminCommand(
 
   if (group === 'hosts') {
     if (action === 'list') {
-      const statusIndex = rest.indexOf('--status')
-      const status = statusIndex >= 0 ? rest[statusIndex + 1] : undefined
       const { hosts } = await client().get<{ hosts: AdminHost[] }>('hosts')
       const shown = status ? hosts.filter((h) => h.status === status) : hosts
       return print(shown, () =>
@@ -110,8 +141,6 @@ export async function runAdminCommand(
     }
   }
   if (group === 'pull-hosts') {
-    const fromIndex = args.indexOf('--from')
-    const from = fromIndex >= 0 ? args[fromIndex + 1] : undefined
     if (!from) throw new UsageError(`pull-hosts needs --from <relay url>\n\n${ADMIN_USAGE}`)
     const c = client()
     const result = { added: [] as string[], known: [] as string[], failed: [] as { hostname: string; error: string }[], skipped: [] as string[] }

@@ -7,6 +7,7 @@ import { LRUCache } from 'lru-cache'
 import type { Logger } from 'pino'
 import type { Dispatcher } from 'undici'
 import { XrpcError, invalidRequest } from '../api/xrpc-error.js'
+import { configDefault } from '../config.js'
 import { createGuardedDispatcher, type AddressLookup, type HostPolicy } from '../identity/net-guard.js'
 import type { Storage } from '../storage/db.js'
 import type { Host } from '../storage/types.js'
@@ -92,8 +93,8 @@ export class Admission {
     this.perDay = opts.newHostsPerDay
     this.disabled = opts.disableRequestCrawl
     this.describeTimeoutMs = opts.describeTimeoutMs ?? 5_000
-    const failureTtl = opts.failureTtlMs ?? 300_000
-    const probeInterval = opts.probeIntervalMs ?? 300_000
+    const failureTtl = opts.failureTtlMs ?? configDefault('crawlFailureTtlMs')
+    const probeInterval = opts.probeIntervalMs ?? configDefault('crawlProbeIntervalMs')
     if (failureTtl > 0) this.failed = new LRUCache({ max: CACHED_NAMES, ttl: failureTtl })
     if (probeInterval > 0) this.probed = new LRUCache({ max: CACHED_NAMES, ttl: probeInterval })
     this.dispatcher = createGuardedDispatcher({

@@ -8,13 +8,8 @@
  * hostile frame costs a bounded scan, never a full decode.
  */
 import { binaryMessageBytes, decodeFrame, FrameError, type FrameErrorReason, type MessageFrame } from '../atproto/frame.js'
+import { clipUpstreamText as clip } from '../upstream-text.js'
 
-const MAX_UPSTREAM_TEXT = 500
-
-/** Upstream-chosen text, cut to a size fit for logs and status. */
-export function clip(text: string): string {
-  return text.length > MAX_UPSTREAM_TEXT ? `${text.slice(0, MAX_UPSTREAM_TEXT)}…` : text
-}
 
 /** Why a frame was refused: the drop reason, the connection-failure reason and the metrics label. */
 export type RefusalReason = FrameErrorReason | 'text-frame'

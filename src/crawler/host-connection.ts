@@ -24,6 +24,8 @@ import type { UpstreamHost } from './types.js'
 
 /** Sent upstream on every request; the `atproto-relay` token lets hosts and other relays detect loops. */
 export const USER_AGENT = `atrelay/${VERSION} (atproto-relay)`
+/** A host's Retry-After is obeyed up to an hour: a bogus huge value must not park the host for good. */
+const MAX_RETRY_AFTER_MS = 3_600_000
 
 /** A `Server` (or `Via`) header containing this marks a relay: crawling it would make a loop. */
 export function isRelayServerHeader(value: string | string[] | undefined): boolean {
@@ -205,7 +207,7 @@ export class HostConnection {
     })
     ws.on('unexpected-response', (_req, res: IncomingMessage) => {
       const retryAfter = Number(res.headers['retry-after'])
-      if (Number.isFinite(retryAfter) && retryAfter > 0) session.retryAfterMs = Math.min(retryAfter * 1_000, 3_600_000)
+      if (Number.isFinite(retryAfter) && retryAfter > 0) session.retryAfterMs = Math.min(retryAfter * 1_000, MAX_RETRY_AFTER_MS)
       session.failure ??= { reason: `http-${res.statusCode}`, message: `subscribeRepos upgrade refused with HTTP ${res.statusCode}` }
       res.resume()
       ws.terminate()

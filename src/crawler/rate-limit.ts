@@ -72,6 +72,11 @@ export interface RateLimitState extends HostRateLimits {
   counts: HostRateLimits
 }
 
+/** The windows of HostRateLimits, in ms. */
+const SECOND_MS = 1_000
+const HOUR_MS = 3_600_000
+const DAY_MS = 86_400_000
+
 /** The three windows of one host. */
 export class HostRateLimiter {
   private readonly second: SlidingWindow
@@ -79,9 +84,9 @@ export class HostRateLimiter {
   private readonly day: SlidingWindow
 
   constructor(limits: HostRateLimits) {
-    this.second = new SlidingWindow(limits.perSecond, 1_000)
-    this.hour = new SlidingWindow(limits.perHour, 3_600_000)
-    this.day = new SlidingWindow(limits.perDay, 86_400_000)
+    this.second = new SlidingWindow(limits.perSecond, SECOND_MS)
+    this.hour = new SlidingWindow(limits.perHour, HOUR_MS)
+    this.day = new SlidingWindow(limits.perDay, DAY_MS)
   }
 
   /** Changes the limits live (the counts are kept). */

@@ -22,8 +22,8 @@ import type { CommittedEvent, CommittedEventSource } from '../sequencer/types.js
 import { Consumer, type ConsumerInfo, type LogPage } from './consumer.js'
 import { Params } from '../api/params.js'
 import { XrpcError } from '../api/xrpc-error.js'
+import { answerRaw } from '../api/raw-response.js'
 import type { CutOffReason } from './cut-off-reasons.js'
-import { rejectUpgrade } from './http-reject.js'
 import { DEFAULT_RING_MAX_BYTES, FrameRing, wsFrame, wsFrameParts, type RingEntry } from './ring.js'
 import { Semaphore } from './semaphore.js'
 
@@ -140,18 +140,18 @@ export class Firehose {
   /** Called by the HTTP server for upgrade requests to subscribeRepos. Validates the cursor before upgrading. */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     if (this.closed) {
-      rejectUpgrade(socket, 503, 'ServiceUnavailable', 'the relay is shutting down')
+      answerRaw(socket, 503, 'ServiceUnavailable', 'the relay is shutting down')
       return
     }
     let url: URL
     try {
       url = new URL(req.url ?? '/', 'http://relay.invalid')
     } catch {
-      rejectUpgrade(socket, 400, 'InvalidRequest', 'malformed request URL')
+      answerRaw(socket, 400, 'InvalidRequest', 'malformed request URL')
       return
     }
     if (url.pathname !== SUBSCRIBE_REPOS_PATH) {
-      rejectUpgrade(socket, 404, 'MethodNotImplemented', `no subscription at ${url.pathname}`)
+      answerRaw(socket, 404, 'MethodNotImplemented', `no subscription at ${url.pathname}`)
       return
     }
     let cursor: number | null = null
@@ -160,7 +160,7 @@ export class Firehose {
       if (params.has('cursor')) cursor = params.integer('cursor', { min: 0, max: Number.MAX_SAFE_INTEGER })
     } catch (err) {
       if (!(err instanceof XrpcError)) throw err
-      rejectUpgrade(socket, err.status, err.error, err.message)
+      answerRaw(socket, err.status, err.error, err.message)
       return
     }
     this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, req, cursor))

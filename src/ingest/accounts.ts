@@ -10,13 +10,7 @@
 import { sql, type Kysely, type Transaction } from 'kysely'
 import { LRUCache } from 'lru-cache'
 import type { Storage } from '../storage/db.js'
-import type { Database, LocalAccountStatus, UpstreamAccountStatus } from '../storage/types.js'
-
-export interface AccountHeadState {
-  rev: string
-  commitCid: Uint8Array
-  dataCid: Uint8Array
-}
+import type { AccountHead, Database, LocalAccountStatus, UpstreamAccountStatus } from '../storage/types.js'
 
 export interface AccountState {
   id: number
@@ -26,7 +20,7 @@ export interface AccountState {
   upstreamStatus: UpstreamAccountStatus
   /** When the upstream status was last reported or confirmed (ms), null if never. */
   upstreamCheckedAt: number | null
-  head: AccountHeadState | null
+  head: AccountHead | null
 }
 
 export interface AccountStoreOptions {
@@ -184,7 +178,7 @@ export class AccountStore {
   }
 
   /** Mirrors a head the sequencer has committed. */
-  setHead(acct: AccountState, head: AccountHeadState): void {
+  setHead(acct: AccountState, head: AccountHead): void {
     acct.head = packHead(head.rev, head.commitCid, head.dataCid)
   }
 
@@ -247,7 +241,7 @@ export class AccountStore {
  * pins the 8 KB Buffer-pool slab that pg's bytea values are sliced from. Reads of the CIDs are
  * rare (the continuity check), so they are rebuilt on access.
  */
-class PackedHead implements AccountHeadState {
+class PackedHead implements AccountHead {
   constructor(
     readonly rev: string,
     /** commitCid ‖ dataCid, one char per byte. */
@@ -264,7 +258,7 @@ class PackedHead implements AccountHeadState {
   }
 }
 
-function packHead(rev: string, commitCid: Uint8Array, dataCid: Uint8Array): AccountHeadState {
+function packHead(rev: string, commitCid: Uint8Array, dataCid: Uint8Array): AccountHead {
   const both = Buffer.allocUnsafe(commitCid.length + dataCid.length)
   both.set(commitCid, 0)
   both.set(dataCid, commitCid.length)

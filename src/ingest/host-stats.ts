@@ -9,6 +9,7 @@
  */
 import { Counter, type Registry } from 'prom-client'
 import type { DropReason } from '../atproto/drop-reasons.js'
+import { clipUpstreamText } from '../upstream-text.js'
 
 export interface HostStatsSnapshot {
   received: number
@@ -18,8 +19,6 @@ export interface HostStatsSnapshot {
   lastError: { message: string; at: string } | null
   lastEventAt: string | null
 }
-
-const MAX_ERROR_CHARS = 500
 
 interface Entry {
   received: number
@@ -73,8 +72,7 @@ export class HostStats {
 
   /** Keeps the most recent problem; clipped, because hosts choose much of this text and it is held per host. */
   setLastError(host: string, message: string): void {
-    const clipped = message.length > MAX_ERROR_CHARS ? `${message.slice(0, MAX_ERROR_CHARS)}…` : message
-    this.entry(host).lastError = { message: clipped, at: new Date().toISOString() }
+    this.entry(host).lastError = { message: clipUpstreamText(message), at: new Date().toISOString() }
   }
 
   snapshot(host: string): HostStatsSnapshot {

@@ -1,6 +1,6 @@
 export { IngestPipeline, type IngestOptions, type AccountStatusView } from './pipeline.js'
 export { IngestDrop, IngestError, type DropReason, type IngestErrorReason, type IngestSink, type UpstreamHost } from './types.js'
-export { AccountStore, type AccountState, type AccountHeadState } from './accounts.js'
+export { AccountStore, type AccountState } from './accounts.js'
 export { createRepoStatusCheck, type RepoStatus, type RepoStatusCheck, type RepoStatusCheckOptions } from './repo-status.js'
 export { InlineVerifier, WorkerPoolVerifier, createVerifier, type Verifier, type VerifyOutcome } from './verify-runner.js'
 export { KeyedScheduler } from './scheduler.js'

@@ -16,6 +16,8 @@ import { combinedStatus, type CombinedStatus } from '../atproto/account-status.j
 import type { MessageFrame } from '../atproto/frame.js'
 import { MAX_FUTURE_REV_MS } from '../atproto/limits.js'
 import { isValidDid } from '../atproto/syntax.js'
+import { configDefault } from '../config.js'
+import { backoffCeiling, type BackoffOptions } from '../crawler/backoff.js'
 import type { Storage } from '../storage/db.js'
 import type { LocalAccountStatus, UpstreamAccountStatus } from '../storage/types.js'
 import type { UpstreamTicket } from '../sequencer/host-cursors.js'
@@ -42,7 +44,7 @@ export interface IngestOptions {
   lenient: boolean
   /** How far ahead of now a rev may be (default 5 min). */
   maxFutureRevMs?: number
-  /** Events of one host processed at once (default 32). */
+  /** RELAY_HOST_CONCURRENCY: events of one host processed at once (default from config.ts). */
   hostConcurrency?: number
   /** Events processed at once overall (default 256). */
   maxInFlight?: number
@@ -50,8 +52,8 @@ export interface IngestOptions {
   hostQueueLimit?: number
   /** Events queued overall before every host is paused (default 8 × maxInFlight). */
   maxQueued?: number
-  /** RELAY_VERIFY_WORKERS: worker threads for verification; 0 verifies inline (default). */
-  verifyWorkers?: number
+  /** RELAY_VERIFY_WORKERS: worker threads for verification; 0 verifies inline. Required: its default (`auto`) is the relay's, in config.ts. */
+  verifyWorkers: number
   /** Re-checks a stale non-active upstream status with the host; none when absent. */
   repoStatusCheck?: RepoStatusCheck
   /** A stored non-active status older than this is re-checked (default 60 s). */
@@ -77,6 +79,11 @@ export interface AccountStatusView {
   head: { rev: string } | null
 }
 
+/** An internal hiccup (a lock, a busy pool) clears fast: retry within seconds. */
+const INTERNAL_RETRY_BACKOFF: BackoffOptions = { baseMs: 100, maxMs: 2_000 }
+/** A transient outside failure (PLC timing out) grows faster and waits longer; the base is an option. */
+const TRANSIENT_RETRY_GROWTH = { factor: 3, maxMs: 30_000 }
+
 const REMOVED_TYPES = new Set(['#handle', '#migrate', '#tombstone'])
 
 /** Drops that are routine and not worth a log line above debug. */
@@ -92,7 +99,7 @@ export class IngestPipeline implements IngestSink {
   private stopped = false
 
   constructor(opts: IngestOptions) {
-    const hostConcurrency = opts.hostConcurrency ?? 32
+    const hostConcurrency = opts.hostConcurrency ?? configDefault('hostConcurrency')
     const maxInFlight = opts.maxInFlight ?? 256
     this.scheduler = new KeyedScheduler({
       hostConcurrency,
@@ -101,7 +108,7 @@ export class IngestPipeline implements IngestSink {
       maxQueued: opts.maxQueued ?? maxInFlight * 8,
       onJobError: (err) => opts.logger.error({ err }, 'ingest job failed unexpectedly'),
     })
-    this.verifier = createVerifier(opts.verifyWorkers ?? 0, opts.logger)
+    this.verifier = createVerifier(opts.verifyWorkers, opts.logger)
     this.accounts = new AccountStore({ storage: opts.storage, ...(opts.accountCacheSize !== undefined ? { cacheSize: opts.accountCacheSize } : {}) })
     this.maxAttempts = opts.maxAttempts ?? 5
     this.transientRetryBaseMs = opts.transientRetryBaseMs ?? 1_000
@@ -229,8 +236,8 @@ export class IngestPipeline implements IngestSink {
         // The account may have changed under the failed attempt: re-read it next time.
         this.accounts.forget(did)
         const delayMs = transient
-          ? Math.min(this.transientRetryBaseMs * 3 ** (attempt - 1), 30_000)
-          : Math.min(100 * 2 ** (attempt - 1), 2_000)
+          ? backoffCeiling(attempt, { baseMs: this.transientRetryBaseMs, ...TRANSIENT_RETRY_GROWTH })
+          : backoffCeiling(attempt, INTERNAL_RETRY_BACKOFF)
         await sleep(delayMs, undefined, { ref: false })
       }
     }

@@ -9,7 +9,7 @@ import type { MessageFrame } from '../atproto/frame.js'
 import { MAX_COMMIT_BLOCKS_BYTES, MAX_COMMIT_OPS, MAX_SYNC_BLOCKS_BYTES } from '../atproto/limits.js'
 import { isValidTid } from '../atproto/syntax.js'
 import type { ResolvedIdentity } from '../identity/did-doc.js'
-import type { AccountHeadState } from './accounts.js'
+import type { AccountHead } from '../storage/types.js'
 import { accountOnHost, isHostOf, requireActive, requireAuthority } from './authority.js'
 import type { IngestContext } from './context.js'
 import type { UpstreamTicket } from '../sequencer/host-cursors.js'
@@ -68,7 +68,7 @@ export async function handleRepoEvent(
     )
   }
 
-  const head: AccountHeadState = { rev: outcome.rev, commitCid: outcome.commitCid, dataCid: outcome.dataCid }
+  const head: AccountHead = { rev: outcome.rev, commitCid: outcome.commitCid, dataCid: outcome.dataCid }
   await ctx.sequencer.submit({
     accountId: acct.id,
     did,
@@ -82,7 +82,7 @@ export async function handleRepoEvent(
   ctx.stats.accepted(host.hostname, kind)
 }
 
-function isDiscontinuous(stored: AccountHeadState, outcome: Extract<VerifyOutcome, { ok: true }>): boolean {
+function isDiscontinuous(stored: AccountHead, outcome: Extract<VerifyOutcome, { ok: true }>): boolean {
   return outcome.since !== stored.rev || !cidEquals(outcome.prevData, stored.dataCid)
 }
 

@@ -8,9 +8,9 @@
  */
 import type { Dispatcher } from 'undici'
 import type { Logger } from 'pino'
-import { LRUCache } from 'lru-cache'
 import { fetchBounded } from '../identity/http-fetch.js'
 import { assertPublicUrl, createGuardedDispatcher } from '../identity/net-guard.js'
+import { KeyedTokenBucket } from '../identity/rate-limit.js'
 import type { UpstreamHost } from './types.js'
 
 export interface RepoStatus {
@@ -33,36 +33,20 @@ export interface RepoStatusCheckOptions {
   dispatcher?: Dispatcher
 }
 
-/** Non-blocking token bucket per key: `tryTake` says no instead of waiting. */
-export class PerKeyBudget {
-  private readonly buckets = new LRUCache<string, { tokens: number; at: number }>({ max: 10_000 })
-  constructor(
-    private readonly ratePerSec: number,
-    private readonly burst: number,
-    private readonly now: () => number = () => performance.now(),
-  ) {}
-
-  tryTake(key: string): boolean {
-    const now = this.now()
-    const b = this.buckets.get(key) ?? { tokens: this.burst, at: now }
-    b.tokens = Math.min(this.burst, b.tokens + ((now - b.at) / 1000) * this.ratePerSec)
-    b.at = now
-    const ok = b.tokens >= 1
-    if (ok) b.tokens -= 1
-    this.buckets.set(key, b)
-    return ok
-  }
-}
-
+/** A getRepoStatus answer is a few fields of JSON. */
 const MAX_RESPONSE_BYTES = 16 * 1024
+/** The whole request, as indigo. */
+const TIMEOUT_MS = 5_000
+/** Re-checks are rare (only stale-looking inactive statuses): a small budget per host is plenty. */
+const PER_HOST_RATE = { ratePerSec: 2, burst: 10 }
 
 export function createRepoStatusCheck(opts: RepoStatusCheckOptions): RepoStatusCheck {
   const policy = { allowLoopback: opts.allowInsecure }
-  const dispatcher = opts.dispatcher ?? createGuardedDispatcher({ allowLoopback: opts.allowInsecure, responseTimeoutMs: opts.timeoutMs ?? 5_000 })
-  const rate = opts.perHostRate ?? { ratePerSec: 2, burst: 10 }
-  const budget = new PerKeyBudget(rate.ratePerSec, rate.burst)
+  const dispatcher = opts.dispatcher ?? createGuardedDispatcher({ allowLoopback: opts.allowInsecure, responseTimeoutMs: opts.timeoutMs ?? TIMEOUT_MS })
+    // Non-blocking: when a host's budget is spent the check is skipped, not delayed.
+  const budget = new KeyedTokenBucket(opts.perHostRate ?? PER_HOST_RATE)
   return async (host, did) => {
-    if (!budget.tryTake(host.hostname)) return null
+    if (!budget.tryTake(host.hostname).allowed) return null
     const scheme = host.ssl ? 'https' : 'http'
     const url = new URL(`${scheme}://${host.hostname}/xrpc/com.atproto.sync.getRepoStatus`)
     url.searchParams.set('did', did)
@@ -72,7 +56,7 @@ export function createRepoStatusCheck(opts: RepoStatusCheckOptions): RepoStatusC
         checkUrl: (u) => assertPublicUrl(u, policy),
         accept: 'application/json',
         maxBytes: MAX_RESPONSE_BYTES,
-        timeoutMs: opts.timeoutMs ?? 5_000,
+        timeoutMs: opts.timeoutMs ?? TIMEOUT_MS,
         maxRedirects: 0,
       })
       if (res.status !== 200) {

@@ -11,26 +11,25 @@
  * compiled per value) cost more main-thread time than the database call.
  */
 import { CompiledQuery } from 'kysely'
+import type { AccountHead } from '../storage/types.js'
 import type { EventRow } from './event-log.js'
-
-export interface HeadWrite {
-  rev: string
-  commitCid: Uint8Array
-  dataCid: Uint8Array
-}
 
 export interface BatchWrites {
   events: readonly EventRow[]
   /** One head per account (a second upsert of the same key in one statement is an error). */
-  heads: ReadonlyMap<number, HeadWrite>
+  heads: ReadonlyMap<number, AccountHead>
   /** Host id → cursor. */
   cursors: ReadonlyMap<number, number>
   /** The relay seq high-water mark (the batch's last seq), if it has events. */
   highWater?: { key: string; seq: number }
 }
 
-/** Parameters per event and per head: a batch of 5,000 events stays under Postgres's 65,535. */
-export const PARAMS_PER_EVENT = 5 + 4
+/**
+ * Largest batch: one statement may bind at most 65,535 parameters (Postgres).
+ * An event takes 5 and its head 4, so 5,000 × 9 = 45,000 leaves the rest for
+ * the hosts' cursors and the high-water mark.
+ */
+export const MAX_BATCH_EVENTS = 5_000
 
 /** The statement for `w`, or undefined when there is nothing to write. */
 export function batchCommitStatement(w: BatchWrites): CompiledQuery | undefined {

@@ -9,11 +9,13 @@
 import { sql, type Kysely } from 'kysely'
 import type { Logger } from 'pino'
 import { Counter, Gauge, type Registry } from 'prom-client'
+import { configDefault } from '../config.js'
 import type { Storage } from '../storage/db.js'
 import type { Database, EventKindCode } from '../storage/types.js'
 
-export const DEFAULT_PARTITION_SIZE = 5_000_000
-export const DEFAULT_REPLAY_WINDOW_MS = 72 * 3600_000
+/** RELAY_EVENT_PARTITION_SIZE and RELAY_REPLAY_WINDOW: their defaults live in config.ts. */
+export const DEFAULT_PARTITION_SIZE = configDefault('eventPartitionSize')
+export const DEFAULT_REPLAY_WINDOW_MS = configDefault('replayWindowMs')
 const DEFAULT_RETENTION_INTERVAL_MS = 60_000
 
 export interface LoggedEvent {

@@ -13,9 +13,10 @@ import type { Logger } from 'pino'
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
 import type { DropReason } from '../atproto/drop-reasons.js'
 import { frameWithSeq } from '../atproto/frame.js'
+import { backoffCeiling, type BackoffOptions } from '../crawler/backoff.js'
 import type { Storage } from '../storage/db.js'
-import { EventKind, type EventKindCode } from '../storage/types.js'
-import { batchCommitStatement, PARAMS_PER_EVENT, type HeadWrite } from './batch-statement.js'
+import { EventKind, type AccountHead, type EventKindCode } from '../storage/types.js'
+import { batchCommitStatement, MAX_BATCH_EVENTS } from './batch-statement.js'
 import { EventLog, type EventRow } from './event-log.js'
 import { HostCursorTracker, type TicketMisuse, type UpstreamTicket } from './host-cursors.js'
 import {
@@ -27,6 +28,11 @@ import {
 
 /** `relay_state` key holding the highest committed seq (survives retention and takedowns). */
 export const SEQ_STATE_KEY = 'seq'
+
+/** A failed commit is retried quickly at first (a blip), then every 5 s at most while Postgres is away. */
+const COMMIT_RETRY_BACKOFF: BackoffOptions = { baseMs: 50, maxMs: 5_000 }
+/** Consecutive failed commits after which the log says error, not warn: an outage, not a blip. */
+const COMMIT_FAILURES_BEFORE_ERROR = 5
 
 export interface SequencerOptions {
   storage: Storage
@@ -95,9 +101,9 @@ export class Sequencer implements CommittedEventSource {
     this.logger = opts.logger
     this.initialSeq = opts.initialSeq
     this.maxBatchEvents = opts.maxBatchEvents ?? 500
-    // A batch is one statement: its parameters must stay under Postgres's 65,535 (hosts' cursors take a few more).
-    if (!Number.isInteger(this.maxBatchEvents) || this.maxBatchEvents < 1 || this.maxBatchEvents * PARAMS_PER_EVENT > 45_000) {
-      throw new RangeError(`maxBatchEvents must be an integer from 1 to 5000, got ${this.maxBatchEvents}`)
+    // A batch is one statement: its parameters must stay under Postgres's limit (batch-statement.ts).
+    if (!Number.isInteger(this.maxBatchEvents) || this.maxBatchEvents < 1 || this.maxBatchEvents > MAX_BATCH_EVENTS) {
+      throw new RangeError(`maxBatchEvents must be an integer from 1 to ${MAX_BATCH_EVENTS}, got ${this.maxBatchEvents}`)
     }
     this.maxBatchDelayMs = opts.maxBatchDelayMs ?? 10
     this.stopTimeoutMs = opts.stopTimeoutMs ?? 30_000
@@ -330,10 +336,9 @@ export class Sequencer implements CommittedEventSource {
           lastSeq: batch[batch.length - 1]?.seq,
           queued: this.queue.length,
         }
-        if (this.consecutiveFailures >= 5) this.logger.error(fields, 'sequencer commit keeps failing; events are held, not lost')
+        if (this.consecutiveFailures >= COMMIT_FAILURES_BEFORE_ERROR) this.logger.error(fields, 'sequencer commit keeps failing; events are held, not lost')
         else this.logger.warn(fields, 'sequencer commit failed; retrying')
-        const delay = Math.min(50 * 2 ** Math.min(attempt, 10), 5_000)
-        await sleep(delay, undefined, { ref: false })
+        await sleep(backoffCeiling(attempt + 1, COMMIT_RETRY_BACKOFF), undefined, { ref: false })
       }
     }
   }
@@ -353,7 +358,7 @@ export class Sequencer implements CommittedEventSource {
       frame: p.frame,
       commitCid: p.evt.head?.commitCid ?? null,
     }))
-    const heads = new Map<number, HeadWrite>()
+    const heads = new Map<number, AccountHead>()
     for (const p of batch) if (p.evt.head !== undefined) heads.set(p.evt.accountId, p.evt.head)
     const statement = batchCommitStatement({
       events: rows,

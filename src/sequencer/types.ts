@@ -1,4 +1,4 @@
-import type { EventKindCode } from '../storage/types.js'
+import type { AccountHead, EventKindCode } from '../storage/types.js'
 import type { UpstreamTicket } from './host-cursors.js'
 
 export type AcceptedKind = 'commit' | 'sync' | 'identity' | 'account'
@@ -13,7 +13,7 @@ export interface AcceptedEvent {
   /** Canonical body bytes; the sequencer splices its seq in. */
   body: Uint8Array
   /** The account's new head, for #commit and #sync. */
-  head?: { rev: string; commitCid: Uint8Array; dataCid: Uint8Array }
+  head?: AccountHead
   /** Its upstream event's ticket (opened by the crawler): committing the event resolves it and moves the host cursor. */
   ticket?: UpstreamTicket
 }

@@ -5,6 +5,7 @@
 import { mkdirSync } from 'node:fs'
 import { Kysely, PostgresDialect, sql } from 'kysely'
 import pg from 'pg'
+import { configDefault } from '../config.js'
 import { PGliteDialect } from './pglite-dialect.js'
 import type { Database } from './types.js'
 
@@ -25,7 +26,7 @@ export interface StorageOptions {
   databaseUrl?: string | undefined
   /** PGlite data directory (created if missing); `memory://` for an in-memory database. */
   dataDir: string
-  /** Postgres pool size. */
+  /** Postgres pool size (default RELAY_DB_POOL_SIZE's, config.ts). */
   poolSize?: number
   /**
    * PGlite only: start from this data-directory image (PGlite dumpDataDir) instead of running
@@ -50,7 +51,7 @@ export async function openStorage(options: StorageOptions): Promise<Storage> {
   if (options.databaseUrl) {
     const pool = new pg.Pool({
       connectionString: options.databaseUrl,
-      max: options.poolSize ?? 10,
+      max: options.poolSize ?? configDefault('dbPoolSize'),
       types: pgTypes,
       connectionTimeoutMillis: 5_000,
     })

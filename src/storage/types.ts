@@ -54,6 +54,17 @@ export interface AccountTable {
   created_at: Timestamp
 }
 
+/**
+ * An account's repo head, the one shape for it everywhere (ingest's cache, the
+ * sequencer's event and its batched write; stored as an account_head row): the
+ * last accepted rev, its commit CID and the MST root (data) CID.
+ */
+export interface AccountHead {
+  rev: string
+  commitCid: Uint8Array
+  dataCid: Uint8Array
+}
+
 export interface AccountHeadTable {
   account_id: number
   rev: string

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { banCandidates, findDomainBan, HostnameError, parseHostname, TrustedDomains } from '../../src/crawler/hostname.js'
 import { hostRateLimits, HostRateLimiter, SlidingWindow } from '../../src/crawler/rate-limit.js'
-import { backoffDelay } from '../../src/crawler/backoff.js'
+import { backoffCeiling, backoffDelay } from '../../src/crawler/backoff.js'
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js'
 
 const secure = { allowInsecureHosts: false }
@@ -179,5 +179,11 @@ describe('rate limits', () => {
     expect(backoffDelay(5, opts, () => 0.999)).toBe(999)
     expect(backoffDelay(50, opts, () => 0.999)).toBe(999)
     expect(backoffDelay(3, opts, () => 0)).toBe(0)
+  })
+
+  it('the same backoff without jitter serves internal retries, with another growth factor', () => {
+    expect([1, 2, 3, 8, 1_000].map((a) => backoffCeiling(a, { baseMs: 50, maxMs: 5_000 }))).toEqual([50, 100, 200, 5_000, 5_000])
+    expect([1, 2, 3, 4].map((a) => backoffCeiling(a, { baseMs: 1_000, maxMs: 30_000, factor: 3 }))).toEqual([1_000, 3_000, 9_000, 27_000])
+    expect(backoffCeiling(5, { baseMs: 1_000, maxMs: 30_000, factor: 3 })).toBe(30_000)
   })
 })

@@ -117,6 +117,7 @@ export async function createHarness(
     logger: silentLogger,
     registry,
     lenient: false,
+    verifyWorkers: 0,
     ...opts,
   })
   return {

@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { createRepoStatusCheck, PerKeyBudget } from '../../src/ingest/repo-status.js'
+import { createRepoStatusCheck } from '../../src/ingest/repo-status.js'
 import type { UpstreamHost } from '../../src/ingest/types.js'
 import { silentLogger } from './harness.js'
 
@@ -59,15 +59,5 @@ describe('getRepoStatus re-check', () => {
     const results = [await check(host, DID), await check(host, DID), await check(host, DID)]
     expect(results).toEqual([{ active: true }, { active: true }, null])
     expect(requests.length - before).toBe(2)
-  })
-
-  it('PerKeyBudget refills over time per key', () => {
-    let now = 0
-    const b = new PerKeyBudget(1, 1, () => now)
-    expect(b.tryTake('a')).toBe(true)
-    expect(b.tryTake('a')).toBe(false)
-    expect(b.tryTake('b')).toBe(true)
-    now = 1000
-    expect(b.tryTake('a')).toBe(true)
   })
 })
