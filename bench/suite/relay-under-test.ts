@@ -4,7 +4,8 @@
  * do not throttle a fleet of localhost hosts, logs at warn on stderr.
  */
 import { pino } from 'pino'
-import type { AddressLookup, TxtLookup } from '../../src/identity/index.js'
+import type { TxtLookup } from '../../src/identity/index.js'
+import type { AddressLookup } from '../../src/net/net-guard.js'
 import type { Relay } from '../../src/relay.js'
 
 /**

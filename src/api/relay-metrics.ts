@@ -6,7 +6,7 @@
  * to the `maxHosts` laggiest hosts, and an unlabelled maximum covers them all.
  */
 import { Gauge, type Registry } from 'prom-client'
-import type { HostStatsSnapshot } from '../ingest/host-stats.js'
+import type { HostStatsSnapshot } from '../stats/host-stats.js'
 
 export interface HostLagSource {
   /** Live connections (hostname and state). */

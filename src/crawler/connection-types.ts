@@ -1,7 +1,7 @@
 /** The contract of one upstream connection (host-connection.ts): its options, callbacks and status. */
 import type { Logger } from 'pino'
-import type { HostStats } from '../ingest/host-stats.js'
-import type { AddressLookup } from '../identity/net-guard.js'
+import type { HostStats } from '../stats/host-stats.js'
+import type { AddressLookup } from '../net/net-guard.js'
 import type { BackoffOptions } from './backoff.js'
 import type { HoldReason } from './frame-queue.js'
 import type { HostConnection } from './host-connection.js'

@@ -4,8 +4,8 @@
  * The response's Server header is returned so relay loops can be refused.
  */
 import type { Dispatcher } from 'undici'
-import { fetchBounded, FetchError, type FetchResult } from '../identity/http-fetch.js'
-import { assertPublicUrl, type HostPolicy } from '../identity/net-guard.js'
+import { fetchBounded, FetchError, type FetchResult } from '../net/http-fetch.js'
+import { assertPublicUrl, type HostPolicy } from '../net/net-guard.js'
 import { USER_AGENT } from './host-connection.js'
 
 export type DescribeFailureReason = 'forbidden' | 'timeout' | 'network' | 'status' | 'not-json' | 'too-large'

@@ -8,7 +8,7 @@
  */
 import { isIP } from 'node:net'
 import { sql, type Kysely } from 'kysely'
-import { isDnsHostname, isLocalhostName, RESERVED_TLDS } from '../identity/net-guard.js'
+import { isDnsHostname, isLocalhostName, RESERVED_TLDS } from '../net/net-guard.js'
 import type { Database } from '../storage/types.js'
 
 export type HostnameErrorReason =

@@ -1,6 +1,5 @@
 export { Crawler, type CrawlerOptions, type HostConnectionStatus } from './crawler.js'
 export { Admission, type AdmissionOptions, type AdmissionOutcome, type AdmissionResult, type HostLifecycle } from './admission.js'
-export { registerCrawlRoutes } from './routes.js'
 export {
   HostConnection,
   USER_AGENT,

@@ -6,8 +6,8 @@
 import dns from 'node:dns'
 import type { Dispatcher } from 'undici'
 import { isValidDid, isValidHandle } from '../atproto/syntax.js'
-import { fetchBounded } from './http-fetch.js'
-import { assertPublicUrl, createGuardedDispatcher, RESERVED_TLDS, type AddressLookup, type HostPolicy } from './net-guard.js'
+import { fetchBounded } from '../net/http-fetch.js'
+import { assertPublicUrl, createGuardedDispatcher, RESERVED_TLDS, type AddressLookup, type HostPolicy } from '../net/net-guard.js'
 
 /** TXT records of a name, each as its character-string chunks (as `dns.resolveTxt` returns them). */
 export type TxtLookup = (name: string) => Promise<string[][]>

@@ -7,7 +7,7 @@ import type { Registry } from 'prom-client'
 import type { Storage } from '../storage/db.js'
 import { IdentityDirectory } from './directory.js'
 import { HandleResolver, type TxtLookup } from './handle.js'
-import type { AddressLookup } from './net-guard.js'
+import type { AddressLookup } from '../net/net-guard.js'
 import type { RateLimit } from './rate-limit.js'
 import { DidResolver } from './resolver.js'
 
@@ -15,7 +15,6 @@ export { IdentityDirectory, type IdentityDirectoryOptions, type HandleResolverLi
 export { DidResolver, didMethod, webDidAuthority, type DidResolverLike, type DidResolverOptions } from './resolver.js'
 export { HandleResolver, type HandleResolution, type HandleResolverOptions, type TxtLookup } from './handle.js'
 export { parseDidDocument, parsePdsEndpoint, type IdentityResult, type IdentityStatus, type ResolvedIdentity, type FailedIdentity } from './did-doc.js'
-export * from './net-guard.js'
 
 export interface IdentityOptions {
   /** RELAY_PLC_URL */

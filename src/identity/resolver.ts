@@ -6,8 +6,8 @@
 import { Agent, type Dispatcher } from 'undici'
 import { isValidDid } from '../atproto/syntax.js'
 import { parseDidDocument, type IdentityResult } from './did-doc.js'
-import { fetchBounded, FetchError } from './http-fetch.js'
-import { assertPublicUrl, createGuardedDispatcher, findCause, type AddressLookup, type HostPolicy } from './net-guard.js'
+import { fetchBounded, FetchError } from '../net/http-fetch.js'
+import { assertPublicUrl, createGuardedDispatcher, findCause, type AddressLookup, type HostPolicy } from '../net/net-guard.js'
 
 export type DidMethod = 'plc' | 'web'
 

@@ -5,4 +5,4 @@ export { createRepoStatusCheck, type RepoStatus, type RepoStatusCheck, type Repo
 export { InlineVerifier, WorkerPoolVerifier, createVerifier, type Verifier, type VerifyOutcome } from './verify-runner.js'
 export { KeyedScheduler } from './scheduler.js'
 export type { IngestIdentity, IngestSequencer } from './context.js'
-export { HostStats, type HostStatsSnapshot } from './host-stats.js'
+export { HostStats, type HostStatsSnapshot } from '../stats/host-stats.js'

@@ -8,8 +8,8 @@
  */
 import type { Dispatcher } from 'undici'
 import type { Logger } from 'pino'
-import { fetchBounded } from '../identity/http-fetch.js'
-import { assertPublicUrl, createGuardedDispatcher } from '../identity/net-guard.js'
+import { fetchBounded } from '../net/http-fetch.js'
+import { assertPublicUrl, createGuardedDispatcher } from '../net/net-guard.js'
 import { KeyedTokenBucket } from '../identity/rate-limit.js'
 import type { UpstreamHost } from './types.js'
 

@@ -7,7 +7,7 @@
 import { Registry } from 'prom-client'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { registerHostLagMetrics } from '../../src/api/relay-metrics.js'
-import { HostStats } from '../../src/ingest/host-stats.js'
+import { HostStats } from '../../src/stats/host-stats.js'
 import type { Relay } from '../../src/relay.js'
 import type { FakePds } from '../helpers/fake-pds.js'
 import { ADMIN_PASSWORD, addHost, basic, FirehoseClient, metricsUrl, publishGenesis, stopRelay, waitFor, World } from './harness.js'

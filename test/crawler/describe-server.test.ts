@@ -2,7 +2,7 @@ import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { describeServer, DescribeServerError } from '../../src/crawler/describe-server.js'
-import { createGuardedDispatcher } from '../../src/identity/net-guard.js'
+import { createGuardedDispatcher } from '../../src/net/net-guard.js'
 
 /** What the loopback host answers next. */
 let answer: { status?: number; server?: string; body?: string; hang?: boolean } = {}

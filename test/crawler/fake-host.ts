@@ -9,7 +9,7 @@ import { Registry } from 'prom-client'
 import { WebSocketServer, type WebSocket } from 'ws'
 import { encodeMessageFrame, type MessageFrame } from '../../src/atproto/frame.js'
 import type { IngestSink, UpstreamHost } from '../../src/crawler/types.js'
-import { HostStats } from '../../src/ingest/host-stats.js'
+import { HostStats } from '../../src/stats/host-stats.js'
 import type { UpstreamTicket } from '../../src/sequencer/host-cursors.js'
 
 export const silentLogger = pino({ level: 'silent' })

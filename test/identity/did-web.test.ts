@@ -6,7 +6,7 @@ import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { Secp256k1Keypair } from '@atproto/crypto'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
-import type { AddressLookup } from '../../src/identity/net-guard.js'
+import type { AddressLookup } from '../../src/net/net-guard.js'
 import { DidResolver, webDidAuthority } from '../../src/identity/resolver.js'
 
 let server: Server

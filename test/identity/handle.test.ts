@@ -12,7 +12,7 @@ import { parseDidKey } from '../../src/atproto/keys.js'
 import type { IdentityResult } from '../../src/identity/did-doc.js'
 import { IdentityDirectory } from '../../src/identity/directory.js'
 import { HandleResolver, type TxtLookup } from '../../src/identity/handle.js'
-import type { AddressLookup } from '../../src/identity/net-guard.js'
+import type { AddressLookup } from '../../src/net/net-guard.js'
 
 const DID_A = 'did:plc:aaaaaaaaaaaaaaaaaaaaaaaa'
 const DID_B = 'did:plc:bbbbbbbbbbbbbbbbbbbbbbbb'

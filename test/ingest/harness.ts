@@ -11,7 +11,7 @@ import { decodeFrame, encodeMessageFrame, type MessageFrame } from '../../src/at
 import { parseDidDocKey } from '../../src/atproto/keys.js'
 import { parsePdsEndpoint, type IdentityResult } from '../../src/identity/did-doc.js'
 import { IdentityDirectory } from '../../src/identity/directory.js'
-import { HostStats } from '../../src/ingest/host-stats.js'
+import { HostStats } from '../../src/stats/host-stats.js'
 import { IngestPipeline, type IngestOptions } from '../../src/ingest/pipeline.js'
 import type { UpstreamHost } from '../../src/ingest/types.js'
 import { Sequencer } from '../../src/sequencer/sequencer.js'

@@ -5,7 +5,7 @@
  * reasons seen (a fixed vocabulary). Built from HostStats' counters by
  * differencing, so it costs one pass over the hosts per interval and nothing per event.
  */
-import type { HostStats } from '../../ingest/host-stats.js'
+import type { HostStats } from '../../stats/host-stats.js'
 
 export interface ActivityBucket {
   /** Start of the interval (ISO 8601). */

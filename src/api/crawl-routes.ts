@@ -4,11 +4,11 @@
  * first passes the per-client requestCrawl rate, then waits for one of the
  * few admission slots (they read the ingest database and probe hosts).
  */
-import type { ClientLimits } from '../api/client-limits.js'
-import type { HttpServer, RequestContext } from '../api/http-server.js'
-import { Params } from '../api/params.js'
-import type { QueryGate } from '../api/query-gate.js'
-import type { Admission } from './admission.js'
+import type { ClientLimits } from './client-limits.js'
+import type { HttpServer, RequestContext } from './http-server.js'
+import { Params } from './params.js'
+import type { QueryGate } from './query-gate.js'
+import type { Admission } from '../crawler/admission.js'
 
 export interface CrawlRouteLimits {
   clients: Pick<ClientLimits, 'admitCrawl'>

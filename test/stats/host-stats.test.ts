@@ -1,6 +1,6 @@
 import { Registry } from 'prom-client'
 import { describe, expect, it } from 'vitest'
-import { HostStats } from '../../src/ingest/host-stats.js'
+import { HostStats } from '../../src/stats/host-stats.js'
 
 describe('HostStats', () => {
   it('counts per host and reason, and bounds the Prometheus host label', async () => {

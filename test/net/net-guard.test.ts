@@ -12,8 +12,8 @@ import {
   isLoopbackAddress,
   NetGuardError,
   type AddressLookup,
-} from '../../src/identity/net-guard.js'
-import { fetchBounded, FetchError } from '../../src/identity/http-fetch.js'
+} from '../../src/net/net-guard.js'
+import { fetchBounded, FetchError } from '../../src/net/http-fetch.js'
 
 function reasonOf(fn: () => void): string | undefined {
   try {
