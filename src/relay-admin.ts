@@ -7,7 +7,7 @@
 import type { ActivityHistory, ActivityView } from './api/admin/activity.js'
 import { AdminError, type AdminAccount, type AdminConsumer, type AdminControls, type AdminHost, type RelaySettings } from './api/admin/controls.js'
 import { cidToString } from './atproto/cid.js'
-import type { Crawler } from './crawler/index.js'
+import { HostWriteError, type Crawler } from './crawler/index.js'
 import type { Firehose } from './firehose/index.js'
 import { IngestError, type HostStats, type IngestPipeline } from './ingest/index.js'
 import type { Sequencer } from './sequencer/index.js'
@@ -78,22 +78,22 @@ export class RelayAdmin implements AdminControls {
   }
 
   async blockHost(hostname: string): Promise<void> {
-    if (!(await this.deps.crawler.blockHost(hostname))) throw hostNotFound(hostname)
+    await hostWrite(hostname, () => this.deps.crawler.blockHost(hostname))
   }
 
   async unblockHost(hostname: string): Promise<void> {
-    if (!(await this.deps.crawler.unblockHost(hostname))) throw hostNotFound(hostname)
+    await hostWrite(hostname, () => this.deps.crawler.unblockHost(hostname))
   }
 
   async setHostAccountLimit(hostname: string, limit: number): Promise<void> {
-    if (!(await this.deps.crawler.setAccountLimit(hostname, limit))) throw hostNotFound(hostname)
+    await hostWrite(hostname, () => this.deps.crawler.setAccountLimit(hostname, limit))
     const host = await this.host(hostname)
     // Raising the limit releases throttled accounts in arrival order, each with an #account event.
     await this.deps.ingest.releaseThrottled(host.id)
   }
 
   async setHostLenient(hostname: string, lenient: boolean | null): Promise<void> {
-    if (!(await this.deps.crawler.setLenient(hostname, lenient))) throw hostNotFound(hostname)
+    await hostWrite(hostname, () => this.deps.crawler.setLenient(hostname, lenient))
   }
 
   async listDomainBans(): Promise<{ domain: string; createdAt: string }[]> {
@@ -112,7 +112,7 @@ export class RelayAdmin implements AdminControls {
       .where((eb) => eb.or([eb('hostname', '=', d), eb('hostname', 'like', `%.${d}`)]))
       .where('status', '!=', 'banned')
       .execute()
-    for (const h of hosts) await this.deps.crawler.blockHost(h.hostname)
+    for (const h of hosts) await hostWrite(h.hostname, () => this.deps.crawler.blockHost(h.hostname))
   }
 
   async unbanDomain(domain: string): Promise<void> {
@@ -208,6 +208,19 @@ export class RelayAdmin implements AdminControls {
     if (!last || now <= last.at) return 0
     return ((received - last.received) * 1000) / (now - last.at)
   }
+}
+
+/** Runs a crawler host write: an unknown host, a row that vanished, or a failed UPDATE each answer an error, never ok. */
+async function hostWrite(hostname: string, write: () => Promise<boolean>): Promise<void> {
+  let found: boolean
+  try {
+    found = await write()
+  } catch (err) {
+    if (!(err instanceof HostWriteError)) throw err
+    if (err.reason === 'no-row') throw new AdminError(404, 'HostNotFound', `${err.message}; the host is not known to this relay any more`)
+    throw new AdminError(500, 'HostWriteFailed', `${err.message}; the change was not stored, try again`)
+  }
+  if (!found) throw hostNotFound(hostname)
 }
 
 function hostNotFound(hostname: string): AdminError {

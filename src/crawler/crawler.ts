@@ -22,7 +22,7 @@ import type { Host, HostStatus } from '../storage/types.js'
 import { Admission, type AdmissionPolicy, type AdmissionResult, type HostLifecycle } from './admission.js'
 import { DEFAULT_BACKOFF, type BackoffOptions } from './backoff.js'
 import { HostConnection, type ConnectionFailure, type ConnectionInfo } from './host-connection.js'
-import { findHost, insertHost, loadConnectableHosts, updateHost, type HostPatch } from './host-store.js'
+import { findHost, HostWriteError, insertHost, loadConnectableHosts, updateHost, type HostPatch } from './host-store.js'
 import type { ParsedHostname } from './hostname.js'
 import { CrawlerMetrics } from './metrics.js'
 import type { RateLimitedView } from './rate-limit-episode.js'
@@ -118,8 +118,9 @@ export class Crawler implements HostLifecycle {
   async blockHost(hostname: string): Promise<boolean> {
     const host = await this.findByName(hostname)
     if (!host) return false
-    await this.write(host.id, { status: 'banned', lastError: BLOCKED_MESSAGE })
+    // Disconnect first: a connection that opens meanwhile would otherwise mark the blocked host active again.
     await this.disconnect(host.id)
+    await this.adminWrite(host, { status: 'banned', lastError: BLOCKED_MESSAGE })
     this.log.warn({ host: host.hostname }, 'host blocked')
     return true
   }
@@ -129,7 +130,7 @@ export class Crawler implements HostLifecycle {
     const host = await this.findByName(hostname)
     if (!host) return false
     // The block message described the block, not the host: it goes with it. A real last error stays.
-    if (host.status === 'banned') await this.write(host.id, { status: 'active', ...(host.last_error === BLOCKED_MESSAGE ? { lastError: null } : {}) })
+    if (host.status === 'banned') await this.adminWrite(host, { status: 'active', ...(host.last_error === BLOCKED_MESSAGE ? { lastError: null } : {}) })
     if (!this.stopping) this.connect({ ...host, status: 'active' })
     this.log.info({ host: host.hostname }, 'host unblocked')
     return true
@@ -140,7 +141,7 @@ export class Crawler implements HostLifecycle {
     if (!Number.isSafeInteger(accountLimit) || accountLimit < 0) throw new RangeError(`invalid account limit ${accountLimit}`)
     const host = await this.findByName(hostname)
     if (!host) return false
-    await this.write(host.id, { accountLimit })
+    await this.adminWrite(host, { accountLimit })
     const conn = this.conns.get(host.id)
     if (conn) {
       conn.host.accountLimit = accountLimit
@@ -153,7 +154,7 @@ export class Crawler implements HostLifecycle {
   async setLenient(hostname: string, lenient: boolean | null): Promise<boolean> {
     const host = await this.findByName(hostname)
     if (!host) return false
-    await this.write(host.id, { lenient })
+    await this.adminWrite(host, { lenient })
     const conn = this.conns.get(host.id)
     if (conn) conn.host.lenient = lenient
     return true
@@ -166,7 +167,7 @@ export class Crawler implements HostLifecycle {
     this.opts.sequencer.resetHost(host.id)
     const conn = this.conns.get(host.id)
     conn?.resetCursor()
-    await this.write(host.id, { resetCursor: true, lastError: 'cursor reset by the relay operator' })
+    await this.adminWrite(host, { resetCursor: true, lastError: 'cursor reset by the relay operator' })
     if (conn) {
       // An open connection is on the old cursor: start over.
       await this.disconnect(host.id)
@@ -297,6 +298,8 @@ export class Crawler implements HostLifecycle {
   }
 
   private onOpen(conn: HostConnection): void {
+    // A connection already let go (blocked, reset) no longer speaks for the host's status.
+    if (this.conns.get(conn.host.id) !== conn) return
     if (this.status.get(conn.host.id) !== 'active') void this.write(conn.host.id, { status: 'active' })
   }
 
@@ -330,18 +333,42 @@ export class Crawler implements HostLifecycle {
     void this.write(conn.host.id, { status: 'banned', lastError: relayLoopError(server) })
   }
 
-  /** Host-table writes, serialised per host so a late "offline" never overwrites a newer "active". */
+  /** A connection's own status write: a failure is logged (the next event writes again), never thrown. */
   private write(hostId: number, patch: HostPatch): Promise<void> {
+    return this.enqueue(hostId, patch).then(
+      () => undefined,
+      () => undefined, // logged in enqueue
+    )
+  }
+
+  /** An operator's write: answers HostWriteError when the UPDATE failed or changed no row, so the admin API says so. */
+  private async adminWrite(host: Host, patch: HostPatch): Promise<void> {
+    let changed: number
+    try {
+      changed = await this.enqueue(host.id, patch)
+    } catch (err) {
+      throw new HostWriteError('failed', host.hostname, { cause: err })
+    }
+    if (changed === 0) {
+      this.log.error({ host: host.hostname }, 'host update matched no row')
+      throw new HostWriteError('no-row', host.hostname)
+    }
+  }
+
+  /** Host-table writes, serialised per host so a late "offline" never overwrites a newer "active". Resolves to the rows changed. */
+  private enqueue(hostId: number, patch: HostPatch): Promise<number> {
     if (patch.status !== undefined) this.status.set(hostId, patch.status)
     const prev = this.writes.get(hostId) ?? Promise.resolve()
-    const next = prev
-      .then(() => updateHost(this.opts.storage.db, hostId, patch))
-      .catch((err: unknown) => this.log.error({ err, hostId }, 'host update failed'))
-    this.writes.set(hostId, next)
-    void next.finally(() => {
-      if (this.writes.get(hostId) === next) this.writes.delete(hostId)
+    const result = prev.then(() => updateHost(this.opts.storage.db, hostId, patch))
+    const settled = result.then(
+      () => undefined,
+      (err: unknown) => this.log.error({ err, hostId }, 'host update failed'),
+    )
+    this.writes.set(hostId, settled)
+    void settled.finally(() => {
+      if (this.writes.get(hostId) === settled) this.writes.delete(hostId)
     })
-    return next
+    return result
   }
 }
 

@@ -55,8 +55,23 @@ export interface HostPatch {
   resetCursor?: true
 }
 
-export async function updateHost(db: Kysely<Database>, id: number, patch: HostPatch): Promise<void> {
-  await db
+/** Why an admin write to the host table did not take: the row is gone, or the UPDATE failed. */
+export type HostWriteFailure = 'no-row' | 'failed'
+
+export class HostWriteError extends Error {
+  override readonly name = 'HostWriteError'
+  constructor(
+    readonly reason: HostWriteFailure,
+    readonly hostname: string,
+    options?: { cause?: unknown },
+  ) {
+    super(reason === 'no-row' ? `host ${hostname}: the update matched no row` : `host ${hostname}: the update failed`, options)
+  }
+}
+
+/** The number of rows changed: 0 when the host row is gone. */
+export async function updateHost(db: Kysely<Database>, id: number, patch: HostPatch): Promise<number> {
+  const res = await db
     .updateTable('host')
     .set({
       ...(patch.status !== undefined ? { status: patch.status } : {}),
@@ -67,5 +82,6 @@ export async function updateHost(db: Kysely<Database>, id: number, patch: HostPa
       updated_at: sql<Date>`now()`,
     })
     .where('id', '=', id)
-    .execute()
+    .executeTakeFirst()
+  return Number(res.numUpdatedRows)
 }

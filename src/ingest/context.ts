@@ -24,7 +24,8 @@ export interface IngestSequencer {
   submit(evt: AcceptedEvent): Promise<number>
   /** Where ingest ends with a ticket: one still open is a bug, reported and dropped under `reason`. */
   settleTicket(ticket: UpstreamTicket, reason: DropReason): boolean
-  readonly eventLog?: { removeAccountEvents?(accountId: number): Promise<number> }
+  /** A takedown removes the account's events from the replay log: required, so no sequencer can skip it. */
+  readonly eventLog: { removeAccountEvents(accountId: number): Promise<number> }
 }
 
 export interface IngestContext {

@@ -278,7 +278,7 @@ export class IngestPipeline implements IngestSink {
    */
   async takedown(did: string): Promise<AccountStatusView> {
     return this.setLocalStatus(did, 'takendown', async (acct) => {
-      await this.ctx.sequencer.eventLog?.removeAccountEvents?.(acct.id)
+      await this.ctx.sequencer.eventLog.removeAccountEvents(acct.id)
     })
   }
 

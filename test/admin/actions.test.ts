@@ -4,6 +4,7 @@
  * PLC; each action's effect is checked on the firehose, the sync query API and
  * the admin API itself.
  */
+import { sql } from 'kysely'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Relay } from '../../src/relay.js'
 import type { FakePds } from '../helpers/fake-pds.js'
@@ -108,6 +109,37 @@ describe('hosts', () => {
     expect(missing.status).toBe(400)
     const lenient = await call(relay, '/admin/api/hosts/lenient', { body: { hostname: pds.hostname, lenient: 'yes' } })
     expect(lenient.status).toBe(400)
+  })
+
+  it('a host write that fails or changes no row answers an error, and the host stays as it was', async () => {
+    const db = relay.storage.db
+    // Real Postgres refuses the writes: a block of this host raises, limit 4343 is silently skipped (no row changed).
+    await sql`CREATE FUNCTION refuse_host_write() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF NEW.status = 'banned' THEN RAISE EXCEPTION 'host write refused by the test'; END IF;
+        IF NEW.account_limit = 4343 THEN RETURN NULL; END IF;
+        RETURN NEW;
+      END $$`.execute(db)
+    await sql`CREATE TRIGGER refuse_host_write BEFORE UPDATE ON host FOR EACH ROW WHEN (OLD.hostname = ${sql.lit(pds.hostname)}) EXECUTE FUNCTION refuse_host_write()`.execute(db)
+    try {
+      const limitBefore = (await hostView(relay, pds.hostname))!.accountLimit
+      const skipped = await call(relay, '/admin/api/hosts/limit', { body: { hostname: pds.hostname, accountLimit: 4343 } })
+      expect(skipped.status).toBe(404)
+      expect(skipped.body).toMatchObject({ error: 'HostNotFound' })
+      expect((await hostView(relay, pds.hostname))!.accountLimit).toBe(limitBefore)
+
+      const failed = await call(relay, '/admin/api/hosts/block', { body: { hostname: pds.hostname } })
+      expect(failed.status).toBe(500)
+      expect(failed.body).toMatchObject({ error: 'HostWriteFailed' })
+      expect(String(failed.body.message)).toContain('not stored')
+      expect((await hostView(relay, pds.hostname))!.status).not.toBe('banned')
+    } finally {
+      await sql`DROP TRIGGER refuse_host_write ON host`.execute(db)
+      await sql`DROP FUNCTION refuse_host_write()`.execute(db)
+    }
+    // The failed block let the connection go; unblock brings it back for the tests below.
+    await admin(relay, 'hosts/unblock', { hostname: pds.hostname })
+    await waitFor('reconnect after the failed block', () => pds.openConnections === 1)
   })
 
   it('add host bypasses the new-hosts-per-day limit that public requestCrawl obeys', async () => {
