@@ -9,6 +9,7 @@ import { combinedStatus, type CombinedStatus } from '../atproto/account-status.j
 import { cidEquals, cidFromString, cidToString } from '../atproto/cid.js'
 import type { RateLimitedView } from '../crawler/rate-limit-episode.js'
 import type { HostStats } from '../stats/host-stats.js'
+import { findAccountWithHost, type AccountWithHost } from '../storage/account-row.js'
 import type { Storage } from '../storage/db.js'
 import { EventKind } from '../storage/types.js'
 import type { Handler, HttpServer, RequestContext } from './http-server.js'
@@ -39,56 +40,28 @@ export function lexiconHostStatus(stored: string, rateLimited: RateLimitedView |
   return stored === 'active' && rateLimited && rateLimited.window !== 'perSecond' ? 'throttled' : stored
 }
 
-interface AccountRow {
-  id: number
-  did: string
-  local_status: string
-  upstream_status: string
-  hostname: string
-  ssl: boolean
-  rev: string | null
-  commit_cid: Uint8Array | null
-}
-
 export function registerSyncQueries(http: HttpServer, deps: SyncQueryDeps): void {
   const { db } = deps.storage
   const { gate } = deps
   const query = (nsid: string, handler: Handler) =>
     http.query(nsid, gate ? (ctx) => gate.run(nsid, async () => handler(ctx)) : handler)
 
-  async function findAccount(did: string): Promise<AccountRow | undefined> {
-    return db
-      .selectFrom('account')
-      .innerJoin('host', 'host.id', 'account.host_id')
-      .leftJoin('account_head', 'account_head.account_id', 'account.id')
-      .select([
-        'account.id',
-        'account.did',
-        'account.local_status',
-        'account.upstream_status',
-        'host.hostname',
-        'host.ssl',
-        'account_head.rev',
-        'account_head.commit_cid',
-      ])
-      .where('account.did', '=', did)
-      .executeTakeFirst()
-  }
+  const findAccount = (did: string) => findAccountWithHost(db, did)
 
-  async function requireAccount(did: string): Promise<AccountRow> {
+  async function requireAccount(did: string): Promise<AccountWithHost> {
     const account = await findAccount(did)
     if (!account) throw new XrpcError(404, 'RepoNotFound', `Could not find repo for DID: ${did}`)
     return account
   }
 
   /** Refuses an account that is not active, with the lexicon error for its status. */
-  function requireActive(account: AccountRow): void {
+  function requireActive(account: AccountWithHost): void {
     const status = combinedStatus(account.local_status, account.upstream_status)
     if (status.active) return
     throw inactiveError(account.did, status)
   }
 
-  const pdsUrl = (account: AccountRow, nsid: string, query: URLSearchParams) =>
+  const pdsUrl = (account: AccountWithHost, nsid: string, query: URLSearchParams) =>
     `${account.ssl ? 'https' : 'http'}://${account.hostname}/xrpc/${nsid}?${query.toString()}`
 
   // ---- heads and statuses -------------------------------------------------
