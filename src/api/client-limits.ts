@@ -15,7 +15,7 @@ import { KeyedTokenBucket, type TakeResult } from '../identity/rate-limit.js'
 import { clientAddress, clientKey, isLoopback } from './client-address.js'
 import type { RequestGuard } from './http-server.js'
 import type { RefusalLimit, RefusalMetrics } from './refusals.js'
-import { XrpcError } from './xrpc-error.js'
+import { XrpcError } from '../atproto/xrpc-error.js'
 
 export interface ClientLimitsOptions {
   /** RELAY_CLIENT_IP_HEADER */

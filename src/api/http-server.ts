@@ -12,7 +12,7 @@ import { isAdminPath } from './admin/operator-only.js'
 import { isJsonContentType } from './content-type.js'
 import { listenOn } from './listen.js'
 import { answerRaw, SERVER_HEADER } from './raw-response.js'
-import { XrpcError, invalidRequest } from './xrpc-error.js'
+import { XrpcError, invalidRequest } from '../atproto/xrpc-error.js'
 
 export { SERVER_HEADER }
 const MAX_JSON_BODY = 64 * 1024

@@ -6,7 +6,7 @@
  * reaches the database or a log line.
  */
 import { isValidCidString, isValidDid, isValidNsid, isValidRecordKey, isValidTid } from '../atproto/syntax.js'
-import { invalidRequest } from './xrpc-error.js'
+import { invalidRequest } from '../atproto/xrpc-error.js'
 
 export type Format = 'did' | 'cid' | 'nsid' | 'record-key' | 'tid' | 'hostname' | 'string'
 

@@ -7,7 +7,7 @@
  */
 import { Semaphore } from '../firehose/semaphore.js'
 import type { RefusalLimit, RefusalMetrics } from './refusals.js'
-import { XrpcError } from './xrpc-error.js'
+import { XrpcError } from '../atproto/xrpc-error.js'
 
 export interface QueryGateOptions {
   /** `query` (sync queries) or `crawl` (requestCrawl): the label on relay_api_gate_slots and in refusals. */

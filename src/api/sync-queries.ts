@@ -15,7 +15,7 @@ import { EventKind } from '../storage/types.js'
 import type { Handler, HttpServer, RequestContext } from './http-server.js'
 import { Params } from './params.js'
 import type { QueryGate } from './query-gate.js'
-import { XrpcError, invalidRequest } from './xrpc-error.js'
+import { XrpcError, invalidRequest } from '../atproto/xrpc-error.js'
 
 const NS = 'com.atproto.sync.'
 

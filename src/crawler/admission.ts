@@ -6,7 +6,7 @@
 import { LRUCache } from 'lru-cache'
 import type { Logger } from 'pino'
 import type { Dispatcher } from 'undici'
-import { XrpcError, invalidRequest } from '../api/xrpc-error.js'
+import { XrpcError, invalidRequest } from '../atproto/xrpc-error.js'
 import { configDefault } from '../config.js'
 import { createGuardedDispatcher, type AddressLookup, type HostPolicy } from '../net/net-guard.js'
 import type { Storage } from '../storage/db.js'

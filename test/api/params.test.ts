@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { Params } from '../../src/api/params.js'
-import { XrpcError } from '../../src/api/xrpc-error.js'
+import { XrpcError } from '../../src/atproto/xrpc-error.js'
 
 const q = (s: string) => Params.query(new URLSearchParams(s))
 const refusal = (fn: () => unknown) => {

@@ -4,7 +4,7 @@ import { HttpServer } from '../../src/api/http-server.js'
 import { Crawler } from '../../src/crawler/crawler.js'
 import { registerCrawlRoutes } from '../../src/api/crawl-routes.js'
 import { Sequencer } from '../../src/sequencer/sequencer.js'
-import { XrpcError } from '../../src/api/xrpc-error.js'
+import { XrpcError } from '../../src/atproto/xrpc-error.js'
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js'
 import { FakeHost, newStats, RecordingSink, silentLogger, waitFor } from './fake-host.js'
 

@@ -4,7 +4,7 @@
  */
 import { randomBytes, timingSafeEqual, createHash } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
-import { XrpcError } from '../xrpc-error.js'
+import { XrpcError } from '../../atproto/xrpc-error.js'
 
 export function generateAdminPassword(): string {
   return randomBytes(18).toString('base64url')

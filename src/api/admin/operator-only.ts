@@ -8,7 +8,7 @@
  */
 import type { IncomingMessage } from 'node:http'
 import { isJsonContentType } from '../content-type.js'
-import { XrpcError } from '../xrpc-error.js'
+import { XrpcError } from '../../atproto/xrpc-error.js'
 
 /** Paths that never answer CORS: the admin page, its API and com.atproto.admin.*. */
 export function isAdminPath(path: string): boolean {

@@ -6,7 +6,7 @@
  */
 import type { Guard, HttpServer, RequestContext } from '../http-server.js'
 import { Params, type Format } from '../params.js'
-import { invalidRequest, XrpcError } from '../xrpc-error.js'
+import { invalidRequest, XrpcError } from '../../atproto/xrpc-error.js'
 import type { AdminAuth } from './auth.js'
 import { AdminError, type AdminControls } from './controls.js'
 import { requireOperatorWrite } from './operator-only.js'
