@@ -2,7 +2,7 @@
 import type { Logger } from 'pino'
 import type { HostStats } from '../stats/host-stats.js'
 import type { AddressLookup } from '../net/net-guard.js'
-import type { BackoffOptions } from './backoff.js'
+import type { BackoffOptions } from '../backoff.js'
 import type { HoldReason } from './frame-queue.js'
 import type { HostConnection } from './host-connection.js'
 import type { CrawlerMetrics } from './metrics.js'

@@ -20,7 +20,6 @@ export {
   type ParsedHostname,
 } from './hostname.js'
 export { hostRateLimits, HostRateLimiter, SlidingWindow, type HostRateLimits, type RateLimitState } from './rate-limit.js'
-export { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from './backoff.js'
 export { describeServer, DescribeServerError } from './describe-server.js'
 export { HostWriteError, type HostWriteFailure } from './host-store.js'
 export type { FutureCursorPolicy, HostCursorSource, IngestSink, UpstreamHost } from './types.js'

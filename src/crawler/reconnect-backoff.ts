@@ -8,7 +8,7 @@
  * delivering for HEALTHY_AFTER_REFUSAL_MS is, so a host that sends one good
  * event before each bad frame keeps backing off further.
  */
-import { backoffDelay, type BackoffOptions } from './backoff.js'
+import { backoffDelay, type BackoffOptions } from '../backoff.js'
 
 export const HEALTHY_AFTER_REFUSAL_MS = 60_000
 

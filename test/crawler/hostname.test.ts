@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { banCandidates, findDomainBan, HostnameError, parseHostname, TrustedDomains } from '../../src/crawler/hostname.js'
 import { hostRateLimits, HostRateLimiter, SlidingWindow } from '../../src/crawler/rate-limit.js'
-import { backoffCeiling, backoffDelay } from '../../src/crawler/backoff.js'
+import { backoffCeiling, backoffDelay } from '../../src/backoff.js'
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js'
 
 const secure = { allowInsecureHosts: false }
