@@ -5,7 +5,7 @@
  * ServiceUnavailable with Retry-After. 503, not 429: the relay is at capacity,
  * not this client over its share (per-client limits answer 429).
  */
-import { Semaphore } from '../firehose/semaphore.js'
+import { Semaphore } from '../semaphore.js'
 import type { RefusalLimit, RefusalMetrics } from './refusals.js'
 import { XrpcError } from '../atproto/xrpc-error.js'
 

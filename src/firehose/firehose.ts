@@ -25,7 +25,7 @@ import { XrpcError } from '../atproto/xrpc-error.js'
 import { answerRaw } from '../api/raw-response.js'
 import type { CutOffReason } from './cut-off-reasons.js'
 import { DEFAULT_RING_MAX_BYTES, FrameRing, wsFrame, wsFrameParts, type RingEntry } from './ring.js'
-import { Semaphore } from './semaphore.js'
+import { Semaphore } from '../semaphore.js'
 
 export const SUBSCRIBE_REPOS_PATH = '/xrpc/com.atproto.sync.subscribeRepos'
 

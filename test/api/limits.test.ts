@@ -2,7 +2,7 @@
 import type { IncomingMessage } from 'node:http'
 import { describe, expect, it } from 'vitest'
 import { clientAddress, clientKey, isLoopback } from '../../src/api/client-address.js'
-import { Semaphore } from '../../src/firehose/semaphore.js'
+import { Semaphore } from '../../src/semaphore.js'
 import { KeyedTokenBucket } from '../../src/identity/rate-limit.js'
 
 describe('KeyedTokenBucket.tryTake', () => {
