@@ -297,7 +297,10 @@ export class Crawler implements HostLifecycle {
   }
 
   private onOpen(conn: HostConnection): void {
-    if (this.status.get(conn.host.id) !== 'active') void this.write(conn.host.id, { status: 'active' })
+    const status = this.status.get(conn.host.id)
+    // A connection that opens while its host is being blocked must not write the block away
+    // (the host would read active, and be reconnected after a restart): it is closing anyway.
+    if (status !== 'active' && status !== 'banned') void this.write(conn.host.id, { status: 'active' })
   }
 
   private onFailure(conn: HostConnection, failure: ConnectionFailure): void {
