@@ -62,6 +62,9 @@ export class RelayProcess {
         RELAY_NEW_HOSTS_PER_DAY: '10000',
         RELAY_PLC_RATE_LIMIT: '1000000',
         LOG_LEVEL: 'info',
+        // ATTACK_LIMIT_LOOPBACK=1: loopback clients are limited like remote ones, so the burst
+        // (from 127.0.0.2) meets the per-client limits as one abusive remote client would.
+        ...(process.env.ATTACK_LIMIT_LOOPBACK === '1' ? { RELAY_LIMIT_LOOPBACK: 'true' } : {}),
       },
     })
     const relay = new RelayProcess(child, db.url, db.drop, apiPort, metricsPort)

@@ -298,9 +298,11 @@ export class Crawler implements HostLifecycle {
   }
 
   private onOpen(conn: HostConnection): void {
-    // A connection already let go (blocked, reset) no longer speaks for the host's status.
+    // A connection already let go (blocked, reset) no longer speaks for the host's status, and
+    // one that opens while its host is being blocked must not write the block away.
     if (this.conns.get(conn.host.id) !== conn) return
-    if (this.status.get(conn.host.id) !== 'active') void this.write(conn.host.id, { status: 'active' })
+    const status = this.status.get(conn.host.id)
+    if (status !== 'active' && status !== 'banned') void this.write(conn.host.id, { status: 'active' })
   }
 
   private onFailure(conn: HostConnection, failure: ConnectionFailure): void {

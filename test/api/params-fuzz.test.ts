@@ -190,6 +190,8 @@ function send(c: Case): Promise<{ status: number; body: string }> {
 async function noServerError(c: Case): Promise<void> {
   const res = await send(c)
   const shown = (v: unknown) => JSON.stringify(v)?.slice(0, 300)
+  // requestCrawl for a well-formed name nobody serves (e.g. localhost:1) answers the documented 502 UpstreamFailure.
+  if (res.status === 502 && /requestCrawl|notifyOfUpdate/.test(c.target.path) && JSON.parse(res.body).error === 'UpstreamFailure') return
   expect(res.status, `${c.target.method} ${c.target.path} ${shown(c.query)} ${shown(c.body)} → ${res.body.slice(0, 300)}`).toBeLessThan(500)
   expect(res.status).toBeGreaterThanOrEqual(100)
 }

@@ -41,7 +41,18 @@ export async function wrongPrevDataCommit(account: TestAccount, writes: WriteSpe
 
 /** Random bytes: not CBOR at all (deterministic length, random content). */
 export function garbageFrame(size = 256): Uint8Array {
-  return new Uint8Array(randomBytes(size))
+  // Deterministic, so the drop reason is too: random bytes sometimes declare a huge array (too-many-items).
+  // 0xff (a break code outside any indefinite item) makes the first head malformed: always bad-frame.
+  const out = new Uint8Array(size)
+  let x = 0x9e3779b9
+  for (let i = 0; i < size; i++) {
+    x ^= x << 13
+    x ^= x >>> 17
+    x ^= x << 5
+    out[i] = x & 0xff
+  }
+  out[0] = 0xff
+  return out
 }
 
 /** A valid frame cut short, so the body's CBOR ends early. */

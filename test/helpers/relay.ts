@@ -75,6 +75,8 @@ export async function startTestRelay(opts: TestRelayOptions): Promise<Relay> {
     ...(dataDir === undefined ? {} : { RELAY_DATA_DIR: dataDir }),
     RELAY_DB_POOL_SIZE: '6',
     RELAY_DB_QUERY_POOL_SIZE: '4',
+    // A busy machine must not turn a test's queries into load-shedding 503s (load-shedding.test.ts sets its own).
+    RELAY_DB_QUERY_WAIT: '120s',
     RELAY_API_LISTEN: '127.0.0.1:0',
     RELAY_METRICS_LISTEN: '127.0.0.1:0',
     RELAY_ALLOW_INSECURE_HOSTS: 'true',

@@ -74,8 +74,12 @@ beforeAll(async () => {
     plcUrl: plc.url,
     handles,
     addressLookup: countingLookup,
+    // The default wait for a query slot (the harness raises it for every other test).
     // LOAD_TEST_QUERY_POOL: try another query pool size by hand (the harness uses 4).
-    ...(process.env.LOAD_TEST_QUERY_POOL ? { env: { RELAY_DB_QUERY_POOL_SIZE: process.env.LOAD_TEST_QUERY_POOL } } : {}),
+    env: {
+      RELAY_DB_QUERY_WAIT: '2s',
+      ...(process.env.LOAD_TEST_QUERY_POOL ? { RELAY_DB_QUERY_POOL_SIZE: process.env.LOAD_TEST_QUERY_POOL } : {}),
+    },
   })
   reader = await FirehoseReader.connect(relay, 0)
   honest = await startHost(relay, plc, handles, ledger, { accounts: 2 })
