@@ -113,18 +113,22 @@ export function apiUrl(relay: Relay, path: string): string {
 
 /** POST requestCrawl, asking again after a 503 (busy) as a PDS would; throws with the relay's answer unless 200. */
 export async function requestCrawl(relay: Relay, hostname: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const res = await fetch(apiUrl(relay, '/xrpc/com.atproto.sync.requestCrawl'), {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ hostname }),
-    })
-    const text = await res.text()
-    if (res.status === 200) return
-    if (res.status !== 503 || Date.now() > deadline) throw new Error(`requestCrawl ${hostname}: ${res.status} ${text}`)
-    await new Promise((r) => setTimeout(r, 100))
-  }
+  let last = ''
+  await waitUntil(
+    async () => {
+      const res = await fetch(apiUrl(relay, '/xrpc/com.atproto.sync.requestCrawl'), {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ hostname }),
+      })
+      last = `${res.status} ${await res.text()}`
+      if (res.status === 200) return true
+      if (res.status !== 503) throw new Error(`requestCrawl ${hostname}: ${last}`)
+      return false
+    },
+    () => `requestCrawl ${hostname} to be admitted (last answer ${last})`,
+    timeoutMs,
+  )
 }
 
 export async function getJson(relay: Relay, path: string): Promise<{ status: number; body: Record<string, unknown> }> {
