@@ -3,7 +3,6 @@
  * through runAdminCommand (tables and --json), and as real child processes of
  * the CLI for exit codes and one-line error messages.
  */
-import { createServer } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { runAdminCommand, UsageError } from '../../src/cli/admin-commands.js'
 import { AdminClientError } from '../../src/cli/admin-client.js'
@@ -13,6 +12,7 @@ import type { FakePds } from '../helpers/fake-pds.js'
 import type { TestAccount } from '../helpers/repo-builder.js'
 import { ADMIN_PASSWORD, addHost, apiUrl, FirehoseClient, hostView, publishGenesis, stopRelay, waitFor, World } from './harness.js'
 import { startTestRelay } from '../helpers/relay.js'
+import { freePort } from '../helpers/ports.js'
 
 let world: World
 let relayA: Relay
@@ -199,14 +199,3 @@ async function stopRelayHostBlock(relay: Relay, hostname: string): Promise<void>
   await runAdminCommand(['hosts', 'block', hostname], { adminUrl: apiUrl(relay), adminPassword: ADMIN_PASSWORD }, { out: () => undefined })
 }
 
-/** A loopback port with nothing listening on it. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number }
-      server.close(() => resolve(port))
-    })
-  })
-}

@@ -5,11 +5,11 @@
  * loop, so the process answered nothing and ignored the signal.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { createServer } from 'node:net'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { createPostgresDatabase } from '../helpers/db.js'
 import { CLI } from '../helpers/child.js'
 import { waitUntil } from '../helpers/relay.js'
+import { freePort } from '../helpers/ports.js'
 
 let db: { url: string; drop: () => Promise<void> }
 
@@ -27,13 +27,6 @@ afterAll(async () => {
   await db?.drop()
 })
 
-async function freePort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const port = (server.address() as { port: number }).port
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return port
-}
 
 /** Starts the relay with stdout a pipe this process never reads from. */
 async function startUnread() {

@@ -3,10 +3,10 @@
  * loopback, counting the DID-document requests it answers.
  */
 import { createServer, type Server } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { Secp256k1Keypair } from '@atproto/crypto'
 import { Client } from '@did-plc/lib'
 import * as plc from '@did-plc/server'
+import { freePort } from '../helpers/ports.js'
 
 export interface PlcPeer {
   url: string
@@ -25,13 +25,6 @@ export interface PlcAccount {
   signingKey: Secp256k1Keypair
 }
 
-async function freePort(): Promise<number> {
-  const probe = createServer()
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve))
-  const { port } = probe.address() as AddressInfo
-  await new Promise((resolve) => probe.close(resolve))
-  return port
-}
 
 const DOC_PATH = /^\/(did:plc:[a-z2-7]{24})$/
 

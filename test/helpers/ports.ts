@@ -1,0 +1,14 @@
+/** Loopback ports for tests and benchmarks that must name a port before something listens on it. */
+import { createServer } from 'node:net'
+
+/** A loopback port with nothing listening on it (just now). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number }
+      server.close(() => resolve(port))
+    })
+  })
+}
