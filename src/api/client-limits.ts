@@ -10,7 +10,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
-import { answerRaw } from './raw-response.js'
+import { answerRaw } from '../http/raw-response.js'
 import { KeyedTokenBucket, type TakeResult } from '../identity/rate-limit.js'
 import { clientAddress, clientKey, isLoopback } from './client-address.js'
 import type { RequestGuard } from './http-server.js'

@@ -6,7 +6,7 @@
  */
 import type { ClientLimits } from './client-limits.js'
 import type { HttpServer, RequestContext } from './http-server.js'
-import { Params } from './params.js'
+import { Params } from '../http/params.js'
 import type { QueryGate } from './query-gate.js'
 import type { Admission } from '../crawler/admission.js'
 

@@ -11,7 +11,7 @@ import type { ListenAddress } from '../config.js'
 import { isAdminPath } from './admin/operator-only.js'
 import { isJsonContentType } from './content-type.js'
 import { listenOn } from './listen.js'
-import { answerRaw, SERVER_HEADER } from './raw-response.js'
+import { answerRaw, SERVER_HEADER } from '../http/raw-response.js'
 import { XrpcError, invalidRequest } from '../atproto/xrpc-error.js'
 
 export { SERVER_HEADER }

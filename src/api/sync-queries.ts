@@ -13,7 +13,7 @@ import { findAccountWithHost, type AccountWithHost } from '../storage/account-ro
 import type { Storage } from '../storage/db.js'
 import { EventKind } from '../storage/types.js'
 import type { Handler, HttpServer, RequestContext } from './http-server.js'
-import { Params } from './params.js'
+import { Params } from '../http/params.js'
 import type { QueryGate } from './query-gate.js'
 import { XrpcError, invalidRequest } from '../atproto/xrpc-error.js'
 

@@ -5,7 +5,7 @@
  * by AdminControls.
  */
 import type { Guard, HttpServer, RequestContext } from '../http-server.js'
-import { Params, type Format } from '../params.js'
+import { Params, type Format } from '../../http/params.js'
 import { invalidRequest, XrpcError } from '../../atproto/xrpc-error.js'
 import type { AdminAuth } from './auth.js'
 import { AdminError, type AdminControls } from './controls.js'

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { Params } from '../../src/api/params.js'
+import { Params } from '../../src/http/params.js'
 import { XrpcError } from '../../src/atproto/xrpc-error.js'
 
 const q = (s: string) => Params.query(new URLSearchParams(s))
