@@ -17,7 +17,7 @@
  *   npm run bench [-- --quick] [-- --only floor,reference,ingest,pglite,latency,fanout,memory] [-- --out FILE] [-- --accounts N]
  */
 import { execFileSync } from 'node:child_process'
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
@@ -32,6 +32,21 @@ import { runJsonChild } from './suite/rpc.js'
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const PHASES = ['floor', 'reference', 'ingest', 'pglite', 'plclimit', 'latency', 'fanout', 'memory'] as const
 type Phase = (typeof PHASES)[number]
+
+/**
+ * The reference phase runs `@atproto/sync` from the e2e peer's own install (test/peer), which a fresh
+ * clone does not have until `npm test` ran: install it (cached outside the clone, so usually instant)
+ * rather than fail mid-run with "Cannot find module".
+ */
+function ensureReferencePeer(log: (m: string) => void): void {
+  if (existsSync(join(ROOT, 'test/peer/node_modules/@atproto/sync/package.json'))) return
+  log('reference phase needs test/peer installed: running test/peer/install.sh')
+  try {
+    execFileSync('sh', [join(ROOT, 'test/peer/install.sh')], { stdio: ['ignore', 'inherit', 'inherit'] })
+  } catch (err) {
+    throw new Error(`test/peer/install.sh failed (${(err as Error).message}); run it by hand, or skip the phase with --only`)
+  }
+}
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -63,6 +78,7 @@ async function main(): Promise<void> {
   const stamp = new Date().toISOString()
 
   log(`atrelay benchmark (${quick ? 'quick' : 'full'}), load average ${loadAverage().join(' ')}`)
+  if (only.has('reference')) ensureReferencePeer(log)
   const machine = await describeMachine(TEST_DATABASE_URL)
   const corpus = await ensureCorpus({ params, log })
   const results: BenchResults = { quick, stamp, machine, corpus: corpus.manifest, phases: [...only] }
