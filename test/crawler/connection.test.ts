@@ -7,7 +7,7 @@ import type { HostStats } from '../../src/stats/host-stats.js'
 import { Sequencer } from '../../src/sequencer/sequencer.js'
 import type { HostStatus } from '../../src/storage/types.js'
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js'
-import { eventFrame, FakeHost, newStats, RecordingSink, silentLogger } from './fake-host.js'
+import { eventFrame, FakeHost, newStats, RecordingSink, silentLogger, TEST_CRAWLER_SETTINGS } from './fake-host.js'
 import { waitUntil } from '../helpers/wait.js'
 
 let tdb: TestDatabase
@@ -51,15 +51,7 @@ function harness(overrides: Partial<CrawlerOptions> = {}): Harness {
         sequencer.resetHost(id)
       },
     },
-    allowInsecureHosts: true,
-    trustedDomains: [],
-    defaultAccountLimit: 100_000, // 150 events/s: tests that are not about rate limits stay under it
-    trustedAccountLimit: 10_000_000,
-    newHostsPerDay: 1_000,
-    disableRequestCrawl: false,
-    futureCursorPolicy: 'reset',
-    backoff: { baseMs: 20, maxMs: 200 },
-    logger: silentLogger,
+    ...TEST_CRAWLER_SETTINGS,
     registry,
     ...overrides,
   })

@@ -14,7 +14,7 @@ import type { AcceptedEvent } from '../../src/sequencer/types.js'
 import type { PdsEvent } from '../helpers/frames.js'
 import { TestAccount } from '../helpers/repo-builder.js'
 import { createHarness, type Harness } from '../ingest/harness.js'
-import { FakeHost, silentLogger } from './fake-host.js'
+import { FakeHost, TEST_CRAWLER_SETTINGS } from './fake-host.js'
 import { waitUntil } from '../helpers/wait.js'
 
 const cleanups: (() => Promise<void>)[] = []
@@ -55,15 +55,7 @@ async function rig(): Promise<Rig> {
         return ticket
       },
     },
-    allowInsecureHosts: true,
-    trustedDomains: [],
-    defaultAccountLimit: 100_000,
-    trustedAccountLimit: 10_000_000,
-    newHostsPerDay: 1_000,
-    disableRequestCrawl: false,
-    futureCursorPolicy: 'reset',
-    backoff: { baseMs: 20, maxMs: 200 },
-    logger: silentLogger,
+    ...TEST_CRAWLER_SETTINGS,
     registry: new Registry(),
   })
   cleanups.push(() => crawler.stop())
