@@ -12,7 +12,7 @@ import { createGuardedDispatcher, type AddressLookup, type HostPolicy } from '..
 import type { Storage } from '../storage/db.js'
 import type { Host } from '../storage/types.js'
 import { describeServer, DescribeServerError } from './describe-server.js'
-import { isRelayServerHeader } from './host-connection.js'
+import { isRelayServerHeader } from './upstream-dial.js'
 import { findHost } from './host-store.js'
 import { findDomainBan, HostnameError, parseHostname, TrustedDomains, type ParsedHostname } from './hostname.js'
 import type { CrawlerMetrics } from './metrics.js'

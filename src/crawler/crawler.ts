@@ -119,8 +119,15 @@ export class Crawler implements HostLifecycle {
     const host = await this.findByName(hostname)
     if (!host) return false
     // Disconnect first: a connection that opens meanwhile would otherwise mark the blocked host active again.
+    const wasConnected = this.conns.has(host.id)
     await this.disconnect(host.id)
-    await this.adminWrite(host, { status: 'banned', lastError: BLOCKED_MESSAGE })
+    try {
+      await this.adminWrite(host, { status: 'banned', lastError: BLOCKED_MESSAGE })
+    } catch (err) {
+      // Not stored, so not blocked: the host gets its connection back, as it was.
+      if (wasConnected && !this.stopping) this.connect(host)
+      throw err
+    }
     this.log.warn({ host: host.hostname }, 'host blocked')
     return true
   }
@@ -343,11 +350,14 @@ export class Crawler implements HostLifecycle {
     )
   }
 
-  /** An operator's write: answers HostWriteError when the UPDATE failed or changed no row, so the admin API says so. */
+  /**
+   * An operator's write: answers HostWriteError when the UPDATE failed or changed no row, so the admin
+   * API says so. Its status reaches memory only once stored: a failed write changes nothing.
+   */
   private async adminWrite(host: Host, patch: HostPatch): Promise<void> {
     let changed: number
     try {
-      changed = await this.enqueue(host.id, patch)
+      changed = await this.enqueue(host.id, patch, 'once-stored')
     } catch (err) {
       throw new HostWriteError('failed', host.hostname, { cause: err })
     }
@@ -357,11 +367,21 @@ export class Crawler implements HostLifecycle {
     }
   }
 
-  /** Host-table writes, serialised per host so a late "offline" never overwrites a newer "active". Resolves to the rows changed. */
-  private enqueue(hostId: number, patch: HostPatch): Promise<number> {
-    if (patch.status !== undefined) this.status.set(hostId, patch.status)
+  /**
+   * Host-table writes, serialised per host so a late "offline" never overwrites a newer "active". Resolves to the rows changed.
+   * A connection's own status is believed at once (its next event writes again; onOpen must see it before it lands);
+   * an operator's (`once-stored`) only when the row changed.
+   */
+  private enqueue(hostId: number, patch: HostPatch, applyStatus: 'at-once' | 'once-stored' = 'at-once'): Promise<number> {
+    const status = patch.status
+    if (status !== undefined && applyStatus === 'at-once') this.status.set(hostId, status)
     const prev = this.writes.get(hostId) ?? Promise.resolve()
-    const result = prev.then(() => updateHost(this.opts.storage.db, hostId, patch))
+    const result = prev
+      .then(() => updateHost(this.opts.storage.db, hostId, patch))
+      .then((changed) => {
+        if (status !== undefined && applyStatus === 'once-stored' && changed > 0) this.status.set(hostId, status)
+        return changed
+      })
     const settled = result.then(
       () => undefined,
       (err: unknown) => this.log.error({ err, hostId }, 'host update failed'),

@@ -6,7 +6,7 @@
 import type { Dispatcher } from 'undici'
 import { fetchBounded, FetchError, type FetchResult } from '../net/http-fetch.js'
 import { assertPublicUrl, type HostPolicy } from '../net/net-guard.js'
-import { USER_AGENT } from './host-connection.js'
+import { USER_AGENT } from './upstream-dial.js'
 
 export type DescribeFailureReason = 'forbidden' | 'timeout' | 'network' | 'status' | 'not-json' | 'too-large'
 

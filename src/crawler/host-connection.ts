@@ -4,7 +4,7 @@
  * hold the socket back when ingest or the host's rate limits say so, and
  * redial with exponential backoff and full jitter whenever it ends.
  *
- * Decisions that touch the database or other hosts (status, FutureCursor
+ * Opening the socket itself is upstream-dial.ts. Decisions that touch the database or other hosts (status, FutureCursor
  * policy, relay loops) are reported to the crawler through callbacks.
  */
 import type { IncomingMessage } from 'node:http'
@@ -12,8 +12,7 @@ import type { LookupFunction } from 'node:net'
 import type { Logger } from 'pino'
 import WebSocket from 'ws'
 import { MAX_FRAME_BYTES, type MessageFrame } from '../atproto/frame.js'
-import { assertPublicUrl, createGuardedLookup, findNetGuardError, type HostPolicy } from '../net/net-guard.js'
-import { VERSION } from '../package-root.js'
+import { createGuardedLookup, findNetGuardError, type HostPolicy } from '../net/net-guard.js'
 import type { ConnectionCallbacks, ConnectionFailure, ConnectionInfo, ConnectionState, HostConnectionOptions } from './connection-types.js'
 import { infoFields, readMessage, type RefusalReason } from './frame-intake.js'
 import { FrameQueue, type HoldReason, type QueuedFrame } from './frame-queue.js'
@@ -21,17 +20,7 @@ import { hostRateLimits } from './rate-limit.js'
 import { RateLimitEpisode, type RateLimitedView } from './rate-limit-episode.js'
 import { ReconnectBackoff } from './reconnect-backoff.js'
 import type { UpstreamHost } from './types.js'
-
-/** Sent upstream on every request; the `atproto-relay` token lets hosts and other relays detect loops. */
-export const USER_AGENT = `atrelay/${VERSION} (atproto-relay)`
-/** A host's Retry-After is obeyed up to an hour: a bogus huge value must not park the host for good. */
-const MAX_RETRY_AFTER_MS = 3_600_000
-
-/** A `Server` (or `Via`) header containing this marks a relay: crawling it would make a loop. */
-export function isRelayServerHeader(value: string | string[] | undefined): boolean {
-  const v = Array.isArray(value) ? value.join(' ') : (value ?? '')
-  return v.toLowerCase().includes('atproto-relay')
-}
+import { isRelayServerHeader, openUpstreamSocket, retryAfterMs, subscribeReposUrl } from './upstream-dial.js'
 
 export type { ConnectionCallbacks, ConnectionFailure, ConnectionInfo, ConnectionState, HostConnectionOptions, HoldReason }
 
@@ -177,24 +166,14 @@ export class HostConnection {
     this.state = 'connecting'
     this.opts.metrics.attempts.inc()
     const cursor = this.dialCursor()
-    const scheme = this.host.ssl ? 'wss' : 'ws'
-    const live = cursor === 0 && this.startLive
-    const url = `${scheme}://${this.host.hostname}/xrpc/com.atproto.sync.subscribeRepos${live ? '' : `?cursor=${cursor}`}`
+    const url = subscribeReposUrl(this.host, cursor, cursor === 0 && this.startLive)
+    let ws: WebSocket
     try {
-      assertPublicUrl(new URL(`${this.host.ssl ? 'https' : 'http'}://${this.host.hostname}/`), this.policy)
+      ws = openUpstreamSocket(this.host, url, { policy: this.policy, lookup: this.lookup, handshakeTimeoutMs: this.opts.handshakeTimeoutMs })
     } catch (err) {
       this.failBeforeSocket({ reason: 'forbidden-host', message: `refusing to connect: ${(err as Error).message}` })
       return
     }
-    const wsOptions: WebSocket.ClientOptions & { lookup: LookupFunction } = {
-      maxPayload: MAX_FRAME_BYTES,
-      perMessageDeflate: false,
-      handshakeTimeout: this.opts.handshakeTimeoutMs,
-      followRedirects: false,
-      headers: { 'User-Agent': USER_AGENT },
-      lookup: this.lookup,
-    }
-    const ws = new WebSocket(url, wsOptions)
     const session: Session = { ws, cursor, lastSeq: 0, opened: false, refused: false }
     this.session = session
     this.log.debug({ cursor, attempt: this.backoff.attempt }, 'dialing host')
@@ -206,8 +185,8 @@ export class HostConnection {
       }
     })
     ws.on('unexpected-response', (_req, res: IncomingMessage) => {
-      const retryAfter = Number(res.headers['retry-after'])
-      if (Number.isFinite(retryAfter) && retryAfter > 0) session.retryAfterMs = Math.min(retryAfter * 1_000, MAX_RETRY_AFTER_MS)
+      const retryAfter = retryAfterMs(res)
+      if (retryAfter !== undefined) session.retryAfterMs = retryAfter
       session.failure ??= { reason: `http-${res.statusCode}`, message: `subscribeRepos upgrade refused with HTTP ${res.statusCode}` }
       res.resume()
       ws.terminate()

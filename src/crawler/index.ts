@@ -2,13 +2,12 @@ export { Crawler, type CrawlerOptions, type HostConnectionStatus } from './crawl
 export { Admission, type AdmissionOptions, type AdmissionOutcome, type AdmissionResult, type HostLifecycle } from './admission.js'
 export {
   HostConnection,
-  USER_AGENT,
-  isRelayServerHeader,
   type ConnectionInfo,
   type ConnectionState,
   type HoldReason,
   type HostConnectionOptions,
 } from './host-connection.js'
+export { USER_AGENT, isRelayServerHeader } from './upstream-dial.js'
 export {
   parseHostname,
   HostnameError,

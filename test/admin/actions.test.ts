@@ -9,18 +9,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Relay } from '../../src/relay.js'
 import type { FakePds } from '../helpers/fake-pds.js'
 import type { TestAccount } from '../helpers/repo-builder.js'
-import {
-  addHost,
-  admin,
-  call,
-  FirehoseClient,
-  hostView,
-  publishGenesis,
-  replay,
-  stopRelay,
-  waitFor,
-  World,
-} from './harness.js'
+import { addHost, admin, call, hostView, publishGenesis, replay, stopRelay, World } from './harness.js'
+import { FirehoseClient } from '../helpers/firehose-client.js'
+import { waitFor } from '../helpers/wait.js'
 import { startTestRelay } from '../helpers/relay.js'
 
 let world: World
@@ -111,35 +102,48 @@ describe('hosts', () => {
     expect(lenient.status).toBe(400)
   })
 
-  it('a host write that fails or changes no row answers an error, and the host stays as it was', async () => {
+  it('a host write that fails or changes no row answers an error, and the host stays as it was, in the database and in memory', async () => {
     const db = relay.storage.db
-    // Real Postgres refuses the writes: a block of this host raises, limit 4343 is silently skipped (no row changed).
+    // Real Postgres refuses the writes: a block of this host or limit 4242 raise, limit 4343 is silently skipped (no row changed).
     await sql`CREATE FUNCTION refuse_host_write() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN
-        IF NEW.status = 'banned' THEN RAISE EXCEPTION 'host write refused by the test'; END IF;
+        IF NEW.status = 'banned' OR NEW.account_limit = 4242 THEN RAISE EXCEPTION 'host write refused by the test'; END IF;
         IF NEW.account_limit = 4343 THEN RETURN NULL; END IF;
         RETURN NEW;
       END $$`.execute(db)
     await sql`CREATE TRIGGER refuse_host_write BEFORE UPDATE ON host FOR EACH ROW WHEN (OLD.hostname = ${sql.lit(pds.hostname)}) EXECUTE FUNCTION refuse_host_write()`.execute(db)
+    const limitsOf = () => {
+      const { perSecond, perHour, perDay } = relay.crawler.connection(pds.hostname)!.rateLimits
+      return { perSecond, perHour, perDay }
+    }
     try {
       const limitBefore = (await hostView(relay, pds.hostname))!.accountLimit
+      const limitsBefore = limitsOf()
       const skipped = await call(relay, '/admin/api/hosts/limit', { body: { hostname: pds.hostname, accountLimit: 4343 } })
       expect(skipped.status).toBe(404)
       expect(skipped.body).toMatchObject({ error: 'HostNotFound' })
+      const refused = await call(relay, '/admin/api/hosts/limit', { body: { hostname: pds.hostname, accountLimit: 4242 } })
+      expect(refused.status).toBe(500)
+      expect(refused.body).toMatchObject({ error: 'HostWriteFailed' })
       expect((await hostView(relay, pds.hostname))!.accountLimit).toBe(limitBefore)
+      // The live connection's rate limits follow the limit: they did not move either.
+      expect(limitsOf()).toEqual(limitsBefore)
 
       const failed = await call(relay, '/admin/api/hosts/block', { body: { hostname: pds.hostname } })
       expect(failed.status).toBe(500)
       expect(failed.body).toMatchObject({ error: 'HostWriteFailed' })
       expect(String(failed.body.message)).toContain('not stored')
-      expect((await hostView(relay, pds.hostname))!.status).not.toBe('banned')
+      // Not stored, so not blocked: stored status, in-memory status and the connection are as before.
+      expect((await hostView(relay, pds.hostname))!.status).toBe('active')
+      expect(relay.crawler.connection(pds.hostname)?.status).toBe('active')
+      await waitFor('the connection back after the failed block', () => pds.openConnections === 1 && relay.crawler.connection(pds.hostname)?.state === 'open')
+      expect(await hostView(relay, pds.hostname)).toMatchObject({ status: 'active', connected: true })
     } finally {
       await sql`DROP TRIGGER refuse_host_write ON host`.execute(db)
       await sql`DROP FUNCTION refuse_host_write()`.execute(db)
     }
-    // The failed block let the connection go; unblock brings it back for the tests below.
-    await admin(relay, 'hosts/unblock', { hostname: pds.hostname })
-    await waitFor('reconnect after the failed block', () => pds.openConnections === 1)
+    // Events still flow through the connection the failed block gave back.
+    await commitAndSee(pds, accounts[0]!, 'after the failed block')
   })
 
   it('add host bypasses the new-hosts-per-day limit that public requestCrawl obeys', async () => {

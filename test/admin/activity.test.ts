@@ -15,7 +15,8 @@ import { ActivityHistory, type ActivityView } from '../../src/api/admin/activity
 import { HostStats } from '../../src/stats/host-stats.js'
 import type { Relay } from '../../src/relay.js'
 import type { FakePds } from '../helpers/fake-pds.js'
-import { addHost, apiUrl, basic, ADMIN_PASSWORD, publishGenesis, stopRelay, waitFor, World } from './harness.js'
+import { addHost, apiUrl, basic, ADMIN_PASSWORD, publishGenesis, stopRelay, World } from './harness.js'
+import { waitFor } from '../helpers/wait.js'
 import { startTestRelay } from '../helpers/relay.js'
 
 describe('ActivityHistory', () => {

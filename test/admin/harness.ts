@@ -3,14 +3,14 @@
  * loopback PLC and real signed accounts, plus a firehose collector and an
  * admin API client: what the operator-surface tests drive.
  */
-import WebSocket from 'ws'
-import { decodeFrame } from '../../src/atproto/frame.js'
 import type { Relay } from '../../src/relay.js'
 import { createPostgresDatabase } from '../helpers/db.js'
 import { FakePds } from '../helpers/fake-pds.js'
+import { FirehoseClient, type FirehoseEvent } from '../helpers/firehose-client.js'
 import { LoopbackPlc } from '../helpers/loopback-plc.js'
 import { everyNameLoopback, TEST_ADMIN_PASSWORD, type TestRelayOptions } from '../helpers/relay.js'
 import { TestAccount } from '../helpers/repo-builder.js'
+import { waitFor, waitUntil } from '../helpers/wait.js'
 
 /** The test relays' admin password (the harness's default). */
 export const ADMIN_PASSWORD = TEST_ADMIN_PASSWORD
@@ -74,96 +74,21 @@ export async function publishGenesis(pds: FakePds, accounts: TestAccount[]): Pro
   for (const a of accounts) pds.publish(...(await a.genesis()))
 }
 
-export interface FirehoseEvent {
-  seq: number
-  t: string
-  did: string
-  body: Record<string, unknown>
-}
-
-const openClients = new Set<FirehoseClient>()
-
 /** Closes this file's firehose clients, then stops the relay. */
 export async function stopRelay(relay: Relay | undefined): Promise<void> {
-  await Promise.all([...openClients].map((c) => c.close()))
+  await FirehoseClient.closeAll()
   await relay?.stop()
 }
 
-/** A firehose consumer that decodes and keeps every frame. */
-export class FirehoseClient {
-  readonly events: FirehoseEvent[] = []
-  readonly errors: string[] = []
-  readonly opened: Promise<void>
-  readonly closed: Promise<void>
-
-  constructor(
-    relay: Relay,
-    opts: { cursor?: number; userAgent?: string } = {},
-    readonly ws = new WebSocket(
-      `ws://127.0.0.1:${relay.apiAddress.port}/xrpc/com.atproto.sync.subscribeRepos${opts.cursor === undefined ? '' : `?cursor=${opts.cursor}`}`,
-      { perMessageDeflate: false, headers: { 'User-Agent': opts.userAgent ?? 'admin-test-consumer/1.0' } },
-    ),
-  ) {
-    ws.on('message', (data: Buffer) => {
-      const f = decodeFrame(new Uint8Array(data))
-      if (f.op === 1) {
-        const body = f.body as Record<string, unknown>
-        const did = (body.did ?? body.repo) as string
-        this.events.push({ seq: body.seq as number, t: f.t, did, body })
-      } else this.errors.push(f.error)
-    })
-    ws.on('error', () => undefined)
-    openClients.add(this)
-    this.opened = new Promise((resolve, reject) => {
-      ws.once('open', () => resolve())
-      ws.once('error', reject)
-    })
-    this.closed = new Promise((resolve) =>
-      ws.once('close', () => {
-        openClients.delete(this)
-        resolve()
-      }),
-    )
-  }
-
-  of(did: string, t?: string): FirehoseEvent[] {
-    return this.events.filter((e) => e.did === did && (t === undefined || e.t === t))
-  }
-
-  close(): Promise<void> {
-    if (this.ws.readyState !== WebSocket.CLOSED) this.ws.terminate()
-    return this.closed
-  }
-}
-
-/** Replays the firehose from `cursor` until it goes quiet for `quietMs`; returns what it got. */
-export async function replay(relay: Relay, cursor = 0, quietMs = 300): Promise<FirehoseEvent[]> {
-  const c = new FirehoseClient(relay, { cursor })
-  await c.opened
-  let last = -1
-  for (let i = 0; i < 100 && last !== c.events.length; i++) {
-    last = c.events.length
-    await sleep(quietMs)
-  }
-  await c.close()
-  return c.events
-}
-
-export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
-
-/** Polls `check` until it returns a truthy value (returned) or `timeoutMs` passes (throws with `what`). */
-export async function waitFor<T>(what: string, check: () => T | Promise<T>, timeoutMs = 10_000): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs
-  let lastError: unknown
-  for (;;) {
-    try {
-      const v = await check()
-      if (v) return v as NonNullable<T>
-    } catch (err) {
-      lastError = err
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${lastError ? `: ${String(lastError)}` : ''}`)
-    await sleep(25)
+/** Replays the firehose from `cursor` up to the log's newest event at the time of the call; returns what it got. */
+export async function replay(relay: Relay, cursor = 0): Promise<FirehoseEvent[]> {
+  const newest = (await relay.sequencer.eventLog.newestSeq()) ?? 0
+  const c = await FirehoseClient.connect(relay, cursor, { userAgent: 'admin-test-consumer/1.0' })
+  try {
+    await waitUntil(() => (c.seqs().at(-1) ?? cursor) >= newest, () => `replay from ${cursor} to reach seq ${newest} (at ${c.seqs().at(-1)})`, 20_000)
+    return c.events.filter((e) => e.seq <= newest)
+  } finally {
+    await c.close()
   }
 }
 

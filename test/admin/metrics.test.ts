@@ -10,7 +10,9 @@ import { registerHostLagMetrics } from '../../src/api/relay-metrics.js'
 import { HostStats } from '../../src/stats/host-stats.js'
 import type { Relay } from '../../src/relay.js'
 import type { FakePds } from '../helpers/fake-pds.js'
-import { ADMIN_PASSWORD, addHost, basic, FirehoseClient, metricsUrl, publishGenesis, stopRelay, waitFor, World } from './harness.js'
+import { ADMIN_PASSWORD, addHost, basic, metricsUrl, publishGenesis, stopRelay, World } from './harness.js'
+import { FirehoseClient } from '../helpers/firehose-client.js'
+import { waitFor } from '../helpers/wait.js'
 import { startTestRelay } from '../helpers/relay.js'
 
 let world: World

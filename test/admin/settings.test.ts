@@ -5,7 +5,8 @@
  */
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import type { Relay } from '../../src/relay.js'
-import { addHost, admin, call, hostView, stopRelay, waitFor, World } from './harness.js'
+import { addHost, admin, call, hostView, stopRelay, World } from './harness.js'
+import { waitFor } from '../helpers/wait.js'
 import { startTestRelay } from '../helpers/relay.js'
 
 let world: World

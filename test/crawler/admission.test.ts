@@ -6,7 +6,8 @@ import { registerCrawlRoutes } from '../../src/api/crawl-routes.js'
 import { Sequencer } from '../../src/sequencer/sequencer.js'
 import { XrpcError } from '../../src/atproto/xrpc-error.js'
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js'
-import { FakeHost, newStats, RecordingSink, silentLogger, waitFor } from './fake-host.js'
+import { FakeHost, newStats, RecordingSink, silentLogger } from './fake-host.js'
+import { waitUntil } from '../helpers/wait.js'
 
 let tdb: TestDatabase
 let crawler: Crawler
@@ -83,7 +84,7 @@ describe('requestCrawl over HTTP', () => {
     expect(conn.cursor).toBeNull() // a new host starts live
     expect(conn.userAgent).toMatch(/atproto-relay/)
     expect(f.describeCalls).toBe(1)
-    await waitFor(() => crawler.connection(f.hostname)?.state === 'open', 10_000, 'open connection')
+    await waitUntil(() => crawler.connection(f.hostname)?.state === 'open', 'open connection', 10_000)
     const since = crawler.connection(f.hostname)?.connectedSince
 
     // idempotent: the same request again changes nothing and opens no second connection
@@ -246,15 +247,15 @@ describe('requestCrawl over HTTP', () => {
     expect((await requestCrawl(f.hostname)).status).toBe(200)
     await f.waitForConnections(1)
     await f.close()
-    await waitFor(() => crawler.connection(f.hostname)?.state === 'backoff', 3_000, 'backoff')
-    await waitFor(async () => (await hostRow(f.hostname))?.status === 'offline', 3_000, 'offline status')
+    await waitUntil(() => crawler.connection(f.hostname)?.state === 'backoff', 'backoff', 3_000)
+    await waitUntil(async () => (await hostRow(f.hostname))?.status === 'offline', 'offline status', 3_000)
     const info = crawler.connection(f.hostname)
     expect(Date.parse(info?.nextRetryAt ?? '')).toBeGreaterThan(Date.now())
     await f.reopen()
     const result = await crawler.requestCrawl(f.hostname)
     expect(result.outcome).toBe('reconnecting')
     await f.waitForConnections(2, 3_000)
-    await waitFor(async () => (await hostRow(f.hostname))?.status === 'active', 3_000, 'active status')
+    await waitUntil(async () => (await hostRow(f.hostname))?.status === 'active', 'active status', 3_000)
   })
 
   it('answers a name that failed recently from memory: same error, Retry-After, no new probe; admins still probe', async () => {

@@ -7,7 +7,8 @@ import type { HostStats } from '../../src/stats/host-stats.js'
 import { Sequencer } from '../../src/sequencer/sequencer.js'
 import type { HostStatus } from '../../src/storage/types.js'
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js'
-import { eventFrame, FakeHost, newStats, RecordingSink, silentLogger, waitFor } from './fake-host.js'
+import { eventFrame, FakeHost, newStats, RecordingSink, silentLogger, TEST_CRAWLER_SETTINGS } from './fake-host.js'
+import { waitUntil } from '../helpers/wait.js'
 
 let tdb: TestDatabase
 const cleanups: (() => Promise<void>)[] = []
@@ -50,15 +51,7 @@ function harness(overrides: Partial<CrawlerOptions> = {}): Harness {
         sequencer.resetHost(id)
       },
     },
-    allowInsecureHosts: true,
-    trustedDomains: [],
-    defaultAccountLimit: 100_000, // 150 events/s: tests that are not about rate limits stay under it
-    trustedAccountLimit: 10_000_000,
-    newHostsPerDay: 1_000,
-    disableRequestCrawl: false,
-    futureCursorPolicy: 'reset',
-    backoff: { baseMs: 20, maxMs: 200 },
-    logger: silentLogger,
+    ...TEST_CRAWLER_SETTINGS,
     registry,
     ...overrides,
   })
@@ -103,7 +96,7 @@ describe('host connection', () => {
     const conn = await f.waitForConnections(1)
     expect(conn.cursor).toBe('42')
     expect(conn.userAgent).toMatch(/^atrelay\/.+\(atproto-relay\)$/)
-    await waitFor(() => h.sink.received.length === 2)
+    await waitUntil(() => h.sink.received.length === 2, 'h.sink.received.length === 2')
     expect(h.sink.received).toEqual([
       { hostname: f.hostname, t: '#commit', seq: 43 },
       { hostname: f.hostname, t: '#identity', seq: 44 },
@@ -128,7 +121,7 @@ describe('host connection', () => {
     await insertHost(f.hostname)
     const h = harness()
     await h.crawler.start()
-    await waitFor(() => h.sink.received.some((r) => r.seq === 10), 10_000, 'the marker (seq 10)')
+    await waitUntil(() => h.sink.received.some((r) => r.seq === 10), 'the marker (seq 10)', 10_000)
     expect(h.sink.received.map((r) => [r.t, r.seq])).toEqual([
       ['#identity', 5],
       ['#identity', 6],
@@ -160,14 +153,14 @@ describe('host connection', () => {
     const h = harness()
     await h.crawler.start()
     await f.waitForConnections(3)
-    await waitFor(() => h.sink.received.length === 3)
+    await waitUntil(() => h.sink.received.length === 3, 'h.sink.received.length === 3')
     expect(h.sink.seqs()).toEqual([10, 11, 12])
     // A host known from the database with no cursor asks for cursor=0 (only a new admission starts live).
     expect(f.connections.map((c) => c.cursor)).toEqual(['0', '10', '11'])
     expect(h.stats.snapshot(f.hostname).dropped).toEqual({ 'bad-frame': 1, 'text-frame': 1 })
     expect(await metric(h.registry, 'relay_upstream_connection_failures_total')).toBeGreaterThanOrEqual(2)
     // The status write is asynchronous: on a busy machine the third event can arrive before it lands.
-    await waitFor(async () => /text frame/.test((await hostRow(f.hostname)).last_error ?? ''), 3_000, 'last_error of the text frame')
+    await waitUntil(async () => /text frame/.test((await hostRow(f.hostname)).last_error ?? ''), 'last_error of the text frame', 3_000)
   })
 
   it('closes on a frame over 5 MB, counts it, and reconnects', async () => {
@@ -184,10 +177,10 @@ describe('host connection', () => {
     const h = harness()
     await h.crawler.start()
     await f.waitForConnections(2)
-    await waitFor(() => h.sink.received.length === 2)
+    await waitUntil(() => h.sink.received.length === 2, 'h.sink.received.length === 2')
     expect(h.sink.seqs()).toEqual([1, 2])
     expect(h.stats.snapshot(f.hostname).dropped).toEqual({ 'too-big': 1 })
-    await waitFor(async () => ((await hostRow(f.hostname)).last_error ?? '').includes('5000000'), 2_000, 'last_error')
+    await waitUntil(async () => ((await hostRow(f.hostname)).last_error ?? '').includes('5000000'), 'last_error', 2_000)
   })
 
   it('backs off while a host keeps failing (offline), then recovers to active', async () => {
@@ -196,16 +189,16 @@ describe('host connection', () => {
     await insertHost(f.hostname)
     const h = harness({ backoff: { baseMs: 10, maxMs: 80 } })
     await h.crawler.start()
-    await waitFor(() => (h.crawler.connection(f.hostname)?.attempt ?? 0) >= 4, 5_000, 'attempts')
+    await waitUntil(() => (h.crawler.connection(f.hostname)?.attempt ?? 0) >= 4, 'attempts', 5_000)
     const failing = h.crawler.connection(f.hostname)
     expect(failing?.state === 'backoff' || failing?.state === 'connecting').toBe(true)
     expect(failing?.lastError).toMatch(/closed by host/)
-    await waitFor(async () => (await hostRow(f.hostname)).status === 'offline', 2_000, 'offline')
+    await waitUntil(async () => (await hostRow(f.hostname)).status === 'offline', 'offline', 2_000)
 
     // then the host goes away entirely: dials fail, attempts keep growing
     const attemptsBefore = h.crawler.connection(f.hostname)?.attempt ?? 0
     await f.close()
-    await waitFor(() => (h.crawler.connection(f.hostname)?.attempt ?? 0) >= attemptsBefore + 3, 5_000, 'more attempts')
+    await waitUntil(() => (h.crawler.connection(f.hostname)?.attempt ?? 0) >= attemptsBefore + 3, 'more attempts', 5_000)
     expect(h.crawler.connection(f.hostname)?.lastError).toMatch(/ECONNREFUSED|failed/)
     expect((await hostRow(f.hostname)).status).toBe('offline')
     expect(await metric(h.registry, 'relay_upstream_connection_attempts_total')).toBeGreaterThanOrEqual(attemptsBefore + 3)
@@ -213,12 +206,12 @@ describe('host connection', () => {
     // it comes back healthy: active again, and the backoff resets once events flow
     f.onConnection = ({ ws }) => ws.send(eventFrame(1))
     await f.reopen()
-    await waitFor(() => h.sink.received.length === 1, 5_000, 'event after recovery')
-    await waitFor(async () => (await hostRow(f.hostname)).status === 'active', 2_000, 'active')
+    await waitUntil(() => h.sink.received.length === 1, 'event after recovery', 5_000)
+    await waitUntil(async () => (await hostRow(f.hostname)).status === 'active', 'active', 2_000)
     expect(h.crawler.connection(f.hostname)?.state).toBe('open')
     f.onConnection = ({ ws }) => ws.send(eventFrame(2))
     for (const c of f.connections) c.ws.close()
-    await waitFor(() => h.sink.received.length === 2, 5_000, 'event after a reconnect')
+    await waitUntil(() => h.sink.received.length === 2, 'event after a reconnect', 5_000)
     expect(h.crawler.connection(f.hostname)?.attempt).toBe(0)
   })
 
@@ -228,10 +221,10 @@ describe('host connection', () => {
     await insertHost(f.hostname)
     const h = harness()
     await h.crawler.start()
-    await waitFor(async () => ((await hostRow(f.hostname)).last_error ?? '').includes('HTTP 503'), 3_000, 'last_error')
+    await waitUntil(async () => ((await hostRow(f.hostname)).last_error ?? '').includes('HTTP 503'), 'last_error', 3_000)
     f.rejectUpgradeWith = null
     f.onConnection = ({ ws }) => ws.send(eventFrame(3))
-    await waitFor(() => h.sink.received.length === 1, 5_000, 'event')
+    await waitUntil(() => h.sink.received.length === 1, 'event', 5_000)
   })
 
   it('FutureCursor (policy reset): records it, resets the cursor to 0 and reconnects live', async () => {
@@ -250,10 +243,10 @@ describe('host connection', () => {
     await h.crawler.start()
     await f.waitForConnections(2)
     expect(f.connections.map((c) => c.cursor)).toEqual(['5000', null])
-    await waitFor(() => h.sink.received.length === 2)
+    await waitUntil(() => h.sink.received.length === 2, 'h.sink.received.length === 2')
     expect(h.sink.seqs()).toEqual([1, 2])
     expect(h.resets).toEqual([id])
-    await waitFor(async () => (await hostRow(f.hostname)).cursor === 0, 2_000, 'cursor reset')
+    await waitUntil(async () => (await hostRow(f.hostname)).cursor === 0, 'cursor reset', 2_000)
     const row = await hostRow(f.hostname)
     expect(row.status).toBe('active')
     expect(row.last_error).toMatch(/FutureCursor.*5000/)
@@ -270,9 +263,9 @@ describe('host connection', () => {
     await insertHost(f.hostname, { cursor: 77 })
     const h = harness({ futureCursorPolicy: 'stop' })
     await h.crawler.start()
-    await waitFor(async () => (await hostRow(f.hostname)).status === 'idle', 10_000, 'idle')
+    await waitUntil(async () => (await hostRow(f.hostname)).status === 'idle', 'idle', 10_000)
     // 'stopped' is terminal: a redial is only ever scheduled through 'backoff', so none is pending.
-    await waitFor(() => h.crawler.connection(f.hostname)?.state === 'stopped', 10_000, 'connection stopped')
+    await waitUntil(() => h.crawler.connection(f.hostname)?.state === 'stopped', 'connection stopped', 10_000)
     expect(h.crawler.connection(f.hostname)).toMatchObject({ state: 'stopped', status: 'idle' })
     expect(f.connections).toHaveLength(1)
     expect((await hostRow(f.hostname)).cursor).toBe(77)
@@ -290,10 +283,10 @@ describe('host connection', () => {
     await insertHost(f.hostname)
     const h = harness()
     await h.crawler.start()
-    await waitFor(() => h.sink.received.length === 1, 5_000, 'event')
+    await waitUntil(() => h.sink.received.length === 1, 'event', 5_000)
     expect(f.connections).toHaveLength(2)
     // The status write is asynchronous: wait for it rather than race it.
-    await waitFor(async () => /InternalError: sequencer on fire/.test((await hostRow(f.hostname)).last_error ?? ''), 3_000, 'last_error')
+    await waitUntil(async () => /InternalError: sequencer on fire/.test((await hostRow(f.hostname)).last_error ?? ''), 'last_error', 3_000)
   })
 
   it('clips a huge upstream error message before keeping it in stats and the host row', async () => {
@@ -307,11 +300,11 @@ describe('host connection', () => {
     await insertHost(f.hostname)
     const h = harness()
     await h.crawler.start()
-    await waitFor(() => h.sink.received.length === 1, 5_000, 'event')
+    await waitUntil(() => h.sink.received.length === 1, 'event', 5_000)
     const kept = h.stats.snapshot(f.hostname).lastError?.message ?? ''
     expect(kept).toMatch(/^upstream error frame InternalError: x+…$/)
     expect(kept.length).toBeLessThan(600)
-    await waitFor(async () => ((await hostRow(f.hostname)).last_error ?? '').startsWith('upstream error frame InternalError'), 3_000, 'last_error')
+    await waitUntil(async () => ((await hostRow(f.hostname)).last_error ?? '').startsWith('upstream error frame InternalError'), 'last_error', 3_000)
     expect((await hostRow(f.hostname)).last_error!.length).toBeLessThan(600)
   })
 
@@ -322,7 +315,7 @@ describe('host connection', () => {
     await insertHost(f.hostname)
     const h = harness()
     await h.crawler.start()
-    await waitFor(async () => (await hostRow(f.hostname)).status === 'banned', 3_000, 'banned')
+    await waitUntil(async () => (await hostRow(f.hostname)).status === 'banned', 'banned', 3_000)
     expect((await hostRow(f.hostname)).last_error).toMatch(/relay loop/)
     expect(h.sink.received).toHaveLength(0)
     expect(h.crawler.connection(f.hostname)).toBeUndefined()
@@ -339,7 +332,7 @@ describe('host connection', () => {
     const h = harness({ pingIntervalMs: 60 })
     await h.crawler.start()
     await f.waitForConnections(2, 5_000)
-    await waitFor(() => h.sink.received.length === 2)
+    await waitUntil(() => h.sink.received.length === 2, 'h.sink.received.length === 2')
     expect(h.crawler.connection(f.hostname)?.lastError).toMatch(/no traffic or pong/)
   })
 })
@@ -361,8 +354,8 @@ describe('backpressure and rate limits', () => {
     await h.crawler.start()
     await f.waitForConnections(1)
     // The first push blocks; the crawler pauses the socket, so the server's send buffer fills.
-    await waitFor(() => h.crawler.connection(f.hostname)?.heldBack === 'backpressure', 10_000, 'held back')
-    await waitFor(() => (serverWs?.bufferedAmount ?? 0) > 1_000_000, 10_000, 'server send buffer over 1 MB')
+    await waitUntil(() => h.crawler.connection(f.hostname)?.heldBack === 'backpressure', 'held back', 10_000)
+    await waitUntil(() => (serverWs?.bufferedAmount ?? 0) > 1_000_000, 'server send buffer over 1 MB', 10_000)
     expect(h.sink.received).toHaveLength(1)
     const queued = h.crawler.connection(f.hostname)?.queued ?? 0
     expect(queued).toBeLessThan(total - 1)
@@ -370,10 +363,10 @@ describe('backpressure and rate limits', () => {
 
     h.sink.gate = undefined
     release()
-    await waitFor(() => h.sink.received.length === total, 10_000, 'all frames')
+    await waitUntil(() => h.sink.received.length === total, 'all frames', 10_000)
     expect(h.sink.seqs()).toEqual(Array.from({ length: total }, (_, i) => i + 1))
     expect(h.stats.snapshot(f.hostname).dropped).toEqual({})
-    await waitFor(() => serverWs?.bufferedAmount === 0, 3_000, 'server drained')
+    await waitUntil(() => serverWs?.bufferedAmount === 0, 'server drained', 3_000)
     expect(h.crawler.connection(f.hostname)?.heldBack).toBeNull()
   })
 
@@ -387,11 +380,11 @@ describe('backpressure and rate limits', () => {
     const h = harness()
     await h.crawler.start()
     await f.waitForConnections(1)
-    await waitFor(() => h.crawler.connection(f.hostname)?.heldBack === 'rate-limit', 3_000, 'rate limited')
+    await waitUntil(() => h.crawler.connection(f.hostname)?.heldBack === 'rate-limit', 'rate limited', 3_000)
     const info = h.crawler.connection(f.hostname)
     expect(info?.rateLimits).toMatchObject({ perSecond: 50, perHour: 2_500, perDay: 20_000 })
     expect(h.sink.received.length).toBeLessThanOrEqual(50)
-    await waitFor(() => h.sink.received.length === total, 6_000, 'every frame after the window')
+    await waitUntil(() => h.sink.received.length === total, 'every frame after the window', 6_000)
     expect(h.sink.seqs()).toEqual(Array.from({ length: total }, (_, i) => i + 1))
     expect(h.stats.snapshot(f.hostname).dropped).toEqual({})
   })
@@ -406,10 +399,10 @@ describe('backpressure and rate limits', () => {
     await insertHost(f.hostname, { account_limit: 0 }) // 50 events/s
     const h = harness()
     await h.crawler.start()
-    await waitFor(() => h.crawler.connection(f.hostname)?.heldBack === 'rate-limit', 3_000, 'rate limited by #info alone')
+    await waitUntil(() => h.crawler.connection(f.hostname)?.heldBack === 'rate-limit', 'rate limited by #info alone', 3_000)
     expect(h.sink.received).toHaveLength(0)
     expect(h.stats.snapshot(f.hostname).dropped.info ?? 0).toBeLessThanOrEqual(50)
-    await waitFor(() => h.sink.received.length === 1, 6_000, 'the event after the window')
+    await waitUntil(() => h.sink.received.length === 1, 'the event after the window', 6_000)
     expect(h.stats.snapshot(f.hostname).dropped).toEqual({ info: infos })
     expect(f.connections).toHaveLength(1)
   })
@@ -422,10 +415,10 @@ describe('backpressure and rate limits', () => {
     await insertHost(f.hostname, { account_limit: 0 })
     const h = harness()
     await h.crawler.start()
-    await waitFor(() => h.crawler.connection(f.hostname)?.heldBack === 'rate-limit', 3_000, 'rate limited')
+    await waitUntil(() => h.crawler.connection(f.hostname)?.heldBack === 'rate-limit', 'rate limited', 3_000)
     expect(await h.crawler.setAccountLimit(f.hostname, 1_000_000)).toBe(true)
     expect(h.crawler.connection(f.hostname)?.rateLimits.perSecond).toBe(1_050)
-    await waitFor(() => h.sink.received.length === 200, 1_000, 'released at once')
+    await waitUntil(() => h.sink.received.length === 200, 'released at once', 1_000)
     expect((await hostRow(f.hostname)).account_limit).toBe(1_000_000)
   })
 })
@@ -442,13 +435,13 @@ describe('rate-limit episodes', () => {
     const logger = pino({ level: 'info' }, { write: (line: string) => void logs.push(JSON.parse(line) as (typeof logs)[number]) })
     const h = harness({ logger, rateLimitQuietMs: 1_000 })
     await h.crawler.start()
-    await waitFor(() => h.crawler.connection(f.hostname)?.rateLimited != null, 3_000, 'rate-limit episode')
+    await waitUntil(() => h.crawler.connection(f.hostname)?.rateLimited != null, 'rate-limit episode', 3_000)
     expect(h.crawler.connection(f.hostname)?.rateLimited).toMatchObject({ window: 'perSecond', limit: 50 })
     expect([...h.crawler.rateLimitedHosts().keys()]).toEqual([f.hostname])
     expect(await metric(h.registry, 'relay_upstream_rate_limited_hosts')).toBe(1)
 
-    await waitFor(() => h.sink.received.length === total, 10_000, 'every frame after the windows')
-    await waitFor(() => h.crawler.connection(f.hostname)?.rateLimited === null, 10_000, 'episode over')
+    await waitUntil(() => h.sink.received.length === total, 'every frame after the windows', 10_000)
+    await waitUntil(() => h.crawler.connection(f.hostname)?.rateLimited === null, 'episode over', 10_000)
     expect(await metric(h.registry, 'relay_upstream_rate_limited_hosts')).toBe(0)
     const mine = logs.filter((l) => l.host === f.hostname && /rate limit/.test(l.msg))
     // One line when it starts and one when it ends, not one per held event (110 events over ~2 s of windows).
@@ -495,7 +488,7 @@ describe('crawler lifecycle', () => {
     await offline.waitForConnections(2)
     await idle.waitForConnections(2)
     expect(active.connections[1]?.cursor).toBe('3')
-    await waitFor(async () => (await hostRow(offline.hostname)).status === 'active', 10_000, 'offline → active')
+    await waitUntil(async () => (await hostRow(offline.hostname)).status === 'active', 'offline → active', 10_000)
     // The crawler dials only hosts it holds a connection for, and it holds none for the banned one.
     expect(second.crawler.connections().map((c) => c.hostname).sort()).toEqual([active.hostname, offline.hostname, idle.hostname].sort())
     expect(banned.connections).toHaveLength(0)
@@ -508,17 +501,17 @@ describe('crawler lifecycle', () => {
     const h = harness()
     await h.crawler.start()
     await f.waitForConnections(1)
-    await waitFor(() => h.sink.received.length === 1)
+    await waitUntil(() => h.sink.received.length === 1, 'h.sink.received.length === 1')
 
     expect(await h.crawler.blockHost(f.hostname)).toBe(true)
     expect((await hostRow(f.hostname)).status).toBe('banned')
     expect(h.crawler.connection(f.hostname)).toBeUndefined()
-    await waitFor(() => f.connections[0]?.ws.readyState === 3, 2_000, 'server side closed')
+    await waitUntil(() => f.connections[0]?.ws.readyState === 3, 'server side closed', 2_000)
     expect((await h.crawler.requestCrawl(f.hostname).catch((e: Error) => e)) as Error).toMatchObject({ error: 'HostBanned' })
 
     expect(await h.crawler.unblockHost(f.hostname)).toBe(true)
     await f.waitForConnections(2)
-    await waitFor(async () => (await hostRow(f.hostname)).status === 'active', 2_000, 'active')
+    await waitUntil(async () => (await hostRow(f.hostname)).status === 'active', 'active', 2_000)
 
     await h.crawler.setLenient(f.hostname, true)
     expect((await hostRow(f.hostname)).lenient).toBe(true)
@@ -528,7 +521,7 @@ describe('crawler lifecycle', () => {
       return undefined
     }
     f.connections[1]?.ws.send(eventFrame(6))
-    await waitFor(() => captured.length === 1)
+    await waitUntil(() => captured.length === 1, 'captured.length === 1')
     expect(captured).toEqual([true])
     expect(await h.crawler.blockHost('unknown.example.com')).toBe(false)
   })
@@ -544,12 +537,12 @@ describe('crawler lifecycle', () => {
       settled = true
     })
     await h.crawler.start()
-    await waitFor(() => h.sink.received.length === 1)
+    await waitUntil(() => h.sink.received.length === 1, 'h.sink.received.length === 1')
     const stopping = h.crawler.stop()
     let stopped = false
     void stopping.then(() => (stopped = true))
     // stop() has got as far as closing the socket, and still waits for the held push.
-    await waitFor(() => f.connections[0]?.ws.readyState === 3, 10_000, 'server side closed')
+    await waitUntil(() => f.connections[0]?.ws.readyState === 3, 'server side closed', 10_000)
     expect(stopped).toBe(false)
     release()
     await stopping
@@ -571,13 +564,13 @@ describe('embedded PGlite', () => {
     }
     const first = harness({ storage: lite.storage })
     expect((await first.crawler.requestCrawl(f.hostname)).outcome).toBe('added')
-    await waitFor(() => first.sink.received.length === 1)
+    await waitUntil(() => first.sink.received.length === 1, 'first.sink.received.length === 1')
     await first.crawler.stop()
     await lite.storage.db.updateTable('host').set({ cursor: 900 }).execute()
 
     const second = harness({ storage: lite.storage })
     await second.crawler.start()
-    await waitFor(() => second.sink.received.length === 1, 5_000, 'event after reset')
+    await waitUntil(() => second.sink.received.length === 1, 'event after reset', 5_000)
     expect(f.connections.map((c) => c.cursor)).toEqual([null, '900', null])
     const row = await lite.storage.db.selectFrom('host').selectAll().executeTakeFirstOrThrow()
     expect(row).toMatchObject({ hostname: f.hostname, cursor: 0, status: 'active' })

@@ -8,11 +8,29 @@ import pino from 'pino'
 import { Registry } from 'prom-client'
 import { WebSocketServer, type WebSocket } from 'ws'
 import { encodeMessageFrame, type MessageFrame } from '../../src/atproto/frame.js'
+import type { CrawlerOptions } from '../../src/crawler/crawler.js'
 import type { IngestSink, UpstreamHost } from '../../src/crawler/types.js'
 import { HostStats } from '../../src/stats/host-stats.js'
 import type { UpstreamTicket } from '../../src/sequencer/host-cursors.js'
+import { waitUntil } from '../helpers/wait.js'
 
 export const silentLogger = pino({ level: 'silent' })
+
+/**
+ * The crawler settings the crawler tests share: loopback hosts allowed, limits high enough that
+ * tests not about them stay under (100k accounts = 150 events/s), fast redials, no log.
+ */
+export const TEST_CRAWLER_SETTINGS = {
+  allowInsecureHosts: true,
+  trustedDomains: [],
+  defaultAccountLimit: 100_000,
+  trustedAccountLimit: 10_000_000,
+  newHostsPerDay: 1_000,
+  disableRequestCrawl: false,
+  futureCursorPolicy: 'reset',
+  backoff: { baseMs: 20, maxMs: 200 },
+  logger: silentLogger,
+} satisfies Partial<CrawlerOptions>
 
 export interface FakeConnection {
   ws: WebSocket
@@ -31,7 +49,6 @@ export class FakeHost {
   readonly connections: FakeConnection[] = []
   describeCalls = 0
   onConnection: (conn: FakeConnection) => void = () => {}
-  private readonly waiters: (() => void)[] = []
   private server: Server
   private readonly wss = new WebSocketServer({ noServer: true, perMessageDeflate: false })
   port = 0
@@ -53,14 +70,7 @@ export class FakeHost {
 
   /** Resolves once `n` connections in total have been accepted. */
   async waitForConnections(n: number, timeoutMs = 10_000): Promise<FakeConnection> {
-    const deadline = Date.now() + timeoutMs
-    while (this.connections.length < n) {
-      if (Date.now() > deadline) throw new Error(`expected ${n} connections, got ${this.connections.length}`)
-      await new Promise<void>((resolve) => {
-        this.waiters.push(resolve)
-        setTimeout(resolve, 50)
-      })
-    }
+    await waitUntil(() => this.connections.length >= n, () => `${n} connections (got ${this.connections.length})`, timeoutMs)
     return this.connections[n - 1] as FakeConnection
   }
 
@@ -117,7 +127,6 @@ export class FakeHost {
       this.wss.handleUpgrade(req, socket, head, (ws) => {
         const conn = { ws, cursor: url.searchParams.get('cursor'), userAgent: req.headers['user-agent'] }
         this.connections.push(conn)
-        for (const w of this.waiters.splice(0)) w()
         this.onConnection(conn)
       })
     })
@@ -159,11 +168,3 @@ export function newStats(): HostStats {
   return new HostStats(new Registry())
 }
 
-/** Polls until `check` returns true (bounded). */
-export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 10_000, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 20))
-  }
-}

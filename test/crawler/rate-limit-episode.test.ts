@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest'
 import { lexiconHostStatus } from '../../src/api/sync-queries.js'
 import { RateLimitEpisode } from '../../src/crawler/rate-limit-episode.js'
 import type { RateLimitState } from '../../src/crawler/rate-limit.js'
-import { waitFor } from './fake-host.js'
+import { waitUntil } from '../helpers/wait.js'
 
 const state: RateLimitState = { perSecond: 50, perHour: 2_500, perDay: 20_000, counts: { perSecond: 50, perHour: 2_500, perDay: 2_600 } }
 
@@ -41,7 +41,7 @@ describe('RateLimitEpisode', () => {
     expect(lexiconHostStatus('active', episode.view())).toBe('throttled')
     expect(lexiconHostStatus('banned', episode.view())).toBe('banned')
 
-    await waitFor(() => episode.view() === null, 5_000, 'episode over')
+    await waitUntil(() => episode.view() === null, 'episode over', 5_000)
     expect(await value()).toBe(0)
     expect(logs).toHaveLength(3)
     expect(logs[2]).toMatchObject({ level: 30, window: 'perHour', msg: 'host no longer held back by its rate limit' })

@@ -14,7 +14,8 @@ import type { AcceptedEvent } from '../../src/sequencer/types.js'
 import type { PdsEvent } from '../helpers/frames.js'
 import { TestAccount } from '../helpers/repo-builder.js'
 import { createHarness, type Harness } from '../ingest/harness.js'
-import { FakeHost, silentLogger, waitFor } from './fake-host.js'
+import { FakeHost, TEST_CRAWLER_SETTINGS } from './fake-host.js'
+import { waitUntil } from '../helpers/wait.js'
 
 const cleanups: (() => Promise<void>)[] = []
 afterEach(async () => {
@@ -54,15 +55,7 @@ async function rig(): Promise<Rig> {
         return ticket
       },
     },
-    allowInsecureHosts: true,
-    trustedDomains: [],
-    defaultAccountLimit: 100_000,
-    trustedAccountLimit: 10_000_000,
-    newHostsPerDay: 1_000,
-    disableRequestCrawl: false,
-    futureCursorPolicy: 'reset',
-    backoff: { baseMs: 20, maxMs: 200 },
-    logger: silentLogger,
+    ...TEST_CRAWLER_SETTINGS,
     registry: new Registry(),
   })
   cleanups.push(() => crawler.stop())
@@ -114,10 +107,10 @@ describe('upstream tickets', () => {
     r.send({ t: '#weird', body: { did: a.did } })
     const next = await a.createRecord('app.bsky.feed.post', post('after the throw'))
     const last = r.send(next)
-    await waitFor(() => r.h.output().some((o) => o.t === '#commit' && o.body.rev === next.body.rev), 10_000, 'the next commit')
+    await waitUntil(() => r.h.output().some((o) => o.t === '#commit' && o.body.rev === next.body.rev), 'the next commit', 10_000)
     expect(thrown).toBe(true)
-    await waitFor(() => r.h.sequencer.hostCursor(r.hostId) === last, 10_000, `in-memory host cursor ${last}`)
-    await waitFor(async () => (await r.dbCursor()) === last, 10_000, `stored host cursor ${last}`)
+    await waitUntil(() => r.h.sequencer.hostCursor(r.hostId) === last, `in-memory host cursor ${last}`, 10_000)
+    await waitUntil(async () => (await r.dbCursor()) === last, `stored host cursor ${last}`, 10_000)
   })
 
   it('whatever stage throws, the cursor never stalls and never passes an event neither committed nor dropped', async () => {
@@ -127,7 +120,7 @@ describe('upstream tickets', () => {
     const victims = { push: await r.account(), identity: await r.account(), verify: await r.account(), state: await r.account(), submit: await r.account() }
     for (const a of [healthy, ...Object.values(victims)]) r.send(...(await a.genesis()))
     const genesisEnd = r.send(await healthy.createRecord('app.bsky.feed.post', post('before')))
-    await waitFor(() => h.sequencer.hostCursor(r.hostId) === genesisEnd, 15_000, 'genesis committed')
+    await waitUntil(() => h.sequencer.hostCursor(r.hostId) === genesisEnd, 'genesis committed', 15_000)
 
     // Never skips: every ticket at or below the cursor was committed or dropped (checked on every poll and commit).
     const skipped: string[] = []
@@ -178,15 +171,15 @@ describe('upstream tickets', () => {
     }
     const last = r.send(await healthyCommit('last'))
 
-    await waitFor(
+    await waitUntil(
       () => {
         checkNoSkip()
         return h.sequencer.hostCursor(r.hostId) === last
       },
-      20_000,
       `host cursor ${last}`,
+      20_000,
     )
-    await waitFor(async () => (await r.dbCursor()) === last, 10_000, `stored host cursor ${last}`)
+    await waitUntil(async () => (await r.dbCursor()) === last, `stored host cursor ${last}`, 10_000)
     checkNoSkip()
     expect(skipped).toEqual([])
     expect([...failing].sort()).toEqual(['identity', 'push', 'state', 'submit', 'verify'])

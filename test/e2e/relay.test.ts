@@ -45,6 +45,7 @@ import { createPostgresDatabase } from '../helpers/db.js'
 import { PEER_DIR, startPeer, type PeerProcess } from './peer-process.js'
 import { memoryLogger } from '../helpers/memory-logger.js'
 import { everyNameLoopback, startTestRelay } from '../helpers/relay.js'
+import { waitUntil } from '../helpers/wait.js'
 import type { Relay } from '../../src/relay.js'
 
 type ConsumerModule = typeof import('../peer/consumer.mjs')
@@ -93,13 +94,9 @@ let replay: ConsumerState
 let tapFrames: RawFrame[][] = []
 const timings: Record<string, number> = {}
 
-async function waitFor(pred: () => boolean | Promise<boolean>, label: string, ms = WAIT_MS): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!(await pred())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${label}\n${await diagnostics()}`)
-    await new Promise((r) => setTimeout(r, 50))
-  }
-}
+/** waitUntil with the relay's diagnostics in the failure message. */
+const waitFor = (pred: () => boolean | Promise<boolean>, label: string, ms = WAIT_MS): Promise<void> =>
+  waitUntil(pred, async () => `${label}\n${await diagnostics()}`, ms)
 
 /** The relay's state for a failure message: its queues, pool, taps, relevant metrics and log tail. */
 async function diagnostics(): Promise<string> {

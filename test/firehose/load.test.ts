@@ -2,8 +2,9 @@ import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js'
-import { waitFor } from '../sequencer/helpers.js'
-import { connect, range, startRelay, type Relay } from './harness.js'
+import { waitUntil } from '../helpers/wait.js'
+import { FirehoseClient } from '../helpers/firehose-client.js'
+import { range, startFirehoseServer, type FirehoseServer } from './harness.js'
 
 // A real collector for memory measurements (garbage would otherwise dominate heapUsed).
 setFlagsFromString('--expose-gc')
@@ -16,11 +17,11 @@ function contiguous(seqs: number[]): boolean {
 
 describe('firehose under load (postgres)', () => {
   let t: TestDatabase
-  let relay: Relay
+  let relay: FirehoseServer
 
   beforeAll(async () => {
     t = await createTestDatabase('postgres')
-    relay = await startRelay(t, {
+    relay = await startFirehoseServer(t, {
       sequencer: { initialSeq: 1, maxBatchEvents: 100 },
       // A small ring and small replay pages force the log → ring → live path.
       firehose: { ringSize: 64, replayPageSize: 50, maxConsumerLag: 500, highWaterBytes: 64 * 1024, closeGraceMs: 20_000 },
@@ -42,32 +43,33 @@ describe('firehose under load (postgres)', () => {
         produced += 50
       }
     })()
-    await waitFor(() => produced >= 100, 10_000, 'producer started')
-    const c = connect(relay.url, 10)
+    await waitUntil(() => produced >= 100, 'producer started', 10_000)
+    const c = new FirehoseClient(relay.url, { cursor: 10 })
     await c.opened
-    await waitFor(() => produced >= 600, 20_000, 'producer progress')
+    await waitUntil(() => produced >= 600, 'producer progress', 20_000)
     producing = false
     await producer
     const head = relay.sequencer.currentSeq()
-    await waitFor(() => (c.seqs().at(-1) ?? 0) >= head, 20_000, `consumer reaching ${head}`)
+    await waitUntil(() => (c.seqs().at(-1) ?? 0) >= head, `consumer reaching ${head}`, 20_000)
     const seqs = c.seqs()
     expect(seqs[0]).toBe(11)
     expect(contiguous(seqs)).toBe(true)
     expect(seqs.at(-1)).toBe(head)
     // And it is live afterwards: new events arrive exactly once.
     const more = await relay.produce(30, 200)
-    await waitFor(() => c.seqs().length >= seqs.length + 30, 20_000, 'live events after crossover')
+    await waitUntil(() => c.seqs().length >= seqs.length + 30, 'live events after crossover', 20_000)
     // A marker committed last arrives after any duplicate the crossover could have sent.
     const [marker] = await relay.produce(1)
-    await waitFor(() => c.seqs().includes(marker!), 20_000, `the marker ${marker}`)
+    await waitUntil(() => c.seqs().includes(marker!), `the marker ${marker}`, 20_000)
     expect(c.seqs().slice(seqs.length)).toEqual([...more, marker])
     expect(relay.firehose.consumers().find((x) => x.cursor === 10)?.state).toBe('live')
     c.close()
   })
 
   it('a stalled consumer gets ConsumerTooSlow while a fast one receives everything, with bounded memory', async () => {
-    const fast = connect(relay.url)
-    const slow = connect(relay.url)
+    // Summaries only: the test measures this process's memory, which decoded bodies would fill.
+    const fast = new FirehoseClient(relay.url, { summariesOnly: true })
+    const slow = new FirehoseClient(relay.url, { summariesOnly: true })
     await Promise.all([fast.opened, slow.opened])
     // Stop reading on the slow client: its kernel buffers fill, then the relay's.
     const slowSocket = (slow.ws as unknown as { _socket: import('node:net').Socket })._socket
@@ -89,7 +91,7 @@ describe('firehose under load (postgres)', () => {
     for (let i = 0; i < 24; i++) {
       seqs.push(...(await relay.produce(250, 4500)))
       // Measure settled memory (not frames in flight to the fast client); the stalled one's backlog would stay.
-      await waitFor(() => fast.seqs().length >= seqs.length, 10_000, 'fast consumer keeping up')
+      await waitUntil(() => fast.seqs().length >= seqs.length, 'fast consumer keeping up', 10_000)
       // The first rounds grow one-time things (driver buffers, code): measure from there.
       if (i === 2) before = liveMemory()
       else if (i > 2) samples.push(liveMemory())
@@ -100,7 +102,7 @@ describe('firehose under load (postgres)', () => {
     const settledGrowth = Math.min(...samples.slice(-3).map((m) => m.total)) - before.total
     expect(seqs).toEqual(range(start + 1, start + 6000))
 
-    await waitFor(() => fast.seqs().length >= 6000, 20_000, 'fast consumer')
+    await waitUntil(() => fast.seqs().length >= 6000, 'fast consumer', 20_000)
     expect(fast.seqs()).toEqual(seqs)
     const cut = await relay.registry.getSingleMetric('relay_firehose_consumers_cut_off_total')?.get()
     expect(cut?.values.find((v) => v.labels.reason === 'too-slow')?.value).toBe(1)

@@ -8,7 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { createPostgresDatabase } from '../helpers/db.js'
 import { CLI } from '../helpers/child.js'
-import { waitUntil } from '../helpers/relay.js'
+import { waitUntil } from '../helpers/wait.js'
 import { freePort } from '../helpers/ports.js'
 
 let db: { url: string; drop: () => Promise<void> }

@@ -9,6 +9,7 @@ import type { Duplex } from 'node:stream'
 import { fromUint8Array } from '@atcute/car'
 import { WebSocketServer, type WebSocket } from 'ws'
 import { decodeFrame, encodeErrorFrame, encodeEventFrame, type PdsEvent } from './frames.js'
+import { waitUntil } from './wait.js'
 
 export interface SeqFrame {
   seq: number
@@ -67,6 +68,8 @@ interface Conn {
   next: number
   raw: RawItem[]
   waiting: boolean
+  /** Over the high-water mark, waiting for the socket to drain (backpressure, not a yield). */
+  draining: boolean
   /** Inside pump(): stops re-entry when appending wakes every socket. */
   busy: boolean
   closed: boolean
@@ -144,6 +147,20 @@ export class FakePds {
   }
   get openConnections(): number {
     return this.conns.size
+  }
+
+  /** Connections whose sending is held back until their socket drains (a consumer not reading). */
+  get drainingConnections(): number {
+    let n = 0
+    for (const c of this.conns) if (c.draining) n++
+    return n
+  }
+
+  /** The most bytes buffered in user space on any open connection (ws `bufferedAmount`). */
+  get maxBufferedAmount(): number {
+    let max = 0
+    for (const c of this.conns) max = Math.max(max, c.ws.bufferedAmount)
+    return max
   }
 
   /** Sequences events like a PDS (seq = last + 1), stores and broadcasts them. Returns their seqs. */
@@ -280,11 +297,7 @@ export class FakePds {
 
   /** Resolves once `count` connections have been accepted in total. */
   async waitForConnections(count: number, timeoutMs = 5000): Promise<void> {
-    const deadline = Date.now() + timeoutMs
-    while (this.stats.connections < count) {
-      if (Date.now() > deadline) throw new Error(`fake PDS ${this.hostname}: ${this.stats.connections}/${count} connections after ${timeoutMs} ms`)
-      await new Promise((r) => setTimeout(r, 10))
-    }
+    await waitUntil(() => this.stats.connections >= count, () => `fake PDS ${this.hostname}: ${count} connections (${this.stats.connections} so far)`, timeoutMs)
   }
 
   async close(): Promise<void> {
@@ -436,8 +449,10 @@ export class FakePds {
       this.stats.bytesSent += typeof data === 'string' ? Buffer.byteLength(data) : data.length
       if (over) {
         c.waiting = true
+        c.draining = true
         c.ws.send(data, { binary }, (err) => {
           c.waiting = false
+          c.draining = false
           if (!err) this.pump(c)
         })
         return
@@ -491,7 +506,7 @@ export class FakePds {
       start = this.history.length
       while (start > 0 && (this.history[start - 1] as SeqFrame).seq > cursor) start--
     }
-    const conn: Conn = { ws, next: start, raw: [], waiting: false, busy: false, closed: false }
+    const conn: Conn = { ws, next: start, raw: [], waiting: false, draining: false, busy: false, closed: false }
     this.conns.add(conn)
     this.stats.open = this.conns.size
     ws.on('message', () => {

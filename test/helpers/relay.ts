@@ -1,8 +1,8 @@
 /**
  * The one whole-relay test harness: `startTestRelay` starts the relay in-process with loopback-only
- * DNS, its own data directory and test-friendly settings; plus a consumer of its firehose, a tiny
+ * DNS, its own data directory and test-friendly settings; plus a tiny
  * DID-document server standing in for PLC (for fixture DIDs a real PLC cannot register), HTTP
- * helpers and bounded waits.
+ * helpers. Its firehose consumer is test/helpers/firehose-client.ts; waits are test/helpers/wait.ts.
  */
 import { mkdtemp, rm } from 'node:fs/promises'
 import { createServer, type Server } from 'node:http'
@@ -10,8 +10,6 @@ import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
-import WebSocket from 'ws'
-import { decodeFrame } from '../../src/atproto/frame.js'
 import { loadConfig, type LogLevel } from '../../src/config.js'
 import type { TxtLookup } from '../../src/identity/index.js'
 import type { AddressLookup } from '../../src/net/net-guard.js'
@@ -19,7 +17,6 @@ import { createLogger } from '../../src/logger.js'
 import { startRelay, type Relay, type RelayOverrides } from '../../src/relay.js'
 import { waitUntil } from './wait.js'
 
-export { waitUntil }
 
 /** The admin password of every test relay unless `env.RELAY_ADMIN_PASSWORD` says otherwise. */
 export const TEST_ADMIN_PASSWORD = 'correct horse battery staple'
@@ -154,84 +151,6 @@ export async function hostStatus(relay: Relay, hostname: string): Promise<HostSt
 
 export async function healthStatus(relay: Relay): Promise<number> {
   return (await fetch(apiUrl(relay, '/xrpc/_health'))).status
-}
-
-// ---------------------------------------------------------------- firehose consumer
-
-export interface OutEvent {
-  seq: number
-  t: string
-  /** `repo` of a #commit, `did` of the others */
-  did: string
-  body: Record<string, unknown>
-  /** Date.now() when the frame arrived. */
-  receivedAt: number
-}
-
-/** A subscribeRepos client that decodes and keeps every frame the relay sends. */
-export class FirehoseReader {
-  readonly events: OutEvent[] = []
-  readonly errors: string[] = []
-  private closed = false
-
-  private constructor(private readonly ws: WebSocket) {
-    ws.on('message', (data: Buffer, isBinary: boolean) => {
-      if (!isBinary) {
-        this.errors.push('text frame')
-        return
-      }
-      try {
-        const frame = decodeFrame(new Uint8Array(data))
-        if (frame.op === -1) {
-          this.errors.push(`${frame.error}: ${frame.message ?? ''}`)
-          return
-        }
-        const body = frame.body
-        const did = (frame.t === '#commit' ? body.repo : body.did) as string
-        this.events.push({ seq: body.seq as number, t: frame.t, did, body, receivedAt: Date.now() })
-      } catch (err) {
-        this.errors.push(`undecodable: ${(err as Error).message}`)
-      }
-    })
-    ws.on('close', () => (this.closed = true))
-    ws.on('error', (err) => this.errors.push(`socket: ${err.message}`))
-  }
-
-  /** `cursor` 0 replays the whole log before going live. */
-  static async connect(relay: Relay, cursor: number | null = 0): Promise<FirehoseReader> {
-    const q = cursor === null ? '' : `?cursor=${cursor}`
-    const ws = new WebSocket(`ws://127.0.0.1:${relay.apiAddress.port}/xrpc/com.atproto.sync.subscribeRepos${q}`, { perMessageDeflate: false })
-    const reader = new FirehoseReader(ws)
-    await new Promise<void>((resolve, reject) => {
-      ws.once('open', () => resolve())
-      ws.once('error', reject)
-    })
-    return reader
-  }
-
-  get isClosed(): boolean {
-    return this.closed
-  }
-
-  ofDid(did: string): OutEvent[] {
-    return this.events.filter((e) => e.did === did)
-  }
-
-  async waitFor(cond: (events: OutEvent[]) => boolean, what: string | (() => string), timeoutMs = 10_000): Promise<void> {
-    await waitUntil(() => cond(this.events), what, timeoutMs)
-  }
-
-  async close(): Promise<void> {
-    if (this.closed || this.ws.readyState === WebSocket.CLOSED) return
-    await new Promise<void>((resolve) => {
-      this.ws.once('close', () => resolve())
-      this.ws.close()
-      setTimeout(() => {
-        this.ws.terminate()
-        resolve()
-      }, 1_000).unref()
-    })
-  }
 }
 
 /** The `$link` of a CID field in a decoded body (CidLinkWrapper), or undefined. */

@@ -208,11 +208,3 @@ export function comparable(body: Record<string, unknown>): unknown {
   return walk(rest)
 }
 
-/** Waits until `cond` holds (bounded). */
-export async function waitFor(cond: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error('timed out waiting for condition')
-    await new Promise((r) => setTimeout(r, 5))
-  }
-}

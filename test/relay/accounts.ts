@@ -9,7 +9,9 @@ import type { Relay } from '../../src/relay.js'
 import { FakePds } from '../helpers/fake-pds.js'
 import type { PdsEvent } from '../helpers/frames.js'
 import { TestAccount } from '../helpers/repo-builder.js'
-import { didDocument, linkOf, requestCrawl, waitUntil, type DidDocServer, type FirehoseReader, type OutEvent } from '../helpers/relay.js'
+import { didDocument, linkOf, requestCrawl, type DidDocServer } from '../helpers/relay.js'
+import { type FirehoseClient, type FirehoseEvent } from '../helpers/firehose-client.js'
+import { waitUntil } from '../helpers/wait.js'
 
 /** What identifies an event in the output: type plus the field that tells two of a kind apart. */
 export function keyOfEvent(t: string, body: Record<string, unknown>): string {
@@ -46,20 +48,20 @@ export class Ledger {
   }
 
   /** Waits until every recorded event is out, then checks per-account order exactly (nothing lost, duplicated or reordered). */
-  async expectAllForwarded(reader: Pick<FirehoseReader, 'ofDid'>, timeoutMs = 15_000): Promise<void> {
+  async expectAllForwarded(reader: Pick<FirehoseClient, 'of'>, timeoutMs = 15_000): Promise<void> {
     const behind = () => {
       const late: string[] = []
-      for (const [did, keys] of this.expected) if (reader.ofDid(did).length < keys.length) late.push(`${did} ${reader.ofDid(did).length}/${keys.length}`)
+      for (const [did, keys] of this.expected) if (reader.of(did).length < keys.length) late.push(`${did} ${reader.of(did).length}/${keys.length}`)
       return late
     }
     await waitUntil(() => behind().length === 0, () => `every legitimate event forwarded (behind: ${behind().join(', ')})`, timeoutMs)
     for (const [did, keys] of this.expected) {
-      expect(reader.ofDid(did).map((o) => keyOfEvent(o.t, o.body)), `output of ${did}`).toEqual(keys)
+      expect(reader.of(did).map((o) => keyOfEvent(o.t, o.body)), `output of ${did}`).toEqual(keys)
     }
   }
 
   /** Nothing invalid went out: commits all legitimate and unique, DIDs all known, relay seqs consecutive. */
-  expectOutputValid(reader: FirehoseReader): void {
+  expectOutputValid(reader: FirehoseClient): void {
     const seen = new Set<string>()
     for (const o of reader.events) {
       expect(this.expected.has(o.did) || this.unmatched.has(o.did), `forwarded event of unknown ${o.did}`).toBe(true)
@@ -70,7 +72,7 @@ export class Ledger {
         seen.add(cid)
       }
     }
-    const seqs = reader.events.map((o: OutEvent) => o.seq)
+    const seqs = reader.events.map((o: FirehoseEvent) => o.seq)
     expect(seqs).toEqual(seqs.map((_, i) => (seqs[0] ?? 0) + i))
     expect(reader.errors).toEqual([])
   }

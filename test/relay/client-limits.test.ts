@@ -11,7 +11,8 @@ import WebSocket from 'ws'
 import type { Relay } from '../../src/relay.js'
 import { createPostgresDatabase } from '../helpers/db.js'
 import { LoopbackPlc } from '../helpers/loopback-plc.js'
-import { apiUrl, startTestRelay, TEST_ADMIN_PASSWORD, waitUntil } from '../helpers/relay.js'
+import { apiUrl, startTestRelay, TEST_ADMIN_PASSWORD } from '../helpers/relay.js'
+import { waitUntil } from '../helpers/wait.js'
 
 let drop: () => Promise<void>
 let plc: LoopbackPlc

@@ -26,12 +26,14 @@ import {
 import { LoopbackPlc } from '../helpers/loopback-plc.js'
 import { TestAccount } from '../helpers/repo-builder.js'
 import { Ledger, post, startHost, streamCommits, type TestHost } from './accounts.js'
-import { FirehoseReader, healthStatus, hostStatus, startTestRelay, waitUntil } from '../helpers/relay.js'
+import { healthStatus, hostStatus, startTestRelay } from '../helpers/relay.js'
+import { FirehoseClient } from '../helpers/firehose-client.js'
+import { waitUntil } from '../helpers/wait.js'
 
 let drop: () => Promise<void>
 let plc: LoopbackPlc
 let relay: Relay
-let reader: FirehoseReader
+let reader: FirehoseClient
 let good: TestHost
 const handles = new Map<string, string>()
 const ledger = new Ledger()
@@ -42,7 +44,7 @@ beforeAll(async () => {
   drop = db.drop
   plc = await LoopbackPlc.start()
   relay = await startTestRelay({ databaseUrl: db.url, plcUrl: plc.url, handles })
-  reader = await FirehoseReader.connect(relay, 0)
+  reader = await FirehoseClient.connect(relay, 0)
   good = await startHost(relay, plc, handles, ledger, { accounts: 2 })
   await ledger.expectAllForwarded(reader)
 }, 60_000)
@@ -219,7 +221,7 @@ describe('hostile hosts beside a well-behaved one', () => {
       // Each bomb after a good event: the good event must not reset the backoff.
       for (const [what, frame] of frames) {
         ledger.publish(bad.pds, await post(a))
-        await waitUntil(() => reader.ofDid(a.did).length === ledger.expected.get(a.did)!.length, `good event before ${what}`)
+        await waitUntil(() => reader.of(a.did).length === ledger.expected.get(a.did)!.length, `good event before ${what}`)
         const connections = bad.pds.stats.connections
         bad.pds.emitRaw(frame())
         expect(await healthStatus(relay), what).toBe(200)
@@ -272,15 +274,15 @@ describe('hostile hosts beside a well-behaved one', () => {
     const elapsed = (Date.now() - t0) / 1000
     const received = relay.stats.snapshot(name).received
     flood.pds.stopPlayback()
-    if (process.env.RELAY_TEST_VERBOSE) console.log({ elapsed, received, offered: flood.pds.stats.framesSent, forwarded: reader.ofDid(a.did).length })
+    if (process.env.RELAY_TEST_VERBOSE) console.log({ elapsed, received, offered: flood.pds.stats.framesSent, forwarded: reader.of(a.did).length })
     expect(held).toBe(true)
     expect(received).toBeGreaterThan(limit / 2)
     // Fixed one-second windows with the previous one weighted in: at most `limit` per window touched.
     expect(received).toBeLessThanOrEqual(limit * (Math.ceil(elapsed) + 1))
     expect(flood.pds.stats.framesSent).toBeGreaterThan(received * 2)
     // What did get through is valid and forwarded; nothing was dropped.
-    expect(reader.ofDid(a.did).every((o) => o.t === '#account' && o.body.active === true)).toBe(true)
-    expect(reader.ofDid(a.did).length).toBeGreaterThan(0)
+    expect(reader.of(a.did).every((o) => o.t === '#account' && o.body.active === true)).toBe(true)
+    expect(reader.of(a.did).length).toBeGreaterThan(0)
     expect(relay.stats.snapshot(name).dropped).toEqual({})
   })
 
@@ -291,7 +293,7 @@ describe('hostile hosts beside a well-behaved one', () => {
     const name = flaky.pds.hostname
     for (let i = 0; i < 3; i++) {
       ledger.publish(flaky.pds, await post(a))
-      await waitUntil(() => reader.ofDid(a.did).length === ledger.expected.get(a.did)!.length, 'the flaky host’s commit out')
+      await waitUntil(() => reader.of(a.did).length === ledger.expected.get(a.did)!.length, 'the flaky host’s commit out')
       await waitUntil(async () => (await hostStatus(relay, name)).seq === flaky.pds.seq, 'host cursor stored')
       const connections = flaky.pds.stats.connections
       flaky.pds.dropConnections()

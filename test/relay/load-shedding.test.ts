@@ -23,7 +23,8 @@ import type { FakePds } from '../helpers/fake-pds.js'
 import type { PdsEvent } from '../helpers/frames.js'
 import { LoopbackPlc } from '../helpers/loopback-plc.js'
 import { Ledger, startHost, streamCommits, type TestHost } from './accounts.js'
-import { apiUrl, FirehoseReader, linkOf, loopbackLookup, startTestRelay } from '../helpers/relay.js'
+import { apiUrl, linkOf, loopbackLookup, startTestRelay } from '../helpers/relay.js'
+import { FirehoseClient } from '../helpers/firehose-client.js'
 
 /** A ledger that also remembers when each commit was published, for latency. */
 class TimedLedger extends Ledger {
@@ -35,7 +36,7 @@ class TimedLedger extends Ledger {
   }
 
   /** Publish-to-firehose latency (ms) of the commits published since `since`. */
-  latencies(reader: FirehoseReader, since: number): number[] {
+  latencies(reader: FirehoseClient, since: number): number[] {
     const out: number[] = []
     for (const o of reader.events) {
       const at = o.t === '#commit' ? this.publishedAt.get(linkOf(o.body.commit)!) : undefined
@@ -53,7 +54,7 @@ loopDelay.enable()
 let drop: () => Promise<void>
 let plc: LoopbackPlc
 let relay: Relay
-let reader: FirehoseReader
+let reader: FirehoseClient
 let honest: TestHost
 const handles = new Map<string, string>()
 const ledger = new TimedLedger()
@@ -81,7 +82,7 @@ beforeAll(async () => {
       ...(process.env.LOAD_TEST_QUERY_POOL ? { RELAY_DB_QUERY_POOL_SIZE: process.env.LOAD_TEST_QUERY_POOL } : {}),
     },
   })
-  reader = await FirehoseReader.connect(relay, 0)
+  reader = await FirehoseClient.connect(relay, 0)
   honest = await startHost(relay, plc, handles, ledger, { accounts: 2 })
   await ledger.expectAllForwarded(reader)
   await fillAccounts(relay, ACCOUNTS_FOR_PAGES)

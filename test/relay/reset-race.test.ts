@@ -9,7 +9,9 @@ import { afterAll, describe, expect, it } from 'vitest'
 import type { Relay } from '../../src/relay.js'
 import { createPostgresDatabase } from '../helpers/db.js'
 import { Ledger, post, servedBy, startHost, type TestHost } from './accounts.js'
-import { DidDocServer, FirehoseReader, healthStatus, hostStatus, startTestRelay, waitUntil } from '../helpers/relay.js'
+import { DidDocServer, healthStatus, hostStatus, startTestRelay } from '../helpers/relay.js'
+import { FirehoseClient } from '../helpers/firehose-client.js'
+import { waitUntil } from '../helpers/wait.js'
 
 const cleanups: (() => Promise<unknown>)[] = []
 afterAll(async () => {
@@ -26,7 +28,7 @@ describe('sequence reset while an old event is in flight', () => {
     const ledger = new Ledger()
     const relay: Relay = await startTestRelay({ databaseUrl: db.url, plcUrl: docs.url, handles })
     cleanups.push(() => relay.stop())
-    const reader = await FirehoseReader.connect(relay, 0)
+    const reader = await FirehoseClient.connect(relay, 0)
     cleanups.push(() => reader.close())
     const host: TestHost = await startHost(relay, servedBy(docs), handles, ledger, { accounts: 2 })
     cleanups.push(() => host.pds.close())

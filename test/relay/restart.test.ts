@@ -10,7 +10,9 @@ import type { Relay } from '../../src/relay.js'
 import { createPostgresDatabase } from '../helpers/db.js'
 import { LoopbackPlc } from '../helpers/loopback-plc.js'
 import { Ledger, post, startHost, streamCommits, type TestHost } from './accounts.js'
-import { FirehoseReader, healthStatus, hostStatus, startTestRelay, waitUntil, type OutEvent } from '../helpers/relay.js'
+import { healthStatus, hostStatus, startTestRelay } from '../helpers/relay.js'
+import { FirehoseClient, type FirehoseEvent } from '../helpers/firehose-client.js'
+import { waitUntil } from '../helpers/wait.js'
 
 const cleanups: (() => Promise<unknown>)[] = []
 afterAll(async () => {
@@ -43,7 +45,7 @@ describe('relay restart on the same database', () => {
 
     let relay: Relay = await startTestRelay({ databaseUrl: db.url, plcUrl: plc.url, handles })
     cleanups.push(() => relay.stop())
-    const readerA = await FirehoseReader.connect(relay, 0)
+    const readerA = await FirehoseClient.connect(relay, 0)
     cleanups.push(() => readerA.close())
     const hosts: TestHost[] = []
     for (let i = 0; i < 2; i++) {
@@ -71,14 +73,14 @@ describe('relay restart on the same database', () => {
       expect(stored).toBeGreaterThan(0)
       expect(h.pds.stats.cursors[connectionsBefore[i]!]).toBe(stored)
     }
-    const readerB = await FirehoseReader.connect(relay, lastA)
+    const readerB = await FirehoseClient.connect(relay, lastA)
     cleanups.push(() => readerB.close())
     for (const s of streams) await s.stop()
 
     // Old output up to the stop + new output after it = exactly what was published, per account.
-    const combined = { ofDid: (did: string): OutEvent[] => [...readerA.ofDid(did), ...readerB.ofDid(did)] }
+    const combined = { of: (did: string): FirehoseEvent[] => [...readerA.of(did), ...readerB.of(did)] }
     await waitUntil(
-      () => [...ledger.expected].every(([did, keys]) => combined.ofDid(did).length >= keys.length),
+      () => [...ledger.expected].every(([did, keys]) => combined.of(did).length >= keys.length),
       'every published event through one relay or the other',
       20_000,
     )
@@ -88,7 +90,7 @@ describe('relay restart on the same database', () => {
     ledger.expectOutputValid(readerB)
 
     // A consumer replaying the whole log from the new relay sees the same.
-    const replay = await FirehoseReader.connect(relay, 0)
+    const replay = await FirehoseClient.connect(relay, 0)
     cleanups.push(() => replay.close())
     await replay.waitFor((ev) => ev.length >= readerA.events.length + readerB.events.length, 'full replay')
     await ledger.expectAllForwarded(replay)
@@ -103,7 +105,7 @@ describe('relay restart on the same database', () => {
     const env = { RELAY_TRUSTED_DOMAINS: 'localhost', RELAY_HOST_CONCURRENCY: '2' }
     let relay: Relay = await startTestRelay({ databaseUrl: db.url, plcUrl: plc.url, handles, env })
     cleanups.push(() => relay.stop())
-    const readerA = await FirehoseReader.connect(relay, 0)
+    const readerA = await FirehoseClient.connect(relay, 0)
     cleanups.push(() => readerA.close())
     const h = await startHost(relay, plc, handles, ledger, { accounts: 6 })
     cleanups.push(() => h.pds.close())
@@ -122,9 +124,9 @@ describe('relay restart on the same database', () => {
     expect(readerA.events.length - before).toBeLessThan(backlog.length)
 
     relay = await startTestRelay({ databaseUrl: db.url, plcUrl: plc.url, handles, env })
-    const readerB = await FirehoseReader.connect(relay, lastA)
+    const readerB = await FirehoseClient.connect(relay, lastA)
     cleanups.push(() => readerB.close())
-    const combined = { ofDid: (did: string): OutEvent[] => [...readerA.ofDid(did), ...readerB.ofDid(did)] }
+    const combined = { of: (did: string): FirehoseEvent[] => [...readerA.of(did), ...readerB.of(did)] }
     await ledger.expectAllForwarded(combined, 20_000)
     expect(readerB.events[0]!.seq).toBe(lastA + 1)
     ledger.expectOutputValid(readerB)

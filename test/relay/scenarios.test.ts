@@ -13,7 +13,9 @@ import { createPostgresDatabase } from '../helpers/db.js'
 import { FakePds } from '../helpers/fake-pds.js'
 import { encodeEventFrame } from '../helpers/frames.js'
 import { comparable, fromJsonModel } from '../ingest/harness.js'
-import { DidDocServer, didDocument, FirehoseReader, healthStatus, hostStatus, requestCrawl, startTestRelay, waitUntil } from '../helpers/relay.js'
+import { DidDocServer, didDocument, healthStatus, hostStatus, requestCrawl, startTestRelay } from '../helpers/relay.js'
+import { FirehoseClient } from '../helpers/firehose-client.js'
+import { waitUntil } from '../helpers/wait.js'
 
 const scenarioDir = fileURLToPath(new URL('../fixtures/indigo/relay-scenarios/', import.meta.url))
 const pdsDir = fileURLToPath(new URL('../fixtures/pds-scenario/', import.meta.url))
@@ -42,7 +44,7 @@ afterEach(async () => {
 interface World {
   relay: Relay
   pds: FakePds
-  reader: FirehoseReader
+  reader: FirehoseClient
 }
 
 /** A fresh database, relay, fake host (crawled and connected) and firehose reader. */
@@ -55,7 +57,7 @@ async function world(handles: Map<string, string>, lenient: boolean, setDocs: (p
   setDocs(pds.url)
   const relay = await startTestRelay({ databaseUrl: db.url, plcUrl: docs.url, handles, lenient })
   cleanups.push(() => relay.stop())
-  const reader = await FirehoseReader.connect(relay, 0)
+  const reader = await FirehoseClient.connect(relay, 0)
   cleanups.push(() => reader.close())
   await requestCrawl(relay, pds.hostname)
   // The relay subscribes live (no stored cursor): publish only once it is there.
@@ -143,7 +145,7 @@ describe('PDS scenario frames through the crawler', () => {
 
     const didOf = (e: { t: string; body: Record<string, unknown> }) => (e.t === '#commit' ? e.body.repo : e.body.did) as string
     for (const did of Object.keys(fixture.docs)) {
-      const mine = reader.ofDid(did)
+      const mine = reader.of(did)
       const theirs = forwarded.filter((e) => didOf(e) === did)
       expect(mine.map((o) => o.t)).toEqual(theirs.map((e) => e.t))
       mine.forEach((o, i) => {
@@ -158,7 +160,7 @@ describe('PDS scenario frames through the crawler', () => {
 
     // bob is deleted at the end: #account deleted goes out, he no longer counts on the host.
     const bob = 'did:plc:nq75q32vvlzgaq2mj7yf7rwv'
-    const last = reader.ofDid(bob).at(-1)!
+    const last = reader.of(bob).at(-1)!
     expect(last.t).toBe('#account')
     expect({ active: last.body.active, status: last.body.status }).toEqual({ active: false, status: 'deleted' })
     const status = await hostStatus(relay, pds.hostname)
@@ -167,7 +169,7 @@ describe('PDS scenario frames through the crawler', () => {
 
     // carol's first #identity (carol.test) no longer verifies against her current document; the later one does.
     const carol = 'did:plc:vhwjwohmwnnav5glhrpthxgu'
-    expect(reader.ofDid(carol).filter((o) => o.t === '#identity').map((o) => o.body.handle)).toEqual([undefined, 'carol2.test'])
+    expect(reader.of(carol).filter((o) => o.t === '#identity').map((o) => o.body.handle)).toEqual([undefined, 'carol2.test'])
     expect(reader.errors).toEqual([])
   })
 })

@@ -6,7 +6,8 @@ import { Sequencer, SEQ_STATE_KEY } from '../../src/sequencer/sequencer.js'
 import type { CommittedEvent } from '../../src/sequencer/types.js'
 import { SequencerError } from '../../src/sequencer/types.js'
 import { createTestDatabase, STORAGE_KINDS, type TestDatabase } from '../helpers/db.js'
-import { commitEvent, createAccounts, createHost, rev, silentLogger, waitFor } from './helpers.js'
+import { commitEvent, createAccounts, createHost, rev, silentLogger } from './helpers.js'
+import { waitUntil } from '../helpers/wait.js'
 
 function makeSequencer(t: TestDatabase, opts: Partial<ConstructorParameters<typeof Sequencer>[0]> = {}) {
   return new Sequencer({
@@ -106,7 +107,7 @@ describe.each(STORAGE_KINDS)('Sequencer on %s', (kind) => {
     const p = [0, 1, 2].map((i) => s.submit(commitEvent(accounts[1]!, 'did:plc:test1', rev(200 + i))))
     const failures = async () => (await registry.getSingleMetric('relay_sequencer_commit_failures_total')!.get()).values.reduce((n, v) => n + v.value, 0)
     // The batch failed, and so did its retry: it is held, not published.
-    await waitFor(async () => (await failures()) >= 2, 20_000, 'two failed commit attempts')
+    await waitUntil(async () => (await failures()) >= 2, 'two failed commit attempts', 20_000)
     expect(published).toEqual([])
     expect(s.queuedEvents()).toBe(3)
     const stored = await t.storage.db.selectFrom('event').select('seq').where('seq', '>', base).execute()
@@ -135,14 +136,14 @@ describe.each(STORAGE_KINDS)('Sequencer on %s', (kind) => {
     expect(await cursorInDb()).toBe(0)
     // 10 is committed: the cursor reaches 10 but not 12 (11 pending).
     await s.submit(ev(10))
-    await waitFor(async () => (await cursorInDb()) === 10, 5000, 'cursor 10')
+    await waitUntil(async () => (await cursorInDb()) === 10, 'cursor 10', 5000)
     // 11 is dropped on purpose: 10, 11, 12 are done, 13 pending.
     tickets.get(11)!.drop('duplicate')
-    await waitFor(async () => (await cursorInDb()) === 12, 5000, 'cursor 12')
+    await waitUntil(async () => (await cursorInDb()) === 12, 'cursor 12', 5000)
     expect(s.hostCursor(h2)).toBe(12)
     // 13 commits: 14 was already handled, so the cursor jumps to 14.
     await s.submit(ev(13))
-    await waitFor(async () => (await cursorInDb()) === 14, 5000, 'cursor 14')
+    await waitUntil(async () => (await cursorInDb()) === 14, 'cursor 14', 5000)
     await s.stop()
     expect(await cursorInDb()).toBe(14)
   })

@@ -5,6 +5,7 @@ import { decodeFrame, encodeEventFrame, frameSeq } from '../helpers/frames.js'
 import { garbageFrame } from '../helpers/hostile-frames.js'
 import { postRecord, Rng } from '../helpers/records.js'
 import { TestAccount } from '../helpers/repo-builder.js'
+import { waitUntil } from '../helpers/wait.js'
 
 interface Client {
   ws: WebSocket
@@ -33,14 +34,6 @@ function connect(pds: FakePds, cursor?: number): Client {
   const client = { ws, frames, texts, closed, opened }
   clients.push(client)
   return client
-}
-
-async function until(cond: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 5))
-  }
 }
 
 const seqs = (c: Client) => c.frames.map((f) => frameSeq(f))
@@ -76,13 +69,13 @@ describe('FakePds', () => {
     const tail = connect(pds, 5)
     const live = connect(pds)
     await Promise.all([all.opened, tail.opened, live.opened])
-    await until(() => all.frames.length === 7 && tail.frames.length === 2, 'replay')
+    await waitUntil(() => all.frames.length === 7 && tail.frames.length === 2, 'replay')
     expect(seqs(all)).toEqual([1, 2, 3, 4, 5, 6, 7])
     expect(seqs(tail)).toEqual([6, 7])
     expect(live.frames).toHaveLength(0)
 
     pds.publish(await account.createRecord('app.bsky.feed.post', postRecord(rng, new Date().toISOString())))
-    await until(() => all.frames.length === 8 && tail.frames.length === 3 && live.frames.length === 1, 'live frame')
+    await waitUntil(() => all.frames.length === 8 && tail.frames.length === 3 && live.frames.length === 1, 'live frame')
     expect(seqs(live)).toEqual([8])
     const { header, body } = decodeFrame(live.frames[0]!)
     expect(header).toEqual({ t: '#commit', op: 1 })
@@ -132,13 +125,13 @@ describe('FakePds', () => {
     pds.emitRaw(garbageFrame(40))
     expect(pds.emit(frame)).toBe(base + 1)
     pds.emitRaw('not binary', { binary: false })
-    await until(() => c.frames.length === 2 && c.texts.length === 1, 'raw + stored')
+    await waitUntil(() => c.frames.length === 2 && c.texts.length === 1, 'raw + stored')
     expect(c.frames[0]).toHaveLength(40)
     expect(frameSeq(c.frames[1]!)).toBe(base + 1)
     expect(c.texts).toEqual(['not binary'])
 
     const replay = connect(pds, base)
-    await until(() => replay.frames.length === 1, 'replay of emitted frame')
+    await waitUntil(() => replay.frames.length === 1, 'replay of emitted frame')
     expect(Buffer.from(replay.frames[0]!).equals(Buffer.from(frame))).toBe(true)
   })
 
@@ -155,7 +148,7 @@ describe('FakePds', () => {
     expect((await again.closed).reason).toBe('FutureCursor')
     expect(pds.publish(account.identityEvent())).toEqual([1])
     const fresh = connect(pds, 0)
-    await until(() => fresh.frames.length === 1, 'frame after reset')
+    await waitUntil(() => fresh.frames.length === 1, 'frame after reset')
     expect(frameSeq(fresh.frames[0]!)).toBe(1)
     expect(pds.stats.connections).toBe(before + 2)
   })
@@ -178,13 +171,16 @@ describe('FakePds', () => {
     const event = account.identityEvent()
     const slow = connect(pds)
     await slow.opened
+    const arrivals: number[] = []
+    slow.ws.on('message', () => arrivals.push(performance.now()))
+    const started = performance.now()
     pds.flood((seq) => encodeEventFrame(event, seq), { count: 1000, ratePerSec: 100 })
-    await new Promise((r) => setTimeout(r, 200))
-    expect(slow.frames.length).toBeGreaterThan(0)
-    expect(slow.frames.length).toBeLessThan(200)
+    await waitUntil(() => slow.frames.length >= 30, '30 paced frames')
+    // At 100/s the 30th frame cannot leave before 300 ms: a lower bound, which a slow machine only widens.
+    expect(arrivals[29]! - started).toBeGreaterThanOrEqual(290)
     pds.setRate(0)
     await pds.playbackDone()
-    await until(() => slow.frames.length === 1000, 'flood')
+    await waitUntil(() => slow.frames.length === 1000, 'flood')
     const got = seqs(slow)
     expect(got[0]).toBe(1)
     expect(got.every((s, i) => s === i + 1)).toBe(true)
@@ -198,13 +194,14 @@ describe('FakePds', () => {
       await c.opened
       ;(c.ws as unknown as { _socket: { pause(): void; resume(): void } })._socket.pause()
       small.flood((seq) => encodeEventFrame(event, seq))
-      await new Promise((r) => setTimeout(r, 300))
+      // An unbounded flood into a socket nobody reads: sending must stop, held at the high-water mark.
+      await waitUntil(() => small.drainingConnections === 1 && small.stats.framesSent > 0, 'the flood held back by the paused consumer')
       const sentWhilePaused = small.stats.framesSent
       // ~100 B frames: 64 KiB of our buffer plus the kernel's socket buffers, far from unbounded.
-      expect(sentWhilePaused).toBeGreaterThan(0)
+      expect(small.maxBufferedAmount).toBeLessThan(64 * 1024 + 1024)
       expect(sentWhilePaused).toBeLessThan(100_000)
       ;(c.ws as unknown as { _socket: { resume(): void } })._socket.resume()
-      await until(() => c.frames.length > sentWhilePaused, 'resume after pause')
+      await waitUntil(() => c.frames.length > sentWhilePaused, 'resume after pause')
       small.stopPlayback()
     } finally {
       for (const c of clients.splice(0)) c.ws.terminate()

@@ -7,7 +7,8 @@ import { BlockMap, type ReadonlyBlockMap } from '../blocks.js'
 import { MstError } from './errors.js'
 import { compareKeys, keyBytes, lowerBound } from './key.js'
 import { normaliseOps, type MstOp } from './invert.js'
-import { loadNode, loadRoot, MstTree } from './tree.js'
+import { loadNode, loadRoot } from './load.js'
+import { MstTree } from './tree.js'
 
 const utf8 = new TextDecoder('utf-8', { fatal: true })
 

@@ -7,7 +7,8 @@ import { cidEquals, copyBytes } from '../cid.js'
 import type { ReadonlyBlockMap } from '../blocks.js'
 import { MstError } from './errors.js'
 import { keyBytes } from './key.js'
-import { MstTree, type MstLoadOptions } from './tree.js'
+import type { MstLoadOptions } from './load.js'
+import { MstTree } from './tree.js'
 
 export interface MstOp {
   action: 'create' | 'update' | 'delete'

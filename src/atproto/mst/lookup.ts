@@ -1,7 +1,7 @@
 import { copyBytes } from '../cid.js'
 import type { ReadonlyBlockMap } from '../blocks.js'
 import { keyBytes } from './key.js'
-import { loadNode, loadRoot, type MstLoadOptions } from './tree.js'
+import { loadNode, loadRoot, type MstLoadOptions } from './load.js'
 
 /**
  * Value CID stored at `key` in the tree rooted at `root` (a fresh copy), or
