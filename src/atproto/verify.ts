@@ -22,7 +22,7 @@ import { CarError, CommitError } from './errors.js'
 import { isPlainMap } from './frame.js'
 import type { PublicKey } from './keys.js'
 import { MAX_COMMIT_BLOCKS_BYTES, MAX_COMMIT_OPS, MAX_FUTURE_REV_MS, MAX_RECORD_BYTES, MAX_SYNC_BLOCKS_BYTES } from './limits.js'
-import { MstError, invertNormalisedOps, mstLookup, normaliseOps, type MstOp, type NormalOp } from './mst/index.js'
+import { MstError, collectionChanges, invertNormalisedOps, mstLookup, normaliseOps, type CollectionChanges, type MstOp, type NormalOp } from './mst/index.js'
 import { isValidDatetime, isValidDid, isValidRepoPath, isValidTid } from './syntax.js'
 import { isRevTooFarInFuture } from './tid.js'
 
@@ -56,6 +56,8 @@ export interface CommitFacts {
   ops: RepoOpFacts[]
   /** Strict checks that failed but were tolerated in lenient mode (each reason once). */
   tolerated: DropReason[]
+  /** Collections this commit adds to or empties from the repo (the listReposByCollection index). */
+  collections: CollectionChanges
 }
 
 export interface SyncFacts {
@@ -303,6 +305,8 @@ export function verifyCommitEvent(body: Record<string, unknown>, key: PublicKey,
       prevData: prevData === null ? null : copyBytes(prevData),
       ops: ops.map(copyOp),
       tolerated: checks.tolerated,
+      // From the new tree, which the signed commit names: sound even where a lenient check was tolerated.
+      collections: collectionChanges(commit.data, blocks, ops),
     }
   })
 }
