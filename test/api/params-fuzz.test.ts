@@ -45,6 +45,7 @@ const XRPC = new Map<string, Target>([
   xrpc('com.atproto.sync.listBlobs', ['did', 'since', 'limit', 'cursor']),
   xrpc('com.atproto.sync.listHosts', ['limit', 'cursor']),
   xrpc('com.atproto.sync.listRepos', ['limit', 'cursor']),
+  xrpc('com.atproto.sync.listReposByCollection', ['collection', 'limit', 'cursor']),
   xrpc('com.atproto.sync.notifyOfUpdate', ['hostname'], 'POST'),
   xrpc('com.atproto.sync.requestCrawl', ['hostname'], 'POST'),
   xrpc('com.atproto.sync.subscribeRepos', ['cursor'], 'UPGRADE'),
