@@ -207,7 +207,19 @@ export async function startRelay(config: Config, logger: Logger, overrides: Rela
     const activity = new ActivityHistory(stats, overrides.activityIntervalMs ? { intervalMs: overrides.activityIntervalMs } : {})
     activity.start()
     cleanup.push(async () => activity.stop())
-    const admin = new RelayAdmin({ storage, crawler, ingest, firehose, sequencer, stats, settings, activity })
+    const collectionsBackfill = config.collectionsBackfill
+      ? new CollectionBackfill({
+          storage,
+          ratePerHost: config.collectionsBackfillRate,
+          allowInsecure: config.allowInsecureHosts,
+          userAgent: USER_AGENT,
+          ...(overrides.collectionsBackfillIdleMs !== undefined ? { idleMs: overrides.collectionsBackfillIdleMs } : {}),
+          ...(overrides.addressLookup ? { addressLookup: overrides.addressLookup } : {}),
+          logger: logger.child({ system: 'collections' }),
+          registry,
+        })
+      : undefined
+    const admin = new RelayAdmin({ storage, crawler, ingest, firehose, sequencer, stats, settings, activity, ...(collectionsBackfill ? { collectionsBackfill } : {}) })
 
     const { password: adminPassword, source } = resolveAdminPassword(config)
     logAdminPasswordSource(logger, adminPassword, source)
@@ -241,18 +253,6 @@ export async function startRelay(config: Config, logger: Logger, overrides: Rela
     cleanup.push(() => metrics.close())
 
     await crawler.start()
-    const collectionsBackfill = config.collectionsBackfill
-      ? new CollectionBackfill({
-          storage,
-          ratePerHost: config.collectionsBackfillRate,
-          allowInsecure: config.allowInsecureHosts,
-          userAgent: USER_AGENT,
-          ...(overrides.collectionsBackfillIdleMs !== undefined ? { idleMs: overrides.collectionsBackfillIdleMs } : {}),
-          ...(overrides.addressLookup ? { addressLookup: overrides.addressLookup } : {}),
-          logger: logger.child({ system: 'collections' }),
-          registry,
-        })
-      : undefined
     collectionsBackfill?.start()
     cleanup.push(async () => collectionsBackfill?.stop())
     logger.info({ api: apiAddress, metrics: metricsAddress, seq: sequencer.currentSeq(), verify: ingest.verifyMode, verifyWorkers: config.verifyWorkers }, 'relay listening')

@@ -58,6 +58,7 @@ const ADMIN: Target[] = [
   admin('GET', 'hosts', []),
   admin('GET', 'accounts', ['did']),
   admin('GET', 'domains', []),
+  admin('GET', 'collections', []),
   admin('POST', 'hosts', ['hostname']),
   admin('POST', 'hosts/block', ['hostname']),
   admin('POST', 'hosts/unblock', ['hostname']),
