@@ -47,11 +47,18 @@ export function registerListReposByCollection(http: HttpServer, deps: ListReposB
   http.query(LIST_REPOS_BY_COLLECTION, gate ? (ctx) => gate.run(LIST_REPOS_BY_COLLECTION, () => handler(ctx)) : handler)
 }
 
-/** One collection's next `n` active accounts after `after`: an index range scan that stops after `n` hits. */
+/**
+ * One collection's next `n` active accounts after `after`: an index-only range scan of the primary
+ * key that stops after `n` hits, with one account-key probe per pair for the status. The probe is a
+ * lateral subquery the planner cannot flatten (`offset 0`), so the plan is always that nested loop: as
+ * a plain join, the planner may pick a merge
+ * join that walks `account` from its first id (measured: 150 ms instead of 2 ms for a page at the
+ * 90th percentile of 1 M pairs, and worse for a rare collection).
+ */
 function rangeOf(collection: string, after: number, n: number): RawBuilder<unknown> {
-  return sql`(select rc.account_id as id, a.did from repo_collection rc join account a on a.id = rc.account_id
-    where rc.collection = ${collection} and rc.account_id > ${after} and a.local_status = 'active' and a.upstream_status = 'active'
-    order by rc.account_id limit ${n})`
+  return sql`(select rc.account_id as id, a.did from repo_collection rc
+    cross join lateral (select did from account where id = rc.account_id and local_status = 'active' and upstream_status = 'active' offset 0) a
+    where rc.collection = ${collection} and rc.account_id > ${after} order by rc.account_id limit ${n})`
 }
 
 export function pageQuery(collections: readonly string[], after: number, n: number): RawBuilder<{ id: number; did: string }> {
