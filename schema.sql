@@ -116,3 +116,31 @@ CREATE TABLE relay_state (
   value       jsonb NOT NULL,
   updated_at  timestamptz NOT NULL DEFAULT now()
 );
+
+-- migrate:2
+
+-- listReposByCollection: which accounts have at least one record in a
+-- collection. Kept by ingest in the same statement as the events that change
+-- it (a create adds the pair, a delete that empties the collection removes it);
+-- answers leave out accounts that are not active by joining `account`.
+CREATE TABLE repo_collection (
+  -- the collection NSID
+  collection  text NOT NULL,
+  account_id  bigint NOT NULL,
+  PRIMARY KEY (collection, account_id)
+);
+-- an account's deletion removes all its pairs
+CREATE INDEX repo_collection_account_idx ON repo_collection (account_id);
+
+-- Accounts whose collections must be (re)read from their PDS (describeRepo):
+-- after a #sync, or a backfill attempt that failed. The first pass over every
+-- account walks account ids (its position is relay_state 'collections_backfill').
+CREATE TABLE collection_backfill (
+  account_id  bigint PRIMARY KEY,
+  -- sync | retry
+  reason      text NOT NULL,
+  attempts    integer NOT NULL DEFAULT 0,
+  due_at      timestamptz NOT NULL DEFAULT now(),
+  last_error  text
+);
+CREATE INDEX collection_backfill_due_idx ON collection_backfill (due_at);

@@ -69,6 +69,8 @@ export interface Config {
   adminUrl: string
   eventPartitionSize: number
   plcRateLimit: number
+  collectionsBackfill: boolean
+  collectionsBackfillRate: number
 }
 
 type Env = Record<string, string | undefined>
@@ -222,6 +224,8 @@ export const SETTINGS = [
   s({ env: 'RELAY_IDENTITY_TTL', key: 'identityTtlMs', default: '24h', doc: 'How long a resolved DID document is trusted.', parse: parseDuration }),
   s({ env: 'RELAY_IDENTITY_ERROR_TTL', key: 'identityErrorTtlMs', default: '2m', doc: 'How long a failed resolution is remembered.', parse: parseDuration }),
   s({ env: 'RELAY_HOST_CONCURRENCY', key: 'hostConcurrency', default: '40', doc: 'Events of one host processed at once (different DIDs).', parse: int(1, 10_000) }),
+  s({ env: 'RELAY_COLLECTIONS_BACKFILL', key: 'collectionsBackfill', default: 'true', doc: 'Fill the listReposByCollection index from each account\'s PDS (describeRepo) for what ingest has not seen: accounts known before the index, and repos after a #sync.', parse: bool }),
+  s({ env: 'RELAY_COLLECTIONS_BACKFILL_RATE', key: 'collectionsBackfillRate', default: '5', doc: 'describeRepo requests per second per host for that backfill (bursts of twice that).', parse: int(1, 10_000) }),
   s({ env: 'RELAY_ADMIN_URL', key: 'adminUrl', default: 'http://127.0.0.1:2470', doc: 'For the admin CLI commands: the running relay to talk to.', parse: url(['http:', 'https:']) }),
 ] as const
 

@@ -8,7 +8,7 @@ import { AdminAccounts } from './admin/accounts.js'
 import { AdminDomains } from './admin/domains.js'
 import { AdminHosts } from './admin/hosts.js'
 import type { ActivityHistory, ActivityView } from './api/admin/activity.js'
-import type { AdminAccount, AdminConsumer, AdminControls, AdminHost, RelaySettings } from './api/admin/controls.js'
+import type { AdminAccount, AdminCollections, AdminConsumer, AdminControls, AdminHost, RelaySettings } from './api/admin/controls.js'
 import type { Crawler } from './crawler/index.js'
 import type { Firehose } from './firehose/index.js'
 import type { IngestPipeline } from './ingest/index.js'
@@ -26,6 +26,8 @@ export interface RelayAdminDeps {
   stats: HostStats
   settings: RuntimeSettings
   activity: ActivityHistory
+  /** The listReposByCollection backfill, when on. */
+  collectionsBackfill?: { status(): NonNullable<AdminCollections['backfill']> }
 }
 
 export class RelayAdmin implements AdminControls {
@@ -97,6 +99,10 @@ export class RelayAdmin implements AdminControls {
 
   consumers(): AdminConsumer[] {
     return this.deps.firehose.consumers()
+  }
+
+  async collections(): Promise<AdminCollections> {
+    return { backfill: this.deps.collectionsBackfill?.status() ?? null }
   }
 
   async settings(): Promise<RelaySettings> {

@@ -30,9 +30,12 @@ import { MetricsServer } from './api/metrics-server.js'
 import { QueryGate } from './api/query-gate.js'
 import { RefusalMetrics } from './api/refusals.js'
 import { registerSyncQueries } from './api/sync-queries.js'
+import { registerListReposByCollection } from './api/list-repos-by-collection.js'
 import { assertNativeSecp256k1 } from './atproto/keys.js'
+import { CollectionBackfill } from './collections/backfill.js'
 import type { Config } from './config.js'
 import { Crawler } from './crawler/index.js'
+import { USER_AGENT } from './crawler/host-connection.js'
 import { registerCrawlRoutes } from './api/crawl-routes.js'
 import { Firehose } from './firehose/index.js'
 import { createIdentity, type Identity, type TxtLookup } from './identity/index.js'
@@ -59,6 +62,8 @@ export interface Relay {
   readonly identity: Identity
   readonly stats: HostStats
   readonly admin: RelayAdmin
+  /** The listReposByCollection backfill (undefined when RELAY_COLLECTIONS_BACKFILL is off). */
+  readonly collectionsBackfill: CollectionBackfill | undefined
   /** The admin password in force (generated when RELAY_ADMIN_PASSWORD is unset). */
   readonly adminPassword: string
   /** Every XRPC method the API port answers. */
@@ -78,6 +83,8 @@ export interface RelayOverrides {
   txtLookup?: TxtLookup
   /** The admin page's activity history interval (default a minute; tests shorten it). */
   activityIntervalMs?: number
+  /** How long the collections backfill waits when it has nothing to do (default 30 s; tests shorten it). */
+  collectionsBackfillIdleMs?: number
 }
 
 export async function startRelay(config: Config, logger: Logger, overrides: RelayOverrides = {}): Promise<Relay> {
@@ -200,7 +207,19 @@ export async function startRelay(config: Config, logger: Logger, overrides: Rela
     const activity = new ActivityHistory(stats, overrides.activityIntervalMs ? { intervalMs: overrides.activityIntervalMs } : {})
     activity.start()
     cleanup.push(async () => activity.stop())
-    const admin = new RelayAdmin({ storage, crawler, ingest, firehose, sequencer, stats, settings, activity })
+    const collectionsBackfill = config.collectionsBackfill
+      ? new CollectionBackfill({
+          storage,
+          ratePerHost: config.collectionsBackfillRate,
+          allowInsecure: config.allowInsecureHosts,
+          userAgent: USER_AGENT,
+          ...(overrides.collectionsBackfillIdleMs !== undefined ? { idleMs: overrides.collectionsBackfillIdleMs } : {}),
+          ...(overrides.addressLookup ? { addressLookup: overrides.addressLookup } : {}),
+          logger: logger.child({ system: 'collections' }),
+          registry,
+        })
+      : undefined
+    const admin = new RelayAdmin({ storage, crawler, ingest, firehose, sequencer, stats, settings, activity, ...(collectionsBackfill ? { collectionsBackfill } : {}) })
 
     const { password: adminPassword, source } = resolveAdminPassword(config)
     logAdminPasswordSource(logger, adminPassword, source)
@@ -221,6 +240,7 @@ export async function startRelay(config: Config, logger: Logger, overrides: Rela
     // Liveness pings through the ingest pool: a flood of public queries must not make the relay look down.
     registerHealthRoutes(http, storage)
     registerSyncQueries(http, { storage: queryStorage, stats, gate: queryGate, rateLimitedHosts: () => crawler.rateLimitedHosts() })
+    registerListReposByCollection(http, { storage: queryStorage, gate: queryGate })
     registerCrawlRoutes(http, crawler.admission, { clients: clientLimits, gate: crawlGate })
     http.upgradeRoute('/xrpc/com.atproto.sync.subscribeRepos', (req, socket, head) => firehose.handleUpgrade(req, socket, head))
     registerAdminRoutes(http, adminAuth, admin)
@@ -233,6 +253,8 @@ export async function startRelay(config: Config, logger: Logger, overrides: Rela
     cleanup.push(() => metrics.close())
 
     await crawler.start()
+    collectionsBackfill?.start()
+    cleanup.push(async () => collectionsBackfill?.stop())
     logger.info({ api: apiAddress, metrics: metricsAddress, seq: sequencer.currentSeq(), verify: ingest.verifyMode, verifyWorkers: config.verifyWorkers }, 'relay listening')
 
     let stopping: Promise<void> | undefined
@@ -250,6 +272,7 @@ export async function startRelay(config: Config, logger: Logger, overrides: Rela
       identity,
       stats,
       admin,
+      collectionsBackfill,
       adminPassword,
       xrpcMethods: http.xrpcMethods(),
       stop() {
@@ -260,6 +283,7 @@ export async function startRelay(config: Config, logger: Logger, overrides: Rela
           // closed its consumers: their upgraded sockets keep server.close() pending until then.
           const httpClosed = http.close()
           activity.stop()
+          await collectionsBackfill?.stop()
           await crawler.stop()
           await ingest.stop()
           await sequencer.stop()

@@ -22,7 +22,7 @@ import { CarError, CommitError } from './errors.js'
 import { isPlainMap } from './frame.js'
 import type { PublicKey } from './keys.js'
 import { MAX_COMMIT_BLOCKS_BYTES, MAX_COMMIT_OPS, MAX_FUTURE_REV_MS, MAX_RECORD_BYTES, MAX_SYNC_BLOCKS_BYTES } from './limits.js'
-import { MstError, invertNormalisedOps, mstLookup, normaliseOps, type MstOp, type NormalOp } from './mst/index.js'
+import { MstError, MstTree, collectionChanges, invertOnTree, mstLookup, normaliseOps, type CollectionChanges, type MstOp, type NormalOp } from './mst/index.js'
 import { isValidDatetime, isValidDid, isValidRepoPath, isValidTid } from './syntax.js'
 import { isRevTooFarInFuture } from './tid.js'
 
@@ -56,6 +56,8 @@ export interface CommitFacts {
   ops: RepoOpFacts[]
   /** Strict checks that failed but were tolerated in lenient mode (each reason once). */
   tolerated: DropReason[]
+  /** Collections this commit adds to or empties from the repo (the listReposByCollection index). */
+  collections: CollectionChanges
 }
 
 export interface SyncFacts {
@@ -219,22 +221,32 @@ function checkForward(dataCid: Uint8Array, blocks: ReadonlyBlockMap, ops: MstOp[
   }
 }
 
+/** Inversion against prevData; returns the commit's collection changes, read from the new tree before it is inverted. */
 function checkInversion(
   dataCid: Uint8Array,
   prevData: Uint8Array,
   blocks: ReadonlyBlockMap,
   ops: readonly NormalOp[],
+  rawOps: readonly MstOp[],
   checks: StrictChecks,
-): void {
+): CollectionChanges | undefined {
   let previous: Uint8Array
+  let collections: CollectionChanges | undefined
   try {
-    previous = ops.length === 0 ? dataCid : invertNormalisedOps(dataCid, blocks, ops)
+    if (ops.length === 0) previous = dataCid
+    else {
+      const tree = MstTree.load(dataCid, blocks)
+      // The same tree: the nodes the decision opens on the deleted keys' paths are the ones the inversion needs.
+      collections = collectionChanges(tree, blocks, rawOps)
+      previous = invertOnTree(tree, ops)
+    }
   } catch (err) {
     if (!(err instanceof MstError)) throw err
     checks.fail(mstReason(err), `inversion: ${err.message}`)
-    return
+    return collections
   }
   if (!cidEquals(previous, prevData)) checks.fail('inversion-mismatch', 'inverting the ops does not reproduce prevData')
+  return collections
 }
 
 function copyOp(op: MstOp): RepoOpFacts {
@@ -281,12 +293,13 @@ export function verifyCommitEvent(body: Record<string, unknown>, key: PublicKey,
 
     // 8–10. ops, forward check, inversion
     const normalised = checkOpShapes(ops, checks)
+    let collections: CollectionChanges | undefined
     // Ill-formed ops (tolerated in lenient mode) cannot be inverted; that failure is already recorded.
     if (prevData !== null && normalised !== null) {
       // Inverting a create/update already checks that the new tree maps its path to its cid,
       // so the forward check reduces to the record blocks being present.
       checkRecordBlocks(blocks, ops, checks)
-      checkInversion(commit.data, prevData, blocks, normalised, checks)
+      collections = checkInversion(commit.data, prevData, blocks, normalised, ops, checks)
     } else {
       checkForward(commit.data, blocks, ops, checks)
     }
@@ -303,6 +316,8 @@ export function verifyCommitEvent(body: Record<string, unknown>, key: PublicKey,
       prevData: prevData === null ? null : copyBytes(prevData),
       ops: ops.map(copyOp),
       tolerated: checks.tolerated,
+      // From the new tree, which the signed commit names: sound even where a lenient check was tolerated.
+      collections: collections ?? collectionChanges(commit.data, blocks, ops),
     }
   })
 }

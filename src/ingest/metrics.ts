@@ -6,6 +6,7 @@ export interface IngestMetrics {
   tolerated: Counter<'reason'>
   accounts: Counter<'event'>
   retries: Counter
+  collectionsUndecided: Counter
 }
 
 export function createIngestMetrics(registry: Registry, gauges: { inFlight: () => number; queued: () => number }): IngestMetrics {
@@ -49,6 +50,11 @@ export function createIngestMetrics(registry: Registry, gauges: { inFlight: () =
     retries: new Counter({
       name: 'relay_ingest_retries_total',
       help: 'Events processed again after a non-protocol failure (database, sequencer)',
+      registers,
+    }),
+    collectionsUndecided: new Counter({
+      name: 'relay_collections_undecided_total',
+      help: 'Deletes whose proof blocks could not show whether their collection still has records (the account is kept in it)',
       registers,
     }),
   }

@@ -11,6 +11,7 @@ import { isValidTid } from '../atproto/syntax.js'
 import type { ResolvedIdentity } from '../identity/did-doc.js'
 import type { AccountHead } from '../storage/types.js'
 import { accountOnHost, isHostOf, requireActive, requireAuthority } from './authority.js'
+import { collectionDelta } from './collections.js'
 import type { IngestContext } from './context.js'
 import type { UpstreamTicket } from '../sequencer/host-cursors.js'
 import { IngestDrop, unresolvedIdentity, type UpstreamHost } from './types.js'
@@ -69,6 +70,7 @@ export async function handleRepoEvent(
   }
 
   const head: AccountHead = { rev: outcome.rev, commitCid: outcome.commitCid, dataCid: outcome.dataCid }
+  const collections = collectionDelta(kind, outcome, ctx.metrics.collectionsUndecided)
   await ctx.sequencer.submit({
     accountId: acct.id,
     did,
@@ -76,6 +78,7 @@ export async function handleRepoEvent(
     t: frame.t,
     body: frame.bodyBytes,
     head,
+    ...(collections !== undefined ? { collections } : {}),
     ...(ticket !== null ? { ticket } : {}),
   })
   ctx.accounts.setHead(acct, head)

@@ -108,6 +108,8 @@ export async function handleAccountEvent(
     kind: 'account',
     t: '#account',
     body: accountBody(acct, seq, time),
+    // A deleted account's pairs leave the listReposByCollection index with this event.
+    ...(reported === 'deleted' ? { collections: { removeAll: true } } : {}),
     ...upstream(ticket),
   })
   ctx.stats.accepted(host.hostname, 'account')

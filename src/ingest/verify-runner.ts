@@ -16,6 +16,7 @@ import { Worker } from 'node:worker_threads'
 import type { Logger } from 'pino'
 import type { PublicKey } from '../atproto/keys.js'
 import type { DropReason } from '../atproto/drop-reasons.js'
+import type { CollectionChanges } from '../atproto/mst/index.js'
 import { verifyCommitEvent, verifySyncEvent, type VerifyOptions } from '../atproto/verify.js'
 
 export type VerifyKind = 'commit' | 'sync'
@@ -32,6 +33,8 @@ export type VerifyOutcome =
       prevData: Uint8Array | null
       /** strict-only failures tolerated in lenient mode */
       tolerated: DropReason[]
+      /** #commit only: collections gained and emptied (listReposByCollection) */
+      collections?: CollectionChanges
     }
   | { ok: false; reason: DropReason; message: string }
 
@@ -59,7 +62,7 @@ export function runVerification(kind: VerifyKind, body: Record<string, unknown>,
     const r = verifyCommitEvent(body, key, options)
     if (!r.ok) return r
     const f = r.facts
-    return { ok: true, rev: f.rev, since: f.since, commitCid: f.commitCid, dataCid: f.dataCid, prevData: f.prevData, tolerated: f.tolerated }
+    return { ok: true, rev: f.rev, since: f.since, commitCid: f.commitCid, dataCid: f.dataCid, prevData: f.prevData, tolerated: f.tolerated, collections: f.collections }
   }
   const r = verifySyncEvent(body, key, options)
   if (!r.ok) return r

@@ -12,6 +12,7 @@
  */
 import { CompiledQuery } from 'kysely'
 import type { AccountHead } from '../storage/types.js'
+import { isEmptyCollectionWrites, type CollectionWrites } from './collection-writes.js'
 import type { EventRow } from './event-log.js'
 
 export interface BatchWrites {
@@ -22,6 +23,8 @@ export interface BatchWrites {
   cursors: ReadonlyMap<number, number>
   /** The relay seq high-water mark (the batch's last seq), if it has events. */
   highWater?: { key: string; seq: number }
+  /** The listReposByCollection index's net changes (collection-writes.ts); arrays, so 7 parameters at most. */
+  collections?: CollectionWrites
 }
 
 /**
@@ -65,6 +68,34 @@ export function batchCommitStatement(w: BatchWrites): CompiledQuery | undefined 
         ` on conflict (key) do update set value = excluded.value, updated_at = excluded.updated_at)`,
     )
   }
+  if (w.collections !== undefined && !isEmptyCollectionWrites(w.collections)) parts.push(...collectionParts(w.collections, p))
   if (parts.length === 0) return undefined
   return CompiledQuery.raw(`with ${parts.join(', ')} select 1`, params)
+}
+
+/** The index's CTEs: its insert and delete sets are disjoint (reduceCollectionDeltas), so their order does not matter. */
+function collectionParts(c: CollectionWrites, p: (value: unknown, type: string) => string): string[] {
+  const parts: string[] = []
+  if (c.insert.accountIds.length > 0) {
+    parts.push(
+      `coll_add as (insert into repo_collection (collection, account_id)` +
+        ` select * from unnest(${p(c.insert.collections, 'text[]')}, ${p(c.insert.accountIds, 'int8[]')}) on conflict do nothing)`,
+    )
+  }
+  if (c.remove.accountIds.length > 0) {
+    parts.push(
+      `coll_remove as (delete from repo_collection r using unnest(${p(c.remove.collections, 'text[]')}, ${p(c.remove.accountIds, 'int8[]')}) as d (collection, account_id)` +
+        ` where r.collection = d.collection and r.account_id = d.account_id)`,
+    )
+  }
+  if (c.removeAccounts.length > 0) {
+    parts.push(`coll_remove_accounts as (delete from repo_collection where account_id = any(${p(c.removeAccounts, 'int8[]')}))`)
+  }
+  if (c.recheck.length > 0) {
+    parts.push(
+      `coll_recheck as (insert into collection_backfill (account_id, reason) select unnest(${p(c.recheck, 'int8[]')}), 'sync'` +
+        ` on conflict (account_id) do update set reason = 'sync', due_at = now(), attempts = 0)`,
+    )
+  }
+  return parts
 }

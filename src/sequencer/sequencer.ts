@@ -17,6 +17,7 @@ import { backoffCeiling, type BackoffOptions } from '../backoff.js'
 import type { Storage } from '../storage/db.js'
 import { EventKind, type AccountHead, type EventKindCode } from '../storage/types.js'
 import { batchCommitStatement, MAX_BATCH_EVENTS } from './batch-statement.js'
+import { reduceCollectionDeltas } from './collection-writes.js'
 import { EventLog, type EventRow } from './event-log.js'
 import { HostCursorTracker, type TicketMisuse, type UpstreamTicket } from './host-cursors.js'
 import {
@@ -365,6 +366,7 @@ export class Sequencer implements CommittedEventSource {
       heads,
       cursors: cursorWrites,
       ...(last !== undefined ? { highWater: { key: SEQ_STATE_KEY, seq: last.seq } } : {}),
+      collections: reduceCollectionDeltas(batch.map((p) => ({ accountId: p.evt.accountId, delta: p.evt.collections }))),
     })
     const started = performance.now()
     if (statement !== undefined) await this.storage.db.executeQuery(statement)

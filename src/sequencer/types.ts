@@ -1,4 +1,5 @@
 import type { AccountHead, EventKindCode } from '../storage/types.js'
+import type { CollectionDelta } from './collection-writes.js'
 import type { UpstreamTicket } from './host-cursors.js'
 
 export type AcceptedKind = 'commit' | 'sync' | 'identity' | 'account'
@@ -14,6 +15,8 @@ export interface AcceptedEvent {
   body: Uint8Array
   /** The account's new head, for #commit and #sync. */
   head?: AccountHead
+  /** What it changes in the listReposByCollection index, written in the same statement as the event. */
+  collections?: CollectionDelta
   /** Its upstream event's ticket (opened by the crawler): committing the event resolves it and moves the host cursor. */
   ticket?: UpstreamTicket
 }

@@ -102,6 +102,21 @@ export interface RelayStateTable {
   updated_at: Timestamp
 }
 
+/** listReposByCollection: an account with at least one record in a collection (schema.sql migrate:2). */
+export interface RepoCollectionTable {
+  collection: string
+  account_id: number
+}
+
+/** Accounts whose collections are to be (re)read from their PDS. */
+export interface CollectionBackfillTable {
+  account_id: number
+  reason: 'sync' | 'retry'
+  attempts: Generated<number>
+  due_at: Timestamp
+  last_error: string | null
+}
+
 export interface Database {
   schema_version: SchemaVersionTable
   host: HostTable
@@ -111,6 +126,8 @@ export interface Database {
   domain_ban: DomainBanTable
   identity: IdentityTable
   relay_state: RelayStateTable
+  repo_collection: RepoCollectionTable
+  collection_backfill: CollectionBackfillTable
 }
 
 export type Host = Selectable<HostTable>

@@ -22,6 +22,8 @@ export interface RepoState {
   rev: string | null
   active: boolean
   status?: string
+  /** Record paths created and not deleted by the commits this host served (describeRepo's collections). */
+  records?: Set<string>
 }
 
 export interface FakePdsOptions {
@@ -55,6 +57,8 @@ export interface FakePdsStats {
   cursors: (number | null)[]
   /** describeServer requests answered (the relay's admission probes). */
   describeCalls: number
+  /** describeRepo requests answered (the relay's listReposByCollection backfill). */
+  describeRepoCalls: number
 }
 
 interface RawItem {
@@ -85,7 +89,7 @@ export class FakePds {
   readonly wsUrl: string
   /** `localhost:<port>`, what a relay is asked to crawl. */
   readonly hostname: string
-  readonly stats: FakePdsStats = { connections: 0, open: 0, refused: 0, framesSent: 0, bytesSent: 0, cursors: [], describeCalls: 0 }
+  readonly stats: FakePdsStats = { connections: 0, open: 0, refused: 0, framesSent: 0, bytesSent: 0, cursors: [], describeCalls: 0, describeRepoCalls: 0 }
 
   private history: SeqFrame[] = []
   private currentSeq = 0
@@ -339,6 +343,12 @@ export class FakePds {
       this.repos.set(did, state)
     }
     if (t === '#commit') {
+      const records = (state.records ??= new Set())
+      for (const op of Array.isArray(body.ops) ? (body.ops as { action?: unknown; path?: unknown }[]) : []) {
+        if (typeof op.path !== 'string') continue
+        if (op.action === 'create') records.add(op.path)
+        else if (op.action === 'delete') records.delete(op.path)
+      }
       state.head = linkString(body.commit)
       state.rev = typeof body.rev === 'string' ? body.rev : state.rev
     } else if (t === '#sync') {
@@ -554,6 +564,13 @@ export class FakePds {
         if (state.status) out.status = state.status
         if (state.rev && state.active) out.rev = state.rev
         return sendJson(res, 200, out)
+      }
+      case '/xrpc/com.atproto.repo.describeRepo': {
+        this.stats.describeRepoCalls++
+        const state = this.requireRepo(res, q.get('repo'))
+        if (!state || !this.requireAvailable(res, state)) return
+        const collections = [...new Set([...(state.records ?? [])].map((p) => p.slice(0, p.indexOf('/'))))].sort()
+        return sendJson(res, 200, { did: state.did, handle: 'handle.invalid', didDoc: {}, collections, handleIsCorrect: false })
       }
       case '/xrpc/com.atproto.sync.getLatestCommit': {
         const state = this.requireRepo(res, q.get('did'))

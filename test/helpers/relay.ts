@@ -80,6 +80,8 @@ export async function startTestRelay(opts: TestRelayOptions): Promise<Relay> {
     RELAY_PLC_URL: opts.plcUrl,
     RELAY_ADMIN_PASSWORD: TEST_ADMIN_PASSWORD,
     RELAY_LENIENT: opts.lenient ? 'true' : 'false',
+    // The listReposByCollection backfill asks every host's describeRepo: only the tests of it turn it on.
+    RELAY_COLLECTIONS_BACKFILL: 'false',
     ...opts.env,
   })
   // RELAY_TEST_LOG=debug shows the relay's own logs when a test needs explaining.

@@ -81,4 +81,18 @@ export interface AdminControls {
   updateSettings(change: Partial<RelaySettings>): Promise<RelaySettings>
   /** The last hour per minute: events, drops by reason, busiest hosts (the admin page's charts). */
   activity(): ActivityView
+  /** The listReposByCollection backfill's progress (null when it is off). */
+  collections?(): Promise<AdminCollections>
+}
+
+export interface AdminCollections {
+  backfill: {
+    running: boolean
+    walkPosition: number
+    maxAccountId: number
+    queued: number
+    filled: number
+    failed: number
+    lastError: string | null
+  } | null
 }

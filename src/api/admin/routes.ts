@@ -66,6 +66,7 @@ export function registerAdminRoutes(http: HttpServer, auth: AdminAuth, controls:
   on('GET', 'consumers', async () => ({ consumers: controls.consumers() }))
   on('GET', 'activity', async () => controls.activity())
   on('GET', 'settings', async () => controls.settings())
+  on('GET', 'collections', async () => (controls.collections ? controls.collections() : { backfill: null }))
   on('POST', 'settings', async (ctx) => {
     const body = bodyOf(ctx)
     const change: { requestCrawlEnabled?: boolean; newHostsPerDay?: number } = {}

@@ -86,7 +86,11 @@ export function invertNormalisedOps(
 ): Uint8Array {
   // No ops: the tree is unchanged and no block needs to be opened.
   if (normal.length === 0) return copyBytes(root)
-  const tree = MstTree.load(root, blocks, opts)
+  return invertOnTree(MstTree.load(root, blocks, opts), normal)
+}
+
+/** `invertNormalisedOps` on a tree already loaded at the new root (nodes it opened are not scanned again). */
+export function invertOnTree(tree: MstTree, normal: readonly NormalOp[]): Uint8Array {
   for (const { op, key } of normal) {
     if (op.action === 'create') {
       const removed = tree.remove(key)

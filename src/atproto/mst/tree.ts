@@ -34,8 +34,8 @@ export class MstTree {
     return link instanceof MstNode ? link : loadNode(this.blocks, link, layer, this.opts)
   }
 
-  /** Open child i of `node`, remembering the opened node. */
-  private child(node: MstNode, i: number): MstNode | null {
+  /** Open child i of `node`, remembering the opened node (so later operations on the tree do not scan it again). */
+  child(node: MstNode, i: number): MstNode | null {
     const kid = node.kid(i)
     if (kid === null) return null
     if (kid instanceof MstNode) return kid
