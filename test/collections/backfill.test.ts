@@ -11,7 +11,9 @@ import { afterAll, describe, expect, it } from 'vitest'
 import type { Relay } from '../../src/relay.js'
 import { createPostgresDatabase } from '../helpers/db.js'
 import { LoopbackPlc } from '../helpers/loopback-plc.js'
-import { FirehoseReader, getJson, startTestRelay, TEST_ADMIN_PASSWORD, waitUntil } from '../helpers/relay.js'
+import { FirehoseClient } from '../helpers/firehose-client.js'
+import { getJson, startTestRelay, TEST_ADMIN_PASSWORD } from '../helpers/relay.js'
+import { waitUntil } from '../helpers/wait.js'
 import type { TestAccount } from '../helpers/repo-builder.js'
 import { Ledger, startHost } from '../relay/accounts.js'
 
@@ -55,7 +57,7 @@ describe('collections backfill from describeRepo', () => {
 
     // 1. A relay without the backfill ingests three accounts' records.
     let relay = await startTestRelay({ databaseUrl: db.url, plcUrl: plc.url, handles })
-    const reader = await FirehoseReader.connect(relay, 0)
+    const reader = await FirehoseClient.connect(relay, 0)
     const host = await startHost(relay, plc, handles, ledger, { accounts: 3 })
     cleanups.push(() => host.pds.close())
     const [a, b, c] = host.accounts as [TestAccount, TestAccount, TestAccount]
@@ -104,7 +106,7 @@ describe('collections backfill from describeRepo', () => {
     expect(host.pds.stats.describeRepoCalls).toBe(callsBefore)
 
     // 4. #sync: the repo may have changed in any way, so its collections are read again.
-    const reader2 = await FirehoseReader.connect(relay, 0)
+    const reader2 = await FirehoseClient.connect(relay, 0)
     cleanups.push(() => reader2.close())
     await waitUntil(() => host.pds.openConnections === 1, 'the relay to resubscribe')
     // a's repo moves on without the relay seeing the commit: a new collection, and com.example.thing gone.

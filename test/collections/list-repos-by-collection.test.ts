@@ -8,7 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Relay } from '../../src/relay.js'
 import { createPostgresDatabase } from '../helpers/db.js'
 import { LoopbackPlc } from '../helpers/loopback-plc.js'
-import { FirehoseReader, getJson, startTestRelay } from '../helpers/relay.js'
+import { FirehoseClient } from '../helpers/firehose-client.js'
+import { getJson, startTestRelay } from '../helpers/relay.js'
 import type { TestAccount } from '../helpers/repo-builder.js'
 import { Ledger, startHost, type TestHost } from '../relay/accounts.js'
 
@@ -19,7 +20,7 @@ for (const kind of ['postgres', 'pglite'] as const) {
   describe(`listReposByCollection (${kind})`, () => {
     const cleanups: (() => Promise<unknown>)[] = []
     let relay: Relay
-    let reader: FirehoseReader
+    let reader: FirehoseClient
     let host: TestHost
     let ledger: Ledger
     let a: TestAccount, b: TestAccount, c: TestAccount
@@ -36,7 +37,7 @@ for (const kind of ['postgres', 'pglite'] as const) {
       const handles = new Map<string, string>()
       relay = await startTestRelay({ ...(databaseUrl ? { databaseUrl } : {}), plcUrl: plc.url, handles })
       cleanups.push(() => relay.stop())
-      reader = await FirehoseReader.connect(relay, 0)
+      reader = await FirehoseClient.connect(relay, 0)
       cleanups.push(() => reader.close())
       ledger = new Ledger()
       host = await startHost(relay, plc, handles, ledger, { accounts: 3 })

@@ -17,7 +17,8 @@
 import type { ReadonlyBlockMap } from '../blocks.js'
 import { MstError } from './errors.js'
 import { keyBytes } from './key.js'
-import { MstTree, type MstNode } from './tree.js'
+import type { MstNode } from './node.js'
+import { MstTree } from './tree.js'
 
 export interface CollectionOp {
   action: 'create' | 'update' | 'delete'
