@@ -203,6 +203,10 @@ export class CollectionBackfill {
     const ids = [...new Set([...due.map((r) => Number(r.account_id)), ...walk.map((r) => Number(r.id))])]
     if (ids.length > 0) {
       const targets = await this.targets(ids)
+      // A queued account that is not there (or has no host) has nothing to read: its row goes, so it is not due forever.
+      const found = new Set(targets.map((t) => t.id))
+      const missing = due.map((r) => Number(r.account_id)).filter((id) => !found.has(id))
+      if (missing.length > 0) await db.deleteFrom('collection_backfill').where('account_id', 'in', missing).execute()
       await this.each(targets, (t) => this.fill(t, startedAt))
     }
     // Every walked account is done or queued for a retry: the pass moves past them (not when stopped midway).
