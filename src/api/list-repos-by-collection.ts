@@ -4,7 +4,7 @@
  *
  * Keyset-paged by account id (ids only grow, so accounts added while a client
  * pages appear at the end): every page is one range scan of the
- * (collection, account_id) primary key from the cursor on, joined to `account`
+ * (collection_id, account_id) primary key from the cursor on, joined to `account`
  * to leave out accounts that are not active (takedowns, deactivations,
  * deletions), so a page costs the same however deep the cursor. Repeated
  * `collection` parameters (lightrail's extension) give the union: one limited
@@ -58,7 +58,8 @@ export function registerListReposByCollection(http: HttpServer, deps: ListReposB
 function rangeOf(collection: string, after: number, n: number): RawBuilder<unknown> {
   return sql`(select rc.account_id as id, a.did from repo_collection rc
     cross join lateral (select did from account where id = rc.account_id and local_status = 'active' and upstream_status = 'active' offset 0) a
-    where rc.collection = ${collection} and rc.account_id > ${after} order by rc.account_id limit ${n})`
+    where rc.collection_id = (select id from collection where nsid = ${collection}) and rc.account_id > ${after}
+    order by rc.account_id limit ${n})`
 }
 
 export function pageQuery(collections: readonly string[], after: number, n: number): RawBuilder<{ id: number; did: string }> {

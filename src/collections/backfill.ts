@@ -203,6 +203,10 @@ export class CollectionBackfill {
     const ids = [...new Set([...due.map((r) => Number(r.account_id)), ...walk.map((r) => Number(r.id))])]
     if (ids.length > 0) {
       const targets = await this.targets(ids)
+      // A queued account that is not there (or has no host) has nothing to read: its row goes, so it is not due forever.
+      const found = new Set(targets.map((t) => t.id))
+      const missing = due.map((r) => Number(r.account_id)).filter((id) => !found.has(id))
+      if (missing.length > 0) await db.deleteFrom('collection_backfill').where('account_id', 'in', missing).execute()
       await this.each(targets, (t) => this.fill(t, startedAt))
     }
     // Every walked account is done or queued for a retry: the pass moves past them (not when stopped midway).
@@ -237,8 +241,11 @@ export class CollectionBackfill {
       return
     }
     this.mRequests.inc({ outcome: 'ok' })
-    await sql`with add as (insert into repo_collection (collection, account_id) select unnest(${collections}::text[]), ${t.id}::int8 on conflict do nothing),
-      gone as (delete from repo_collection where account_id = ${t.id}::int8 and not (collection = any(${collections}::text[]))
+    await sql`with names as (insert into collection (nsid) select v.nsid from unnest(${collections}::text[]) as v (nsid)
+        where not exists (select 1 from collection c where c.nsid = v.nsid) on conflict (nsid) do nothing returning id),
+      ids as (select id from names union all select id from collection where nsid = any(${collections}::text[])),
+      add as (insert into repo_collection (collection_id, account_id) select id, ${t.id}::int8 from ids on conflict do nothing),
+      gone as (delete from repo_collection where account_id = ${t.id}::int8 and collection_id not in (select id from ids)
         and (select rev from account_head where account_id = ${t.id}::int8) is not distinct from ${t.rev}::text),
       done as (delete from collection_backfill where account_id = ${t.id}::int8 and due_at <= ${startedAt})
       select 1`.execute(this.storage.db)

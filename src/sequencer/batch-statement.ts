@@ -77,15 +77,21 @@ export function batchCommitStatement(w: BatchWrites): CompiledQuery | undefined 
 function collectionParts(c: CollectionWrites, p: (value: unknown, type: string) => string): string[] {
   const parts: string[] = []
   if (c.insert.accountIds.length > 0) {
+    const names = p(c.insert.collections, 'text[]')
+    // Only names not stored yet are inserted: an insert that conflicts still takes a value from the
+    // int4 sequence, and every batch of creates would burn some.
     parts.push(
-      `coll_add as (insert into repo_collection (collection, account_id)` +
-        ` select * from unnest(${p(c.insert.collections, 'text[]')}, ${p(c.insert.accountIds, 'int8[]')}) on conflict do nothing)`,
+      `coll_names as (insert into collection (nsid) select distinct v.nsid from unnest(${names}) as v (nsid)` +
+        ` where not exists (select 1 from collection c where c.nsid = v.nsid) on conflict (nsid) do nothing returning id, nsid)`,
+      `coll_add as (insert into repo_collection (collection_id, account_id)` +
+        ` select coalesce(n.id, c.id), v.account_id from unnest(${names}, ${p(c.insert.accountIds, 'int8[]')}) as v (nsid, account_id)` +
+        ` left join coll_names n on n.nsid = v.nsid left join collection c on c.nsid = v.nsid on conflict do nothing)`,
     )
   }
   if (c.remove.accountIds.length > 0) {
     parts.push(
-      `coll_remove as (delete from repo_collection r using unnest(${p(c.remove.collections, 'text[]')}, ${p(c.remove.accountIds, 'int8[]')}) as d (collection, account_id)` +
-        ` where r.collection = d.collection and r.account_id = d.account_id)`,
+      `coll_remove as (delete from repo_collection r using unnest(${p(c.remove.collections, 'text[]')}, ${p(c.remove.accountIds, 'int8[]')}) as d (nsid, account_id), collection c` +
+        ` where c.nsid = d.nsid and r.collection_id = c.id and r.account_id = d.account_id)`,
     )
   }
   if (c.removeAccounts.length > 0) {

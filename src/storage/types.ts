@@ -104,8 +104,14 @@ export interface RelayStateTable {
 
 /** listReposByCollection: an account with at least one record in a collection (schema.sql migrate:2). */
 export interface RepoCollectionTable {
-  collection: string
+  collection_id: number
   account_id: number
+}
+
+/** Collection NSIDs, each stored once (repo_collection refers to them by id). */
+export interface CollectionTable {
+  id: Generated<number>
+  nsid: string
 }
 
 /** Accounts whose collections are to be (re)read from their PDS. */
@@ -126,6 +132,7 @@ export interface Database {
   domain_ban: DomainBanTable
   identity: IdentityTable
   relay_state: RelayStateTable
+  collection: CollectionTable
   repo_collection: RepoCollectionTable
   collection_backfill: CollectionBackfillTable
 }

@@ -51,9 +51,11 @@ for (const kind of STORAGE_KINDS) {
     })
 
     const pairs = async () =>
-      (await sql<{ collection: string; account_id: number }>`select collection, account_id from repo_collection order by collection, account_id`.execute(t.storage.db)).rows.map(
-        (r) => `${r.collection}:${Number(r.account_id)}`,
-      )
+      (
+        await sql<{ nsid: string; account_id: number }>`select c.nsid, r.account_id from repo_collection r join collection c on c.id = r.collection_id order by c.nsid, r.account_id`.execute(
+          t.storage.db,
+        )
+      ).rows.map((r) => `${r.nsid}:${Number(r.account_id)}`)
     const run = async (deltas: Parameters<typeof reduceCollectionDeltas>[0]) => {
       const q = batchCommitStatement({ events: [], heads: new Map(), cursors: new Map(), collections: reduceCollectionDeltas(deltas) })
       if (q !== undefined) await t.storage.db.executeQuery(q)
@@ -74,6 +76,12 @@ for (const kind of STORAGE_KINDS) {
       expect(queued.rows.map((r) => [Number(r.account_id), r.reason])).toEqual([[1, 'sync']])
       // Nothing to write: no statement at all.
       expect(batchCommitStatement({ events: [], heads: new Map(), cursors: new Map(), collections: reduceCollectionDeltas([]) })).toBeUndefined()
+      // Names are stored once, and gaining known collections again takes no new ids from the sequence.
+      await run([{ accountId: 1, delta: { gained: ['a.b.c', 'a.b.d'] } }, { accountId: 2, delta: { gained: ['a.b.c'] } }])
+      const names = await sql<{ nsid: string; id: number }>`select nsid, id from collection order by id`.execute(t.storage.db)
+      expect(names.rows.map((r) => [r.nsid, Number(r.id)])).toEqual([['a.b.c', 1], ['a.b.d', 2]])
+      const next = await sql<{ id: number }>`select nextval('collection_id_seq') as id`.execute(t.storage.db)
+      expect(Number(next.rows[0]!.id)).toBe(3)
     })
   })
 }
