@@ -116,3 +116,11 @@ CREATE TABLE relay_state (
   value       jsonb NOT NULL,
   updated_at  timestamptz NOT NULL DEFAULT now()
 );
+
+-- migrate:2
+
+-- Jetstream time cursors: when the sequencer assigned each event its seq, in unix microseconds,
+-- strictly increasing with seq. Null for events logged before this migration.
+ALTER TABLE event ADD COLUMN time_us bigint;
+-- a time cursor finds its seq without a scan (partitioned: one index per partition)
+CREATE INDEX event_time_us_idx ON event (time_us);
