@@ -35,6 +35,7 @@ import type { Config } from './config.js'
 import { Crawler } from './crawler/index.js'
 import { registerCrawlRoutes } from './api/crawl-routes.js'
 import { Firehose } from './firehose/index.js'
+import { JETSTREAM_V1_PATH, JetLogReader, JetstreamServer } from './jetstream/index.js'
 import { createIdentity, type Identity, type TxtLookup } from './identity/index.js'
 import { createRepoStatusCheck, HostStats, IngestPipeline } from './ingest/index.js'
 import { RelayAdmin } from './relay-admin.js'
@@ -54,6 +55,8 @@ export interface Relay {
   readonly metricsAddress: AddressInfo
   readonly sequencer: Sequencer
   readonly firehose: Firehose
+  /** Jetstream v1 at /subscribe (undefined when RELAY_JETSTREAM=false). */
+  readonly jetstream: JetstreamServer | undefined
   readonly ingest: IngestPipeline
   readonly crawler: Crawler
   readonly identity: Identity
@@ -155,6 +158,17 @@ export async function startRelay(config: Config, logger: Logger, overrides: Rela
       registry,
     })
     cleanup.push(() => firehose.close())
+    const jetstream = config.jetstream
+      ? new JetstreamServer({
+          source: sequencer,
+          log: new JetLogReader(storage.db),
+          ringSize: config.jetstreamRingSize,
+          maxLag: config.jetstreamMaxLag,
+          logger: logger.child({ system: 'jetstream' }),
+          registry,
+        })
+      : undefined
+    if (jetstream) cleanup.push(() => jetstream.close())
 
     const ingest = new IngestPipeline({
       storage,
@@ -223,6 +237,7 @@ export async function startRelay(config: Config, logger: Logger, overrides: Rela
     registerSyncQueries(http, { storage: queryStorage, stats, gate: queryGate, rateLimitedHosts: () => crawler.rateLimitedHosts() })
     registerCrawlRoutes(http, crawler.admission, { clients: clientLimits, gate: crawlGate })
     http.upgradeRoute('/xrpc/com.atproto.sync.subscribeRepos', (req, socket, head) => firehose.handleUpgrade(req, socket, head))
+    if (jetstream) http.upgradeRoute(JETSTREAM_V1_PATH, (req, socket, head) => jetstream.handleUpgrade(req, socket, head))
     registerAdminRoutes(http, adminAuth, admin)
     registerAdminPage(http)
 
@@ -245,6 +260,7 @@ export async function startRelay(config: Config, logger: Logger, overrides: Rela
       metricsAddress,
       sequencer,
       firehose,
+      jetstream,
       ingest,
       crawler,
       identity,
@@ -264,6 +280,7 @@ export async function startRelay(config: Config, logger: Logger, overrides: Rela
           await ingest.stop()
           await sequencer.stop()
           await firehose.close()
+          await jetstream?.close()
           await httpClosed
           await identity.close()
           await metrics.close()
