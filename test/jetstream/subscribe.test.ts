@@ -178,6 +178,12 @@ describe('Jetstream v1 /subscribe', () => {
     const plainBytes = text.text.reduce((n, b) => n + b.length, 0)
     const zstdBytes = zstdQuery.binary.reduce((n, b) => n + b.length, 0)
     expect(zstdBytes).toBeLessThan(plainBytes)
+    const metrics = await relay.registry.getMetricsAsJSON()
+    const sent = metrics.find((m) => m.name === 'relay_jetstream_messages_sent_total')!.values
+    expect(sent.find((v) => v.labels.encoding === 'zstd')!.value).toBeGreaterThanOrEqual(2 * all.length)
+    const ratio = metrics.find((m) => m.name === 'relay_jetstream_zstd_ratio')!.values[0]!.value
+    // Compressed once per message and shared: the ratio is of each message once, as the two subscribers saw it.
+    expect(ratio).toBeCloseTo(zstdBytes / plainBytes, 1)
     console.log(`jetstream zstd on ${all.length} real events: ${zstdBytes} / ${plainBytes} bytes = ${(zstdBytes / plainBytes).toFixed(3)}`)
   }, 60_000)
 
@@ -221,6 +227,12 @@ describe('Jetstream v1 /subscribe', () => {
     tooMany.send({ type: 'options_update', payload: { wantedDids: Array.from({ length: 10_001 }, (_, i) => `did:plc:${String(i).padStart(24, 'a')}`) } })
     await tooMany.waitClosed()
     expect(tooMany.closeReason).toMatch(/at most 10000/)
+
+    // Every cut-off counted by reason.
+    const cutOffs = await relay.registry.getSingleMetric('relay_jetstream_cut_off_total')!.get()
+    const byReason = Object.fromEntries(cutOffs.values.map((v) => [v.labels.reason, v.value]))
+    expect(byReason['bad-hello']).toBe(2)
+    expect(byReason['bad-options']).toBe(1)
   }, 60_000)
 
   it('answers 400 before the upgrade, naming the problem, for every bad parameter', async () => {
