@@ -35,7 +35,7 @@ import type { Config } from './config.js'
 import { Crawler } from './crawler/index.js'
 import { registerCrawlRoutes } from './api/crawl-routes.js'
 import { Firehose } from './firehose/index.js'
-import { JETSTREAM_V1_PATH, JetLogReader, JetstreamServer } from './jetstream/index.js'
+import { JetLogReader, JetstreamServer, registerJetstreamRoutes } from './jetstream/index.js'
 import { createIdentity, type Identity, type TxtLookup } from './identity/index.js'
 import { createRepoStatusCheck, HostStats, IngestPipeline } from './ingest/index.js'
 import { RelayAdmin } from './relay-admin.js'
@@ -55,7 +55,7 @@ export interface Relay {
   readonly metricsAddress: AddressInfo
   readonly sequencer: Sequencer
   readonly firehose: Firehose
-  /** Jetstream v1 at /subscribe (undefined when RELAY_JETSTREAM=false). */
+  /** Jetstream v1 at /subscribe and v2 subscribeEvents (undefined when RELAY_JETSTREAM=false). */
   readonly jetstream: JetstreamServer | undefined
   readonly ingest: IngestPipeline
   readonly crawler: Crawler
@@ -237,7 +237,7 @@ export async function startRelay(config: Config, logger: Logger, overrides: Rela
     registerSyncQueries(http, { storage: queryStorage, stats, gate: queryGate, rateLimitedHosts: () => crawler.rateLimitedHosts() })
     registerCrawlRoutes(http, crawler.admission, { clients: clientLimits, gate: crawlGate })
     http.upgradeRoute('/xrpc/com.atproto.sync.subscribeRepos', (req, socket, head) => firehose.handleUpgrade(req, socket, head))
-    if (jetstream) http.upgradeRoute(JETSTREAM_V1_PATH, (req, socket, head) => jetstream.handleUpgrade(req, socket, head))
+    if (jetstream) registerJetstreamRoutes(http, jetstream)
     registerAdminRoutes(http, adminAuth, admin)
     registerAdminPage(http)
 

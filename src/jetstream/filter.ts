@@ -7,7 +7,7 @@
 import { isValidDid, isValidNsid } from '../atproto/syntax.js'
 import { invalidRequest } from '../atproto/xrpc-error.js'
 import { Params } from '../http/params.js'
-import type { JetMessage } from './event-messages.js'
+import type { JetKind, JetMessage } from './event-messages.js'
 
 export const MAX_WANTED_COLLECTIONS = 100
 export const MAX_WANTED_DIDS = 10_000
@@ -19,6 +19,8 @@ export interface FilterSpec {
   wantedCollections: readonly string[]
   wantedDids: readonly string[]
   maxMessageSizeBytes: number
+  /** v2 `kinds`: unset or empty is every kind. */
+  kinds?: readonly JetKind[]
 }
 
 export class JetFilter {
@@ -26,6 +28,7 @@ export class JetFilter {
   private readonly prefixes: string[]
   readonly dids: Set<string> | null
   readonly maxMessageSizeBytes: number
+  private readonly kinds: Set<JetKind> | null
 
   constructor(spec: FilterSpec) {
     const exact = new Set<string>()
@@ -38,6 +41,7 @@ export class JetFilter {
     this.prefixes = prefixes
     this.dids = spec.wantedDids.length > 0 ? new Set(spec.wantedDids) : null
     this.maxMessageSizeBytes = spec.maxMessageSizeBytes
+    this.kinds = spec.kinds !== undefined && spec.kinds.length > 0 ? new Set(spec.kinds) : null
   }
 
   static all(): JetFilter {
@@ -52,6 +56,7 @@ export class JetFilter {
   /** Whether this message passes (its DID already passed wantsDid). Identity and account messages bypass the collection filter. */
   wants(m: JetMessage): boolean {
     if (this.maxMessageSizeBytes > 0 && m.json.length > this.maxMessageSizeBytes) return false
+    if (this.kinds !== null && !this.kinds.has(m.kind)) return false
     if (this.collections === null || m.collection === null || m.collection === '') return true
     if (this.collections.has(m.collection)) return true
     for (const p of this.prefixes) if (m.collection.startsWith(p)) return true
@@ -86,19 +91,19 @@ export function filterFromPayload(payload: unknown): FilterSpec {
   }
 }
 
-function checkCollections(values: string[]): string[] {
+export function checkCollections(values: string[], name = 'wantedCollections'): string[] {
   const unique = [...new Set(values)]
-  if (unique.length > MAX_WANTED_COLLECTIONS) throw invalidRequest(`wantedCollections takes at most ${MAX_WANTED_COLLECTIONS} values, got ${unique.length}`)
+  if (unique.length > MAX_WANTED_COLLECTIONS) throw invalidRequest(`${name} takes at most ${MAX_WANTED_COLLECTIONS} values, got ${unique.length}`)
   for (const c of unique) {
-    if (c.length > 317 || !(isValidNsid(c) || PREFIX.test(c))) throw invalidRequest(`wantedCollections: "${c.slice(0, 320)}" is neither an NSID nor a prefix such as app.bsky.*`)
+    if (c.length > 317 || !(isValidNsid(c) || PREFIX.test(c))) throw invalidRequest(`${name}: "${c.slice(0, 320)}" is neither an NSID nor a prefix such as app.bsky.*`)
   }
   return unique
 }
 
-function checkDids(values: string[]): string[] {
+export function checkDids(values: string[], name = 'wantedDids'): string[] {
   const unique = [...new Set(values)]
-  if (unique.length > MAX_WANTED_DIDS) throw invalidRequest(`wantedDids takes at most ${MAX_WANTED_DIDS} values, got ${unique.length}`)
-  for (const d of unique) if (d.length > 2048 || !isValidDid(d)) throw invalidRequest(`wantedDids: "${d.slice(0, 200)}" is not a DID`)
+  if (unique.length > MAX_WANTED_DIDS) throw invalidRequest(`${name} takes at most ${MAX_WANTED_DIDS} values, got ${unique.length}`)
+  for (const d of unique) if (d.length > 2048 || !isValidDid(d)) throw invalidRequest(`${name}: "${d.slice(0, 200)}" is not a DID`)
   return unique
 }
 

@@ -16,8 +16,13 @@ export interface LoggedJetEvent {
 
 export interface JetLogSource {
   readPage(afterSeq: number, limit: number): Promise<LoggedJetEvent[]>
-  /** The seq just before the first retained event at or after `timeUs`, clamped to just before the oldest; undefined when no event is that new. */
-  afterSeqForTime(timeUs: number): Promise<number | undefined>
+  /**
+   * Where a time cursor starts: just before the first retained event at or after `timeUs`
+   * (`clamped` when that is the oldest retained event and the cursor was older); undefined when no event is that new.
+   */
+  afterSeqForTime(timeUs: number): Promise<{ afterSeq: number; clamped: boolean } | undefined>
+  /** The oldest retained seq, or undefined when the log is empty. */
+  oldestSeq(): Promise<number | undefined>
 }
 
 export class JetLogReader implements JetLogSource {
@@ -31,10 +36,16 @@ export class JetLogReader implements JetLogSource {
     return rows.map((r) => ({ seq: Number(r.seq), timeUs: Number(r.time_us), did: r.did, frame: r.frame }))
   }
 
-  async afterSeqForTime(timeUs: number): Promise<number | undefined> {
-    const at = await this.db.selectFrom('event').select('seq').where('time_us', '>=', timeUs).orderBy('time_us').limit(1).executeTakeFirst()
+  async afterSeqForTime(timeUs: number): Promise<{ afterSeq: number; clamped: boolean } | undefined> {
+    const at = await this.db.selectFrom('event').select(['seq', 'time_us']).where('time_us', '>=', timeUs).orderBy('time_us').limit(1).executeTakeFirst()
     if (at === undefined) return undefined
-    // Clamped to the oldest retained event (older rows without time_us included).
-    return Number(at.seq) - 1
+    const oldest = await this.oldestSeq()
+    const seq = Number(at.seq)
+    return { afterSeq: seq - 1, clamped: oldest !== undefined && seq <= oldest && Number(at.time_us) > timeUs }
+  }
+
+  async oldestSeq(): Promise<number | undefined> {
+    const row = await this.db.selectFrom('event').select('seq').orderBy('seq').limit(1).executeTakeFirst()
+    return row === undefined ? undefined : Number(row.seq)
   }
 }

@@ -28,13 +28,15 @@ import { Semaphore } from '../semaphore.js'
 import type { CommittedEvent, CommittedEventSource } from '../sequencer/types.js'
 import type { JetstreamCutOffReason } from './cut-off-reasons.js'
 import { filterFromPayload, filterFromQuery, JetFilter } from './filter.js'
-import { JetEvent, type JetBuildContext, type JetEncoding } from './jet-event.js'
+import { JetEvent, type JetBuildContext, type JetEncoding, type JetWire } from './jet-event.js'
 import type { JetLogSource } from './log-reader.js'
 import { JetstreamMetrics, type SubscriberState, type WireEncoding } from './metrics.js'
 import { JetRing } from './ring.js'
-import { LEGACY_DICTIONARY_FILE, ZstdCodec } from './zstd.js'
+import { cursorTooOld, parseV2Upgrade, SUBSCRIBE_EVENTS_NSID, unknownDictionary, V2_SUBPROTOCOL } from './v2-params.js'
+import { LEGACY_DICTIONARY_FILE, V2_DICTIONARY_FILE, ZstdCodec } from './zstd.js'
 
 export const JETSTREAM_V1_PATH = '/subscribe'
+export const JETSTREAM_V2_PATH = `/xrpc/${SUBSCRIBE_EVENTS_NSID}`
 
 export interface JetstreamOptions {
   source: CommittedEventSource
@@ -72,6 +74,7 @@ class Subscriber {
     readonly id: number,
     readonly ws: WebSocket,
     readonly socket: Socket,
+    readonly wire: JetWire,
     readonly encoding: WireEncoding,
     public filter: JetFilter,
     readonly remoteAddress: string,
@@ -92,8 +95,10 @@ class Subscriber {
 }
 
 interface UpgradeRequest {
+  wire: JetWire
   filter: JetFilter
-  cursor: number | null
+  /** v1: unix µs; v2: a seq or a time. */
+  cursor: { type: 'seq'; seq: number } | { type: 'time'; timeUs: number } | null
   encoding: WireEncoding
   requireHello: boolean
 }
@@ -110,10 +115,11 @@ export class JetstreamServer {
   private readonly logger: Logger
   private readonly plain: WebSocketServer
   private readonly deflate: WebSocketServer
+  private readonly v2: WebSocketServer
   private readonly subscribers = new Map<number, Subscriber>()
   private readonly metrics: JetstreamMetrics
   private readonly build: JetBuildContext
-  private zstdCodec: ZstdCodec | undefined
+  private readonly codecs = new Map<JetWire, ZstdCodec>()
   private readonly unsubscribe: (() => void) | undefined
   private nextId = 0
   private closed = false
@@ -133,9 +139,14 @@ export class JetstreamServer {
     const common = { noServer: true, clientTracking: false, maxPayload: 1024 * 1024 } as const
     this.plain = new WebSocketServer({ ...common, perMessageDeflate: false })
     this.deflate = new WebSocketServer({ ...common, perMessageDeflate: { threshold: 0 } })
+    this.v2 = new WebSocketServer({
+      ...common,
+      perMessageDeflate: false,
+      handleProtocols: (protocols) => (protocols.has(V2_SUBPROTOCOL) ? V2_SUBPROTOCOL : false),
+    })
     this.metrics = new JetstreamMetrics(opts.registry, () => this.subscribers.values() as Iterable<{ state: SubscriberState }>)
     this.build = {
-      zstd: () => (this.zstdCodec ??= ZstdCodec.fromAsset(LEGACY_DICTIONARY_FILE)),
+      zstd: (wire) => this.codec(wire),
       onSkipped: (seq, ops) => {
         this.metrics.skippedOps.inc(ops)
         this.logger.warn({ seq, ops }, 'jetstream: commit ops left out (record block missing or undecodable)')
@@ -153,6 +164,16 @@ export class JetstreamServer {
     this.unsubscribe = typeof unsub === 'function' ? (unsub as () => void) : undefined
   }
 
+  /** The zstd codec of a wire (its dictionary loaded once). */
+  codec(wire: JetWire): ZstdCodec {
+    let codec = this.codecs.get(wire)
+    if (codec === undefined) {
+      codec = ZstdCodec.fromAsset(wire === 'v1' ? LEGACY_DICTIONARY_FILE : V2_DICTIONARY_FILE)
+      this.codecs.set(wire, codec)
+    }
+    return codec
+  }
+
   /** Upgrade requests to /subscribe: every parameter is checked (400) before the upgrade. */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     if (this.closed) return answerRaw(socket, 503, 'ServiceUnavailable', 'the relay is shutting down')
@@ -165,6 +186,34 @@ export class JetstreamServer {
     }
     const wss = request.encoding === 'deflate' ? this.deflate : this.plain
     wss.handleUpgrade(req, socket, head, (ws) => void this.accept(ws, req, request))
+  }
+
+  /**
+   * Upgrade requests to subscribeEvents (v2): parameters, the dictionary and a seq cursor's
+   * retention (CursorTooOld) are all checked before the upgrade.
+   */
+  handleUpgradeV2(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    if (this.closed) return answerRaw(socket, 503, 'ServiceUnavailable', 'the relay is shutting down')
+    void (async () => {
+      let request: UpgradeRequest
+      try {
+        const url = new URL(req.url ?? '/', 'http://relay.invalid')
+        const v2 = parseV2Upgrade(url, { protocol: req.headers['sec-websocket-protocol'] })
+        if (v2.zstdDictionary !== null && v2.zstdDictionary !== this.codec('v2').id) throw unknownDictionary(v2.zstdDictionary, this.codec('v2').id)
+        if (v2.cursor?.type === 'seq') {
+          const cursor = v2.cursor.seq
+          const oldest = await this.withLogRead(() => this.log.oldestSeq())
+          if (oldest !== undefined && cursor < oldest) throw cursorTooOld(cursor, oldest)
+        }
+        request = { wire: 'v2', filter: new JetFilter(v2.filter), cursor: v2.cursor, encoding: v2.zstdDictionary !== null ? 'zstd' : 'text', requireHello: false }
+      } catch (err) {
+        if (err instanceof XrpcError) return answerRaw(socket, err.status, err.error, err.message)
+        this.logger.error({ err }, 'jetstream v2 upgrade failed')
+        return answerRaw(socket, 500, 'InternalServerError', 'internal error; see the relay log')
+      }
+      if (socket.destroyed) return
+      this.v2.handleUpgrade(req, socket, head, (ws) => void this.accept(ws, req, request))
+    })()
   }
 
   /** Closes every subscriber (1001). */
@@ -183,7 +232,7 @@ export class JetstreamServer {
     await Promise.race([Promise.all(closing), new Promise<void>((resolve) => setTimeout(resolve, this.closeGraceMs).unref())])
     for (const s of this.subscribers.values()) s.ws.terminate()
     this.subscribers.clear()
-    await Promise.all([this.plain, this.deflate].map((w) => new Promise<void>((resolve) => w.close(() => resolve()))))
+    await Promise.all([this.plain, this.deflate, this.v2].map((w) => new Promise<void>((resolve) => w.close(() => resolve()))))
   }
 
   private async accept(ws: WebSocket, req: IncomingMessage, r: UpgradeRequest): Promise<void> {
@@ -192,7 +241,7 @@ export class JetstreamServer {
     ws.on('error', (err) => this.logger.debug({ err, remoteAddress }, 'jetstream subscriber socket error'))
     if (this.closed) return void ws.close(1001, 'relay shutting down')
     const head = this.source.currentSeq()
-    const s = new Subscriber(++this.nextId, ws, socket, r.encoding, r.filter, remoteAddress, head)
+    const s = new Subscriber(++this.nextId, ws, socket, r.wire, r.encoding, r.filter, remoteAddress, head)
     if (r.requireHello) s.state = 'hello'
     this.subscribers.set(s.id, s)
     this.metrics.connections.inc()
@@ -202,12 +251,20 @@ export class JetstreamServer {
       s.signal()
     })
     ws.on('message', (data: Buffer, isBinary: boolean) => this.onClientMessage(s, data, isBinary))
-    this.logger.info({ subscriber: s.id, remoteAddress, cursor: r.cursor, encoding: r.encoding, seq: head }, 'jetstream subscriber connected')
-    if (r.cursor !== null) {
+    this.logger.info({ subscriber: s.id, remoteAddress, wire: r.wire, cursor: r.cursor, encoding: r.encoding, seq: head }, 'jetstream subscriber connected')
+    const cursor = r.cursor
+    if (cursor?.type === 'seq') {
+      // Inclusive (v2): replay from this seq; one above the head waits for it.
+      s.lastSeq = cursor.seq - 1
+    } else if (cursor?.type === 'time') {
       try {
-        const after = await this.withLogRead(() => this.log.afterSeqForTime(r.cursor as number))
+        const at = await this.withLogRead(() => this.log.afterSeqForTime(cursor.timeUs))
         // A cursor newer than every event is a live tail.
-        if (after !== undefined) s.lastSeq = Math.min(after, head)
+        if (at !== undefined) s.lastSeq = Math.min(at.afterSeq, head)
+        if (at?.clamped && s.wire === 'v2') {
+          const info = `{"$type":"message","payload":{"$type":"network.bsky.jetstream.subscribeEvents#info","name":"OutdatedCursor","message":"cursor is older than the retained events; resuming from seq ${at.afterSeq + 1}"}}`
+          this.sendControl(s, info)
+        }
       } catch (err) {
         return this.fail(s, err)
       }
@@ -217,6 +274,7 @@ export class JetstreamServer {
 
   private onClientMessage(s: Subscriber, data: Buffer, isBinary: boolean): void {
     if (s.state === 'closed') return
+    if (s.wire === 'v2') return this.cutOff(s, 'client-message', 1008, 'subscribeEvents is server-push only')
     let message: unknown
     try {
       message = isBinary ? undefined : JSON.parse(data.toString('utf8'))
@@ -320,7 +378,7 @@ export class JetstreamServer {
       if (e.seq <= s.lastSeq) continue
       // An event whose account row is gone has no DID here: it passes only a subscriber without a DID filter.
       if (s.filter.wantsDid(e.did)) {
-        for (const m of e.messages(this.build)) {
+        for (const m of e.messages(s.wire, this.build)) {
           if (!s.filter.wants(m)) continue
           if (raw) {
             const frame = m.wire(wire, this.build)
@@ -371,10 +429,20 @@ export class JetstreamServer {
     if (s.state === 'closed') return
     s.state = 'closed'
     this.metrics.countCutOff(reason)
-    if (reason === 'too-slow') this.logger.warn({ subscriber: s.id, remoteAddress: s.remoteAddress, seq: s.lastSeq }, 'jetstream subscriber too slow; closing')
+    if (reason === 'too-slow') {
+      this.logger.warn({ subscriber: s.id, remoteAddress: s.remoteAddress, seq: s.lastSeq }, 'jetstream subscriber too slow; closing')
+      if (s.wire === 'v2') this.sendControl(s, `{"$type":"error","error":"ConsumerTooSlow","message":"fell more than ${this.maxLag} events behind"}`)
+    }
     s.ws.close(code, text)
     s.signal()
     setTimeout(() => s.ws.terminate(), this.closeGraceMs).unref()
+  }
+
+  /** A frame outside the event stream (#info, error), in the subscriber's encoding. */
+  private sendControl(s: Subscriber, json: string): void {
+    const bytes = Buffer.from(json)
+    if (s.encoding === 'zstd') s.ws.send(this.codec(s.wire).compress(bytes), { binary: true })
+    else s.ws.send(bytes, { binary: false })
   }
 
   private fail(s: Subscriber, err: unknown): void {
@@ -398,5 +466,11 @@ export function parseUpgrade(req: IncomingMessage): UpgradeRequest {
   if (zstd && deflateOffered) {
     throw invalidRequest('zstd compression (compress=true or Socket-Encoding: zstd) and permessage-deflate cannot be combined: offer one of them')
   }
-  return { filter, cursor, encoding: zstd ? 'zstd' : deflateOffered ? 'deflate' : 'text', requireHello }
+  return {
+    wire: 'v1',
+    filter,
+    cursor: cursor === null ? null : { type: 'time', timeUs: cursor },
+    encoding: zstd ? 'zstd' : deflateOffered ? 'deflate' : 'text',
+    requireHello,
+  }
 }

@@ -11,6 +11,8 @@ import { packageRoot } from '../package-root.js'
 
 /** v1 `/subscribe` dictionary (dictionary ID 1612007021). */
 export const LEGACY_DICTIONARY_FILE = 'legacy_subscribe.zdict'
+/** v2 `subscribeEvents` dictionary (served by getZstdDictionary). */
+export const V2_DICTIONARY_FILE = 'subscribe_events_20260811.zdict'
 
 export function dictionaryPath(file: string): string {
   return join(packageRoot(), 'assets', 'jetstream', file)
