@@ -71,8 +71,8 @@ export class RawJetClient {
     ws.on('error', () => undefined)
   }
 
-  static async connect(url: string, opts: WebSocket.ClientOptions = {}): Promise<RawJetClient> {
-    const ws = new WebSocket(url, { perMessageDeflate: false, ...opts })
+  static async connect(url: string, opts: WebSocket.ClientOptions = {}, protocols: string[] = []): Promise<RawJetClient> {
+    const ws = new WebSocket(url, protocols, { perMessageDeflate: false, ...opts })
     const client = new RawJetClient(ws)
     await new Promise<void>((resolve, reject) => {
       ws.once('open', () => resolve())
@@ -107,13 +107,13 @@ export class RawJetClient {
 }
 
 /** Decodes zstd frames with the `zstd` command (libzstd's CLI: not the binding the relay compresses with) and the shipped v1 dictionary. */
-export function zstdCliDecode(frames: Buffer[]): Buffer[] {
+export function zstdCliDecode(frames: Buffer[], dictionaryFile: string = LEGACY_DICTIONARY_FILE): Buffer[] {
   const dir = mkdtempSync(join(tmpdir(), 'jet-zstd-'))
   try {
     return frames.map((frame, i) => {
       const file = join(dir, `${i}.zst`)
       writeFileSync(file, frame)
-      return execFileSync('zstd', ['-q', '-d', '-c', '-D', dictionaryPath(LEGACY_DICTIONARY_FILE), file])
+      return execFileSync('zstd', ['-q', '-d', '-c', '-D', dictionaryPath(dictionaryFile), file])
     })
   } finally {
     rmSync(dir, { recursive: true, force: true })
