@@ -220,7 +220,8 @@ export class Sequencer implements CommittedEventSource {
     if (evt.ticket !== undefined) this.cursors.submitted(evt.ticket)
     const seq = ++this.assigned
     // Jetstream's cursor: assigned once with the seq, strictly increasing with it, across restarts (start() reads the max stored).
-    const timeUs = Math.max(Math.floor((performance.timeOrigin + performance.now()) * 1000), this.lastTimeUs + 1)
+    // Wall-clock ms (cursors are compared with clients' clocks); the +1 keeps events within one ms apart.
+    const timeUs = Math.max(Date.now() * 1000, this.lastTimeUs + 1)
     this.lastTimeUs = timeUs
     return new Promise<number>((resolve, reject) => {
       this.queue.push({ evt, seq, timeUs, kind, frame, resolve, reject })
