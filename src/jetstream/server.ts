@@ -164,6 +164,21 @@ export class JetstreamServer {
     this.unsubscribe = typeof unsub === 'function' ? (unsub as () => void) : undefined
   }
 
+  /** Every connected subscriber, for operators and tests. */
+  subscriberInfo(): { id: number; remoteAddress: string; wire: JetWire; encoding: WireEncoding; state: State; lag: number; bufferedBytes: number; messagesSent: number }[] {
+    const head = this.source.currentSeq()
+    return [...this.subscribers.values()].map((s) => ({
+      id: s.id,
+      remoteAddress: s.remoteAddress,
+      wire: s.wire,
+      encoding: s.encoding,
+      state: s.state,
+      lag: Math.max(0, head - s.lastSeq),
+      bufferedBytes: s.ws.bufferedAmount,
+      messagesSent: s.messagesSent,
+    }))
+  }
+
   /** The zstd codec of a wire (its dictionary loaded once). */
   codec(wire: JetWire): ZstdCodec {
     let codec = this.codecs.get(wire)
