@@ -21,16 +21,17 @@ import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
 import type { Registry } from 'prom-client'
 import WebSocket, { WebSocketServer } from 'ws'
-import { invalidRequest, XrpcError } from '../atproto/xrpc-error.js'
-import { Params } from '../http/params.js'
+import { XrpcError } from '../atproto/xrpc-error.js'
 import { answerRaw } from '../http/raw-response.js'
 import { Semaphore } from '../semaphore.js'
 import type { CommittedEvent, CommittedEventSource } from '../sequencer/types.js'
 import type { JetstreamCutOffReason } from './cut-off-reasons.js'
-import { filterFromPayload, filterFromQuery, JetFilter } from './filter.js'
+import { filterFromPayload, JetFilter } from './filter.js'
 import { JetEvent, type JetBuildContext, type JetEncoding, type JetWire } from './jet-event.js'
 import type { JetLogSource } from './log-reader.js'
 import { JetstreamMetrics, type SubscriberState, type WireEncoding } from './metrics.js'
+import { Subscriber, type State } from './subscriber.js'
+import { parseUpgrade, type UpgradeRequest } from './v1-params.js'
 import { JetRing } from './ring.js'
 import { cursorTooOld, parseV2Upgrade, SUBSCRIBE_EVENTS_NSID, unknownDictionary, V2_SUBPROTOCOL } from './v2-params.js'
 import { LEGACY_DICTIONARY_FILE, V2_DICTIONARY_FILE, ZstdCodec } from './zstd.js'
@@ -58,50 +59,6 @@ export interface JetstreamOptions {
   registry: Registry
 }
 
-type State = SubscriberState | 'closed'
-
-class Subscriber {
-  state: State = 'catchup'
-  /** The seq of the last event passed (sent or filtered out). */
-  lastSeq: number
-  reachedLive = false
-  /** Events of a log page not yet written (the socket filled up mid-page). */
-  pending: JetEvent[] = []
-  wake: (() => void) | undefined
-  messagesSent = 0
-
-  constructor(
-    readonly id: number,
-    readonly ws: WebSocket,
-    readonly socket: Socket,
-    readonly wire: JetWire,
-    readonly encoding: WireEncoding,
-    public filter: JetFilter,
-    readonly remoteAddress: string,
-    startSeq: number,
-  ) {
-    this.lastSeq = startSeq
-  }
-
-  get open(): boolean {
-    return this.state !== 'closed' && !this.socket.destroyed
-  }
-
-  signal(): void {
-    const wake = this.wake
-    this.wake = undefined
-    wake?.()
-  }
-}
-
-interface UpgradeRequest {
-  wire: JetWire
-  filter: JetFilter
-  /** v1: unix µs; v2: a seq or a time. */
-  cursor: { type: 'seq'; seq: number } | { type: 'time'; timeUs: number } | null
-  encoding: WireEncoding
-  requireHello: boolean
-}
 
 export class JetstreamServer {
   private readonly source: CommittedEventSource
@@ -464,28 +421,5 @@ export class JetstreamServer {
     if (s.state === 'closed') return
     this.logger.error({ err, subscriber: s.id, seq: s.lastSeq }, 'jetstream subscriber replay failed; closing')
     this.cutOff(s, 'error', 1011, 'InternalServerError')
-  }
-}
-
-/** Every parameter of a v1 upgrade, or an XrpcError (400) naming the bad one. */
-export function parseUpgrade(req: IncomingMessage): UpgradeRequest {
-  const url = new URL(req.url ?? '/', 'http://relay.invalid')
-  const params = Params.query(url.searchParams)
-  const filter = new JetFilter(filterFromQuery(params))
-  const cursor = params.has('cursor') ? params.integer('cursor', { min: 0, max: Number.MAX_SAFE_INTEGER }) : null
-  const compressParam = params.boolean('compress') ?? false
-  const requireHello = params.boolean('requireHello') ?? false
-  const socketEncoding = req.headers['socket-encoding']
-  const zstd = compressParam || (typeof socketEncoding === 'string' && socketEncoding.trim().toLowerCase() === 'zstd')
-  const deflateOffered = /permessage-deflate/i.test(String(req.headers['sec-websocket-extensions'] ?? ''))
-  if (zstd && deflateOffered) {
-    throw invalidRequest('zstd compression (compress=true or Socket-Encoding: zstd) and permessage-deflate cannot be combined: offer one of them')
-  }
-  return {
-    wire: 'v1',
-    filter,
-    cursor: cursor === null ? null : { type: 'time', timeUs: cursor },
-    encoding: zstd ? 'zstd' : deflateOffered ? 'deflate' : 'text',
-    requireHello,
   }
 }
