@@ -52,6 +52,8 @@ export class JetEvent {
   private decoded: DecodedJetEvent | undefined
   private v1: OutMessage[] | undefined
   private v2: OutMessage[] | undefined
+  /** Set when the account was taken down: no longer sent to subscribers catching up through the ring. */
+  removed = false
 
   constructor(
     readonly seq: number,

@@ -15,7 +15,7 @@ export class JetstreamMetrics {
   readonly skippedOps: Counter
   readonly undecodable: Counter
 
-  constructor(registry: Registry, subscribers: () => Iterable<{ state: SubscriberState }>) {
+  constructor(registry: Registry, subscribers: () => Iterable<{ state: SubscriberState | 'closed' }>) {
     const registers = [registry]
     new Gauge({
       name: 'relay_jetstream_subscribers',
@@ -24,7 +24,8 @@ export class JetstreamMetrics {
       registers,
       collect() {
         const counts: Record<SubscriberState, number> = { hello: 0, catchup: 0, live: 0 }
-        for (const s of subscribers()) counts[s.state]++
+        // A closed one is still listed until its socket's close event.
+        for (const s of subscribers()) if (s.state !== 'closed') counts[s.state]++
         for (const [state, n] of Object.entries(counts)) this.set({ state }, n)
       },
     })

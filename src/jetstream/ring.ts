@@ -42,6 +42,19 @@ export class JetRing {
     return this.items.length - this.start
   }
 
+  /** Marks the account's events before `beforeSeq` removed (a takedown); returns how many. */
+  forgetDid(did: string, beforeSeq: number): number {
+    let n = 0
+    for (let i = this.start; i < this.items.length; i++) {
+      const e = this.items[i] as JetEvent
+      if (e.seq < beforeSeq && e.did === did && !e.removed) {
+        e.removed = true
+        n++
+      }
+    }
+    return n
+  }
+
   /** Up to `max` events with seq > afterSeq (afterSeq ≥ floor). */
   after(afterSeq: number, max: number): JetEvent[] {
     let lo = this.start

@@ -21,6 +21,7 @@ import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
 import type { Registry } from 'prom-client'
 import WebSocket, { WebSocketServer } from 'ws'
+import { decodeFrame } from '../atproto/frame.js'
 import { XrpcError } from '../atproto/xrpc-error.js'
 import { answerRaw } from '../http/raw-response.js'
 import { Semaphore } from '../semaphore.js'
@@ -101,7 +102,7 @@ export class JetstreamServer {
       perMessageDeflate: false,
       handleProtocols: (protocols) => (protocols.has(V2_SUBPROTOCOL) ? V2_SUBPROTOCOL : false),
     })
-    this.metrics = new JetstreamMetrics(opts.registry, () => this.subscribers.values() as Iterable<{ state: SubscriberState }>)
+    this.metrics = new JetstreamMetrics(opts.registry, () => this.subscribers.values())
     this.build = {
       zstd: (wire) => this.codec(wire),
       onSkipped: (seq, ops) => {
@@ -279,6 +280,11 @@ export class JetstreamServer {
       const jet = JetEvent.of(e)
       // Frame now; its messages (about the same size) and wire frames once built.
       this.ring.push(jet, e.frame.length * 3)
+      if (e.t === '#account' && isTakedown(e.frame)) {
+        // The relay removed the account's events from the log before emitting this: drop them from memory too.
+        const removed = this.ring.forgetDid(e.did, e.seq)
+        if (removed > 0) this.logger.info({ did: e.did, seq: e.seq, removed }, 'jetstream: taken-down account events dropped from memory')
+      }
     }
     const head = (events[events.length - 1] as CommittedEvent).seq
     for (const s of this.subscribers.values()) {
@@ -349,7 +355,7 @@ export class JetstreamServer {
       const e = events[i] as JetEvent
       if (e.seq <= s.lastSeq) continue
       // An event whose account row is gone has no DID here: it passes only a subscriber without a DID filter.
-      if (s.filter.wantsDid(e.did)) {
+      if (!e.removed && s.filter.wantsDid(e.did)) {
         for (const m of e.messages(s.wire, this.build)) {
           if (!s.filter.wants(m)) continue
           if (raw) {
@@ -421,5 +427,15 @@ export class JetstreamServer {
     if (s.state === 'closed') return
     this.logger.error({ err, subscriber: s.id, seq: s.lastSeq }, 'jetstream subscriber replay failed; closing')
     this.cutOff(s, 'error', 1011, 'InternalServerError')
+  }
+}
+
+/** An `#account` event saying the account is taken down (account events are rare: decoding one is cheap). */
+function isTakedown(frame: Uint8Array): boolean {
+  try {
+    const f = decodeFrame(frame)
+    return f.op === 1 && f.body.active === false && f.body.status === 'takendown'
+  } catch {
+    return false
   }
 }

@@ -180,6 +180,21 @@ describe('Jetstream v2 subscribeEvents', () => {
     expect(wrongProtocol.status).toBe(400)
   }, 60_000)
 
+  it('after a takedown, replay (through the in-memory ring) leaves out the account\'s events and carries the takedown', async () => {
+    const bob = host.accounts[1]!.did
+    await relay.admin.takedown(bob)
+    const replay = await FirehoseReader.connect(relay, 0)
+    cleanups.push(() => replay.close())
+    await replay.waitFor((ev) => ev.some((e) => e.did === bob && e.t === '#account' && e.body.status === 'takendown'), 'the takedown #account')
+    expect(replay.events.filter((e) => e.did === bob).map((e) => e.t)).toEqual(['#account'])
+    const first = replay.events[0]!.seq
+    const c = await connectV2(`cursor=${first}`)
+    const want = expectedV2(replay.events)
+    await c.waitForCount(want.length, 'the replay after the takedown')
+    expect(c.events.slice(0, want.length).map(keyOfV2)).toEqual(want)
+    expect(c.events.filter((m) => m.payload.did === bob).map((m) => m.payload.$type)).toEqual([`${NS}#account`])
+  }, 60_000)
+
   it('is server-push only: a client data frame closes the connection, counted', async () => {
     const c = await connectV2('')
     c.send({ type: 'options_update', payload: {} })
