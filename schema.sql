@@ -150,3 +150,11 @@ CREATE TABLE collection_backfill (
   last_error  text
 );
 CREATE INDEX collection_backfill_due_idx ON collection_backfill (due_at);
+
+-- migrate:3
+
+-- Jetstream time cursors: when the sequencer assigned each event its seq, in unix microseconds,
+-- strictly increasing with seq. Null for events logged before this migration.
+ALTER TABLE event ADD COLUMN time_us bigint;
+-- a time cursor finds its seq without a scan (partitioned: one index per partition)
+CREATE INDEX event_time_us_idx ON event (time_us);

@@ -38,6 +38,7 @@ import { Crawler } from './crawler/index.js'
 import { USER_AGENT } from './crawler/upstream-dial.js'
 import { registerCrawlRoutes } from './api/crawl-routes.js'
 import { Firehose } from './firehose/index.js'
+import { JetLogReader, JetstreamServer, registerJetstreamRoutes } from './jetstream/index.js'
 import { createIdentity, type Identity, type TxtLookup } from './identity/index.js'
 import { createRepoStatusCheck, HostStats, IngestPipeline } from './ingest/index.js'
 import { RelayAdmin } from './relay-admin.js'
@@ -57,6 +58,8 @@ export interface Relay {
   readonly metricsAddress: AddressInfo
   readonly sequencer: Sequencer
   readonly firehose: Firehose
+  /** Jetstream v1 at /subscribe and v2 subscribeEvents (undefined when RELAY_JETSTREAM=false). */
+  readonly jetstream: JetstreamServer | undefined
   readonly ingest: IngestPipeline
   readonly crawler: Crawler
   readonly identity: Identity
@@ -162,6 +165,17 @@ export async function startRelay(config: Config, logger: Logger, overrides: Rela
       registry,
     })
     cleanup.push(() => firehose.close())
+    const jetstream = config.jetstream
+      ? new JetstreamServer({
+          source: sequencer,
+          log: new JetLogReader(storage.db),
+          ringSize: config.jetstreamRingSize,
+          maxLag: config.jetstreamMaxLag,
+          logger: logger.child({ system: 'jetstream' }),
+          registry,
+        })
+      : undefined
+    if (jetstream) cleanup.push(() => jetstream.close())
 
     const ingest = new IngestPipeline({
       storage,
@@ -243,6 +257,7 @@ export async function startRelay(config: Config, logger: Logger, overrides: Rela
     registerListReposByCollection(http, { storage: queryStorage, gate: queryGate })
     registerCrawlRoutes(http, crawler.admission, { clients: clientLimits, gate: crawlGate })
     http.upgradeRoute('/xrpc/com.atproto.sync.subscribeRepos', (req, socket, head) => firehose.handleUpgrade(req, socket, head))
+    if (jetstream) registerJetstreamRoutes(http, jetstream)
     registerAdminRoutes(http, adminAuth, admin)
     registerAdminPage(http)
 
@@ -267,6 +282,7 @@ export async function startRelay(config: Config, logger: Logger, overrides: Rela
       metricsAddress,
       sequencer,
       firehose,
+      jetstream,
       ingest,
       crawler,
       identity,
@@ -288,6 +304,7 @@ export async function startRelay(config: Config, logger: Logger, overrides: Rela
           await ingest.stop()
           await sequencer.stop()
           await firehose.close()
+          await jetstream?.close()
           await httpClosed
           await identity.close()
           await metrics.close()

@@ -37,15 +37,16 @@ export interface RingEntry {
 }
 
 const FRAME_OPTIONS = { fin: true, rsv1: false, opcode: 2, mask: false, readOnly: false } as const
+const TEXT_FRAME_OPTIONS = { ...FRAME_OPTIONS, opcode: 1 } as const
 
-/** The WebSocket header and payload for one binary message, without copying the payload. */
-export function wsFrameParts(payload: Uint8Array): Buffer[] {
-  return Sender.frame(toBuffer(payload), FRAME_OPTIONS)
+/** The WebSocket header and payload for one message (binary, or text for UTF-8 `payload`), without copying the payload. */
+export function wsFrameParts(payload: Uint8Array, kind: 'binary' | 'text' = 'binary'): Buffer[] {
+  return Sender.frame(toBuffer(payload), kind === 'text' ? TEXT_FRAME_OPTIONS : FRAME_OPTIONS)
 }
 
-/** One Buffer holding a whole binary WebSocket message: built once, written to every socket. */
-export function wsFrame(payload: Uint8Array): Buffer {
-  const parts = wsFrameParts(payload)
+/** One Buffer holding a whole WebSocket message: built once, written to every socket. */
+export function wsFrame(payload: Uint8Array, kind: 'binary' | 'text' = 'binary'): Buffer {
+  const parts = wsFrameParts(payload, kind)
   return parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts)
 }
 

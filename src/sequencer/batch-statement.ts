@@ -29,7 +29,7 @@ export interface BatchWrites {
 
 /**
  * Largest batch: one statement may bind at most 65,535 parameters (Postgres).
- * An event takes 5 and its head 4, so 5,000 × 9 = 45,000 leaves the rest for
+ * An event takes 6 and its head 4, so 5,000 × 10 = 50,000 leaves the rest for
  * the hosts' cursors and the high-water mark.
  */
 export const MAX_BATCH_EVENTS = 5_000
@@ -43,8 +43,8 @@ export function batchCommitStatement(w: BatchWrites): CompiledQuery | undefined 
   }
   const parts: string[] = []
   if (w.events.length > 0) {
-    const rows = w.events.map((e) => `(${p(e.seq, 'int8')}, ${p(e.accountId, 'int8')}, ${p(e.kind, 'int2')}, ${p(e.frame, 'bytea')}, ${p(e.commitCid, 'bytea')})`)
-    parts.push(`ev as (insert into event (seq, account_id, kind, frame, commit_cid) values ${rows.join(', ')})`)
+    const rows = w.events.map((e) => `(${p(e.seq, 'int8')}, ${p(e.accountId, 'int8')}, ${p(e.kind, 'int2')}, ${p(e.frame, 'bytea')}, ${p(e.commitCid, 'bytea')}, ${p(e.timeUs, 'int8')})`)
+    parts.push(`ev as (insert into event (seq, account_id, kind, frame, commit_cid, time_us) values ${rows.join(', ')})`)
   }
   if (w.heads.size > 0) {
     const rows: string[] = []

@@ -32,6 +32,8 @@ export interface EventRow {
   kind: EventKindCode
   frame: Uint8Array
   commitCid: Uint8Array | null
+  /** Unix µs assigned with the seq (strictly increasing with it). */
+  timeUs: number
 }
 
 export interface PartitionInfo {

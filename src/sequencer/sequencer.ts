@@ -61,6 +61,7 @@ export interface SequencerOptions {
 interface Pending {
   evt: AcceptedEvent
   seq: number
+  timeUs: number
   kind: EventKindCode
   frame: Uint8Array
   resolve: (seq: number) => void
@@ -81,6 +82,8 @@ export class Sequencer implements CommittedEventSource {
   private readonly listeners: ((events: CommittedEvent[]) => void)[] = []
   private queue: Pending[] = []
   private assigned = 0
+  /** The time_us given to the last assigned seq: the next is above it even if the clock steps back. */
+  private lastTimeUs = 0
   private committed = 0
   private started = false
   private stopping = false
@@ -188,6 +191,11 @@ export class Sequencer implements CommittedEventSource {
     const newest = (await this.eventLog.newestSeq()) ?? 0
     this.committed = Math.max(this.initialSeq - 1, stored, newest, 0)
     this.assigned = this.committed
+    const newestTime = await this.storage.db
+      .selectFrom('event')
+      .select((eb) => eb.fn.max('time_us').as('t'))
+      .executeTakeFirst()
+    this.lastTimeUs = Math.max(this.lastTimeUs, Number(newestTime?.t ?? 0))
     this.mSeq.set(this.committed)
     await this.eventLog.ensurePartitions(this.committed + 1)
     this.eventLog.start()
@@ -212,8 +220,12 @@ export class Sequencer implements CommittedEventSource {
     }
     if (evt.ticket !== undefined) this.cursors.submitted(evt.ticket)
     const seq = ++this.assigned
+    // Jetstream's cursor: assigned once with the seq, strictly increasing with it, across restarts (start() reads the max stored).
+    // Wall-clock ms (cursors are compared with clients' clocks); the +1 keeps events within one ms apart.
+    const timeUs = Math.max(Date.now() * 1000, this.lastTimeUs + 1)
+    this.lastTimeUs = timeUs
     return new Promise<number>((resolve, reject) => {
-      this.queue.push({ evt, seq, kind, frame, resolve, reject })
+      this.queue.push({ evt, seq, timeUs, kind, frame, resolve, reject })
       this.schedule()
     })
   }
@@ -358,6 +370,7 @@ export class Sequencer implements CommittedEventSource {
       kind: p.kind,
       frame: p.frame,
       commitCid: p.evt.head?.commitCid ?? null,
+      timeUs: p.timeUs,
     }))
     const heads = new Map<number, AccountHead>()
     for (const p of batch) if (p.evt.head !== undefined) heads.set(p.evt.accountId, p.evt.head)
@@ -385,7 +398,7 @@ export class Sequencer implements CommittedEventSource {
     for (let i = 0; i < batch.length; i++) {
       const p = batch[i] as Pending
       if (p.evt.ticket !== undefined) this.cursors.committed(p.evt.ticket)
-      events[i] = { seq: p.seq, accountId: p.evt.accountId, did: p.evt.did, kind: p.kind, t: p.evt.t, frame: p.frame }
+      events[i] = { seq: p.seq, timeUs: p.timeUs, accountId: p.evt.accountId, did: p.evt.did, kind: p.kind, t: p.evt.t, frame: p.frame }
       p.resolve(p.seq)
     }
     for (const listener of this.listeners) {

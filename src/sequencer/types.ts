@@ -24,12 +24,16 @@ export interface AcceptedEvent {
 /** An event after its batch committed: what the firehose publishes. */
 export interface CommittedEvent {
   seq: number
+  /** Unix µs assigned with the seq (stored as event.time_us): Jetstream's time cursor. */
+  timeUs: number
   accountId: number
   did: string
   kind: EventKindCode
   t: string
   /** The complete outbound frame (header + body with the relay seq). */
   frame: Uint8Array
+  /** Jetstream's lazily built JSON and compressed frames of this event, shared by its subscribers (src/jetstream owns it). */
+  jetstream?: unknown
 }
 
 /** What the firehose needs from a sequencer. */

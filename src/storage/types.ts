@@ -79,6 +79,8 @@ export interface EventTable {
   frame: Uint8Array
   commit_cid: Uint8Array | null
   received_at: Timestamp
+  /** When the sequencer assigned the seq, unix µs, increasing with seq (Jetstream's cursor); null before migrate:3. */
+  time_us: ColumnType<number | null, number | null | undefined, number | null>
 }
 
 export interface DomainBanTable {

@@ -49,7 +49,11 @@ const XRPC = new Map<string, Target>([
   xrpc('com.atproto.sync.notifyOfUpdate', ['hostname'], 'POST'),
   xrpc('com.atproto.sync.requestCrawl', ['hostname'], 'POST'),
   xrpc('com.atproto.sync.subscribeRepos', ['cursor'], 'UPGRADE'),
+  xrpc('network.bsky.jetstream.getZstdDictionary', ['id']),
+  xrpc('network.bsky.jetstream.subscribeEvents', ['cursor', 'kinds', 'dids', 'collections', 'maxMessageSizeBytes', 'zstdDictionary'], 'UPGRADE'),
 ])
+// Jetstream v1 (not XRPC)
+const JETSTREAM_V1: Target = { method: 'UPGRADE', path: '/subscribe', params: ['wantedCollections', 'wantedDids', 'cursor', 'compress', 'requireHello', 'maxMessageSizeBytes'] }
 // the 2023 GET form of requestCrawl/notifyOfUpdate
 const GET_FORMS: Target[] = ['requestCrawl', 'notifyOfUpdate'].map((m) => ({ method: 'GET', path: `/xrpc/com.atproto.sync.${m}`, params: ['hostname'] }))
 
@@ -70,7 +74,7 @@ const ADMIN: Target[] = [
   admin('POST', 'accounts/restore', ['did']),
   admin('POST', 'settings', ['requestCrawlEnabled', 'newHostsPerDay']),
 ]
-const TARGETS = [...XRPC.values(), ...GET_FORMS, ...ADMIN]
+const TARGETS = [...XRPC.values(), ...GET_FORMS, ...ADMIN, JETSTREAM_V1]
 
 // ---- values ---------------------------------------------------------------
 

@@ -15,19 +15,19 @@ describe('batchCommitStatement', () => {
   })
 
   it('numbers every placeholder once, in order, with its parameter', () => {
-    const events: EventRow[] = [1, 2, 3].map((seq) => ({ seq, accountId: 10 + seq, kind: 1, frame: new Uint8Array([seq]), commitCid: seq === 2 ? null : cid(seq) }))
+    const events: EventRow[] = [1, 2, 3].map((seq) => ({ seq, accountId: 10 + seq, kind: 1, frame: new Uint8Array([seq]), commitCid: seq === 2 ? null : cid(seq), timeUs: 1_700_000_000_000_000 + seq }))
     const heads = new Map([
       [11, { rev: '3kaaaaaaaaa22', commitCid: cid(1), dataCid: cid(9) }],
       [13, { rev: '3kaaaaaaaab22', commitCid: cid(3), dataCid: cid(8) }],
     ])
     const cursors = new Map([[7, 1234]])
     const q = batchCommitStatement({ events, heads, cursors, highWater: { key: 'seq', seq: 3 } })!
-    expect(q.parameters).toHaveLength(3 * 5 + 2 * 4 + 2 + 2)
+    expect(q.parameters).toHaveLength(3 * 6 + 2 * 4 + 2 + 2)
     const numbers = [...q.sql.matchAll(/\$(\d+)::/g)].map((m) => Number(m[1]))
     expect(numbers).toEqual(Array.from({ length: q.parameters.length }, (_, i) => i + 1))
-    expect(q.parameters.slice(0, 5)).toEqual([1, 11, 1, events[0]!.frame, events[0]!.commitCid])
-    expect(q.parameters.slice(5, 10)).toEqual([2, 12, 1, events[1]!.frame, null])
-    expect(q.parameters.slice(15, 19)).toEqual([11, '3kaaaaaaaaa22', cid(1), cid(9)])
+    expect(q.parameters.slice(0, 6)).toEqual([1, 11, 1, events[0]!.frame, events[0]!.commitCid, 1_700_000_000_000_001])
+    expect(q.parameters.slice(6, 12)).toEqual([2, 12, 1, events[1]!.frame, null, 1_700_000_000_000_002])
+    expect(q.parameters.slice(18, 22)).toEqual([11, '3kaaaaaaaaa22', cid(1), cid(9)])
     expect(q.parameters.slice(-4)).toEqual([7, 1234, 'seq', '3'])
     expect(q.sql).toMatch(/^with ev as \(insert into event .*\), heads as \(.*\), cursors as \(.*\), high_water as \(.*\) select 1$/s)
   })

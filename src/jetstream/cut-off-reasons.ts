@@ -1,0 +1,18 @@
+/**
+ * Why the relay closes a Jetstream subscriber: the label values of
+ * `relay_jetstream_cut_off_total{reason}`, with their meanings (the table in
+ * docs/operations.md is checked against this list). Kebab-case, like the
+ * firehose's cut-off reasons.
+ */
+export const JETSTREAM_CUT_OFF_REASON_MEANINGS = {
+  'too-slow': 'the subscriber, once live, fell more than RELAY_JETSTREAM_MAX_LAG events behind the newest seq',
+  'bad-hello': 'with requireHello, the first message was not a valid options_update',
+  'bad-options': 'an options_update message was invalid (bad JSON, collections or DIDs, or over the limits)',
+  'client-message': 'a subscribeEvents (v2) subscriber sent a data frame: that stream is server-push only',
+  error: 'reading the event log for the subscriber failed (logged)',
+  shutdown: 'the relay is shutting down',
+} as const satisfies Record<string, string>
+
+export type JetstreamCutOffReason = keyof typeof JETSTREAM_CUT_OFF_REASON_MEANINGS
+
+export const JETSTREAM_CUT_OFF_REASONS: readonly JetstreamCutOffReason[] = Object.keys(JETSTREAM_CUT_OFF_REASON_MEANINGS) as JetstreamCutOffReason[]

@@ -1,0 +1,51 @@
+/**
+ * What Jetstream reads from the durable event log: pages of events with their
+ * time and DID, and the seq a time cursor starts at (through
+ * event_time_us_idx, no scan). Events logged before time_us existed
+ * (schema migration 3) fall back to their received time.
+ */
+import { sql, type Kysely } from 'kysely'
+import type { Database } from '../storage/types.js'
+
+export interface LoggedJetEvent {
+  seq: number
+  timeUs: number
+  did: string
+  frame: Uint8Array
+}
+
+export interface JetLogSource {
+  readPage(afterSeq: number, limit: number): Promise<LoggedJetEvent[]>
+  /**
+   * Where a time cursor starts: just before the first retained event at or after `timeUs`
+   * (`clamped` when that is the oldest retained event and the cursor was older); undefined when no event is that new.
+   */
+  afterSeqForTime(timeUs: number): Promise<{ afterSeq: number; clamped: boolean } | undefined>
+  /** The oldest retained seq, or undefined when the log is empty. */
+  oldestSeq(): Promise<number | undefined>
+}
+
+export class JetLogReader implements JetLogSource {
+  constructor(private readonly db: Kysely<Database>) {}
+
+  async readPage(afterSeq: number, limit: number): Promise<LoggedJetEvent[]> {
+    const { rows } = await sql<{ seq: number; time_us: number | string; did: string; frame: Uint8Array }>`
+      select e.seq, coalesce(e.time_us, (extract(epoch from e.received_at) * 1000000)::int8) as time_us, coalesce(a.did, '') as did, e.frame
+      from event e left join account a on a.id = e.account_id
+      where e.seq > ${afterSeq} order by e.seq limit ${limit}`.execute(this.db)
+    return rows.map((r) => ({ seq: Number(r.seq), timeUs: Number(r.time_us), did: r.did, frame: r.frame }))
+  }
+
+  async afterSeqForTime(timeUs: number): Promise<{ afterSeq: number; clamped: boolean } | undefined> {
+    const at = await this.db.selectFrom('event').select(['seq', 'time_us']).where('time_us', '>=', timeUs).orderBy('time_us').limit(1).executeTakeFirst()
+    if (at === undefined) return undefined
+    const oldest = await this.oldestSeq()
+    const seq = Number(at.seq)
+    return { afterSeq: seq - 1, clamped: oldest !== undefined && seq <= oldest && Number(at.time_us) > timeUs }
+  }
+
+  async oldestSeq(): Promise<number | undefined> {
+    const row = await this.db.selectFrom('event').select('seq').orderBy('seq').limit(1).executeTakeFirst()
+    return row === undefined ? undefined : Number(row.seq)
+  }
+}
