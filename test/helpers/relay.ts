@@ -198,7 +198,7 @@ export class FirehoseReader {
   }
 
   /** `cursor` 0 replays the whole log before going live. */
-  static async connect(relay: Relay, cursor: number | null = 0): Promise<FirehoseReader> {
+  static async connect(relay: Pick<Relay, 'apiAddress'>, cursor: number | null = 0): Promise<FirehoseReader> {
     const q = cursor === null ? '' : `?cursor=${cursor}`
     const ws = new WebSocket(`ws://127.0.0.1:${relay.apiAddress.port}/xrpc/com.atproto.sync.subscribeRepos${q}`, { perMessageDeflate: false })
     const reader = new FirehoseReader(ws)
