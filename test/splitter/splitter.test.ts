@@ -179,5 +179,14 @@ describe('splitter ← relay ← fake hosts', () => {
     expect(health.mode).toBe('splitter')
     expect(health.upstream.state).toBe('open')
     expect(health.upstream.seq).toBe(relay.sequencer.currentSeq())
+
+    // And so do the metrics: mode, upstream, its seq, the lag.
+    const metrics = await (await fetch(`http://127.0.0.1:${splitterA.metricsAddress.port}/metrics`)).text()
+    expect(metrics).toContain(`relay_splitter_upstream_info{mode="splitter",upstream="${apiUrl(relay, '')}",role="primary"} 1`)
+    expect(metrics).toMatch(/^relay_splitter_upstream_connected 1$/m)
+    expect(metrics).toMatch(new RegExp(`^relay_splitter_upstream_seq ${relay.sequencer.currentSeq()}$`, 'm'))
+    expect(metrics).toMatch(new RegExp(`^relay_splitter_seq ${relay.sequencer.currentSeq()}$`, 'm'))
+    expect(Number(/^relay_splitter_upstream_lag_seconds (\S+)$/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(0)
+    expect(metrics).toMatch(/^relay_firehose_connections_total \d+$/m)
   }, 120_000)
 })
