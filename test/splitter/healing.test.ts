@@ -86,6 +86,27 @@ describe('splitter healing', () => {
     expect(again.log.currentSeq()).toBe(8)
   }, 120_000)
 
+  it('RELAY_FUTURE_CURSOR=stop: the reset is recorded, the subscription stops, the log is still served', async () => {
+    const upstream = await fakeRelay()
+    const splitter = await startTestSplitter({ upstream: wsUrl(upstream), databaseUrl: await splitterDatabase(), env: { RELAY_FUTURE_CURSOR: 'stop' } })
+    cleanups.push(() => splitter.stop())
+    await waitUntil(() => upstream.openConnections === 1, 'the splitter to subscribe')
+    for (let seq = 1; seq <= 3; seq++) upstream.emit(frame('s', seq))
+    await waitUntil(() => splitter.log.currentSeq() === 3, 'the events stored')
+    upstream.resetSequence()
+    await waitUntil(() => splitter.upstream.status().state === 'stopped', 'the subscription to stop')
+    expect(upstream.stats.cursors).toEqual([null, 3])
+    expect(await metric(splitter.registry, 'relay_splitter_upstream_future_cursor_total', { action: 'stop' })).toBe(1)
+    const health = (await (await fetch(splitterUrl(splitter, '/xrpc/_health'))).json()) as { status: string; upstream: { state: string; lastError: string } }
+    expect(health.status).toBe('ok')
+    expect(health.upstream.state).toBe('stopped')
+    expect(health.upstream.lastError).toContain('FutureCursor')
+    const replay = await FirehoseReader.connect(splitter, 0)
+    cleanups.push(() => replay.close())
+    await replay.waitFor((ev) => ev.length === 3, 'the stored events')
+    expect(dids(replay)).toEqual(['1 did:plc:s1', '2 did:plc:s2', '3 did:plc:s3'])
+  }, 60_000)
+
   it('fallback: after the upstream is gone for RELAY_SPLITTER_FAILOVER_AFTER it follows the other relay, in that relay’s seq space', async () => {
     const primary = await fakeRelay()
     const fallback = await fakeRelay()
