@@ -111,12 +111,15 @@ describe('splitter healing', () => {
     const primary = await fakeRelay()
     const fallback = await fakeRelay()
     const databaseUrl = await splitterDatabase()
-    const env = { RELAY_SPLITTER_FAILOVER_AFTER: '300ms' }
+    // Small partitions: the switches drop the old seq space's partitions and create the new one's.
+    const env = { RELAY_SPLITTER_FAILOVER_AFTER: '300ms', RELAY_EVENT_PARTITION_SIZE: '1000' }
+    const partitions = async () => (await splitter.log.eventLog.partitions()).map((p) => p.start)
     let splitter: Splitter = await startTestSplitter({ upstream: wsUrl(primary), fallback: wsUrl(fallback), databaseUrl, env })
     cleanups.push(() => splitter.stop())
     await waitUntil(() => primary.openConnections === 1, 'the splitter to subscribe to the primary')
     for (let seq = 1; seq <= 5; seq++) primary.emit(frame('p', seq))
     await waitUntil(() => splitter.log.currentSeq() === 5, 'the primary events stored')
+    expect(await partitions()).toEqual([0])
     const watcher = await FirehoseReader.connect(splitter, 0)
     cleanups.push(() => watcher.close())
     await watcher.waitFor((ev) => ev.length === 5, 'the primary events')
@@ -134,6 +137,7 @@ describe('splitter healing', () => {
     fallback.emit(frame('f', 7001))
     fallback.emit(frame('f', 7002))
     await waitUntil(() => splitter.log.currentSeq() === 7002, 'the fallback events stored')
+    expect(await partitions()).toEqual([7000])
     await waitUntil(() => watcher.isClosed, 'the connected consumer to be let go')
     expect(await metric(splitter.registry, 'relay_splitter_rewinds_total', { reason: 'upstream-switch' })).toBe(1)
 
@@ -162,6 +166,7 @@ describe('splitter healing', () => {
     expect(primary.stats.cursors.at(-1)).toBeNull()
     primary.emit(frame('p', 6))
     await waitUntil(() => splitter.log.currentSeq() === 6, 'the primary event stored')
+    expect(await partitions()).toEqual([0])
     const fresh = await FirehoseReader.connect(splitter, 0)
     cleanups.push(() => fresh.close())
     await fresh.waitFor((ev) => ev.length === 1, 'the primary event')
