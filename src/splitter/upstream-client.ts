@@ -73,6 +73,11 @@ export function subscribeUrl(base: string): string {
   return u.toString()
 }
 
+/** The same relay however it is written (https:// or wss://, a trailing slash): its seq space is the same. */
+export function sameRelay(a: string, b: string): boolean {
+  return subscribeUrl(a) === subscribeUrl(b)
+}
+
 export class UpstreamClient {
   private readonly opts: UpstreamClientOptions
   private readonly backoff: BackoffOptions
@@ -103,7 +108,7 @@ export class UpstreamClient {
     this.logger = opts.logger
     // Resume on the relay the stored log follows (sticky across restarts), else the primary.
     const stored = opts.log.upstream
-    this.index = Math.max(0, stored === undefined ? 0 : opts.upstreams.indexOf(stored))
+    this.index = Math.max(0, stored === undefined ? 0 : opts.upstreams.findIndex((u) => sameRelay(u, stored)))
     const registers = [opts.registry]
     this.mDials = new Counter({ name: 'relay_splitter_upstream_dials_total', help: 'Connection attempts to the upstream, by upstream and result (opened, failed)', labelNames: ['upstream', 'result'], registers })
     this.mFutureCursor = new Counter({ name: 'relay_splitter_upstream_future_cursor_total', help: 'Upstream FutureCursor answers (its seq went backwards), by action taken (reset, stop)', labelNames: ['action'], registers })
@@ -183,7 +188,7 @@ export class UpstreamClient {
 
   private session(url: string): Promise<SessionOutcome> {
     const log = this.opts.log
-    const sameSpace = log.upstream === url
+    const sameSpace = log.upstream !== undefined && sameRelay(log.upstream, url)
     const cursor = sameSpace && !this.resetPending ? log.resumeCursor() : undefined
     const target = subscribeUrl(url) + (cursor !== undefined ? `?cursor=${cursor}` : '')
     const outcome: SessionOutcome = { opened: false, events: 0, futureCursor: false }
