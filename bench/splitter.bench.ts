@@ -12,7 +12,7 @@
  * per event, which should not move with the consumer count.
  * Env: BENCH_DATABASE_URL (admin URL, default postgres://postgres@127.0.0.1:5432/postgres),
  * BENCH_CONSUMERS (default "0,50,200"), BENCH_RATE (events/s, default 1000), BENCH_SECONDS
- * (per run, default 8), BENCH_FRAME_BYTES (default 1024).
+ * (per run, default 8), BENCH_FRAME_BYTES (default 1024), BENCH_SPLITTER_NODE_ARGS (node flags for the splitter).
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
@@ -129,7 +129,9 @@ async function main(): Promise<void> {
   const upstreamPort = (server.address() as AddressInfo).port
 
   const apiPort = await freePort()
-  const splitter = spawn(process.execPath, ['--import', 'tsx', CLI, 'splitter', '--upstream', `ws://127.0.0.1:${upstreamPort}`], {
+  // BENCH_SPLITTER_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof", to profile the splitter process.
+  const nodeArgs = (process.env.BENCH_SPLITTER_NODE_ARGS ?? '').split(' ').filter(Boolean)
+  const splitter = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', CLI, 'splitter', '--upstream', `ws://127.0.0.1:${upstreamPort}`], {
     env: { ...process.env, DATABASE_URL: dbUrl.toString(), RELAY_API_LISTEN: `127.0.0.1:${apiPort}`, RELAY_METRICS_LISTEN: `127.0.0.1:${await freePort()}`, LOG_LEVEL: 'info', RELAY_CONSUMER_MAX_LAG: '100000000' },
     stdio: ['ignore', 'pipe', 'inherit'],
   })

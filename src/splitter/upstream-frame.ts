@@ -7,7 +7,7 @@
  * by the bounded scan (cbor-scan.ts) for its top-level scalars (`seq`, `time`,
  * an error's `error`/`message`). A malformed frame still costs a bounded scan.
  */
-import { decodeFirstBounded, shallowScalars } from '../atproto/cbor-scan.js'
+import { decodeFirstBounded, readHead, walkCanonicalMap } from '../atproto/cbor-scan.js'
 import { binaryMessageBytes, isPlainMap, MAX_FRAME_BYTES } from '../atproto/frame.js'
 import { FRAME_HEADER_LIMITS, SKIPPED_BODY_LIMITS } from '../atproto/limits.js'
 import { EventKind, type EventKindCode } from '../storage/types.js'
@@ -48,7 +48,7 @@ export function readUpstreamFrame(data: Uint8Array | ArrayBuffer | readonly Uint
     return { kind: 'refused', message: `bad frame header: ${(err as Error).message}` }
   }
   if (!isPlainMap(header)) return { kind: 'refused', message: 'frame header is not a map' }
-  const body = rest.length > 0 ? shallowScalars(rest, SKIPPED_BODY_LIMITS) : null
+  const body = rest.length > 0 ? wantedFields(rest) : null
   if (body === null) return { kind: 'refused', message: 'frame body is missing or not a canonical map' }
   if (header.op === -1) {
     const error = typeof body.error === 'string' ? body.error : ''
@@ -62,4 +62,32 @@ export function readUpstreamFrame(data: Uint8Array | ArrayBuffer | readonly Uint
     return { kind: 'info', t: clip(t), name: clip(typeof body.name === 'string' ? body.name : ''), message: clip(typeof body.message === 'string' ? body.message : '') }
   }
   return { kind: 'event', seq, t, code: KINDS[t] ?? OTHER_EVENT_KIND, bytes, time: typeof body.time === 'string' ? body.time : undefined }
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true })
+const WANTED = ['seq', 'time', 'error', 'message', 'name'].map((name) => ({ name, bytes: new TextEncoder().encode(name) }))
+
+/**
+ * The WANTED top-level fields of a canonical body map that are integers or strings (others are
+ * skipped); null if `buf` is not such a map. Keys are compared as bytes, never decoded.
+ */
+function wantedFields(buf: Uint8Array): Record<string, string | number> | null {
+  const out: Record<string, string | number> = {}
+  let bad = false
+  const ok = walkCanonicalMap(buf, SKIPPED_BODY_LIMITS, (keyStart, keyLength, valueStart) => {
+    const wanted = WANTED.find((w) => w.bytes.length === keyLength && w.bytes.every((b, i) => buf[keyStart + i] === b))
+    if (wanted === undefined) return true
+    const head = readHead(buf, valueStart)
+    if (head?.major === 0 && Number.isSafeInteger(head.arg)) out[wanted.name] = head.arg
+    else if (head?.major === 3) {
+      try {
+        out[wanted.name] = utf8.decode(buf.subarray(head.next, head.next + head.arg))
+      } catch {
+        bad = true
+        return false
+      }
+    }
+    return true
+  })
+  return ok && !bad ? out : null
 }
