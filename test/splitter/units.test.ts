@@ -1,9 +1,12 @@
-/** The splitter's pure parts: the header-only frame read and the upstream URL forms. */
+/** The splitter's pure parts (the header-only frame read, the upstream URL forms) and its configuration checks. */
 import { describe, expect, it } from 'vitest'
 import { encode, toBytes } from '@atcute/cbor'
 import { httpBase, OTHER_EVENT_KIND, readUpstreamFrame, subscribeUrl } from '../../src/splitter/index.js'
 import { sameRelay } from '../../src/splitter/upstream-client.js'
+import { loadConfig } from '../../src/config.js'
+import { spawnRelay } from '../helpers/child.js'
 import { encodeErrorFrame, encodeInfoFrame, encodeMessageFrame } from '../helpers/frames.js'
+import { waitUntil } from '../helpers/wait.js'
 
 describe('readUpstreamFrame', () => {
   it('reads type, seq and time of an event and keeps the bytes as they came', () => {
@@ -48,4 +51,27 @@ describe('upstream URL forms', () => {
     expect(sameRelay('https://relay.example.com', 'https://relay2.example.com')).toBe(false)
     expect(sameRelay('ws://127.0.0.1:1', 'ws://127.0.0.1:2')).toBe(false)
   })
+})
+
+describe('splitter configuration', () => {
+  it('refuses a bad upstream or fallback URL at start-up, naming the variable', () => {
+    expect(() => loadConfig({ RELAY_SPLITTER_UPSTREAM: 'ftp://relay.example.com' })).toThrow(/RELAY_SPLITTER_UPSTREAM: expected a https: or wss: or http: or ws: URL/)
+    expect(() => loadConfig({ RELAY_SPLITTER_FALLBACK: 'not a url' })).toThrow(/RELAY_SPLITTER_FALLBACK: expected a URL/)
+    expect(() => loadConfig({ RELAY_SPLITTER_FAILOVER_AFTER: 'soon' })).toThrow(/RELAY_SPLITTER_FAILOVER_AFTER/)
+    expect(loadConfig({ RELAY_SPLITTER_UPSTREAM: 'wss://relay.example.com/' }).splitterUpstream).toBe('wss://relay.example.com')
+  })
+
+  it('`atrelay splitter` without an upstream, or with a bad --upstream, exits with one line', async () => {
+    for (const [args, message] of [
+      [['splitter'], 'the upstream relay is required'],
+      [['splitter', '--upstream', 'gopher://x'], 'RELAY_SPLITTER_UPSTREAM: expected a https: or wss: or http: or ws: URL'],
+      [['splitter', '--upstream', 'https://x.test', '--bogus'], "Unknown option '--bogus'"],
+    ] as const) {
+      const env: Record<string, string> = { RELAY_DATA_DIR: 'memory://' }
+      const child = spawnRelay([...args], env)
+      const { code } = await child.exited
+      expect(code, args.join(' ')).toBe(1)
+      await waitUntil(() => child.stderr.some((l) => l.includes(message)), `stderr to say ${message}`)
+    }
+  }, 60_000)
 })
