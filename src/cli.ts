@@ -3,6 +3,8 @@
  * atrelay command line: `serve` runs the relay, `migrate` applies the schema.
  */
 import { existsSync } from 'node:fs'
+import { parseArgs } from 'node:util'
+import type { Logger } from 'pino'
 import { loadConfig, type Config } from './config.js'
 import { ADMIN_USAGE, runAdminCommand } from './cli/admin-commands.js'
 import { readAdminPasswordFile } from './admin-password.js'
@@ -19,6 +21,9 @@ const USAGE = `atrelay ${VERSION}: an AT Protocol relay
 Usage:
   atrelay serve      run the relay (migrates the database first)
   atrelay migrate    apply database migrations and exit
+  atrelay splitter --upstream <relay url> [--fallback <relay url>]
+                     fan another relay's firehose out to many consumers: keeps its seqs,
+                     serves subscribeRepos from its own event log, forwards the sync API
   atrelay help       show this text
 
 ${ADMIN_USAGE}
@@ -29,13 +34,43 @@ Configuration comes from environment variables; see config/example.env.`
 const SHUTDOWN_DEADLINE_MS = 10_000
 
 async function serve(config: Config): Promise<void> {
-  const [{ createLogger, flushLogsBeforeExit }, { startRelay }] = await Promise.all([import('./logger.js'), import('./relay.js')])
+  const [{ createLogger }, { startRelay }] = await Promise.all([import('./logger.js'), import('./relay.js')])
+  const logger = createLogger(config.logLevel)
+  await runUntilSignal(await startRelay(config, logger), logger)
+}
+
+async function splitter(config: Config): Promise<void> {
+  const [{ createLogger }, { startSplitter }] = await Promise.all([import('./logger.js'), import('./splitter/index.js')])
+  const logger = createLogger(config.logLevel)
+  await runUntilSignal(await startSplitter(config, logger), logger)
+}
+
+class UsageError extends Error {
+  override readonly name = 'UsageError'
+}
+
+/** `splitter` flags, applied over the environment so they go through the same validation. */
+function splitterEnv(args: string[]): Record<string, string | undefined> {
+  let values: { upstream?: string; fallback?: string }
+  try {
+    ;({ values } = parseArgs({ args, options: { upstream: { type: 'string' }, fallback: { type: 'string' } }, allowPositionals: false, strict: true }))
+  } catch (err) {
+    throw new UsageError(`splitter: ${(err as Error).message}`)
+  }
+  return {
+    ...process.env,
+    ...(values.upstream !== undefined ? { RELAY_SPLITTER_UPSTREAM: values.upstream } : {}),
+    ...(values.fallback !== undefined ? { RELAY_SPLITTER_FALLBACK: values.fallback } : {}),
+  }
+}
+
+/** Keeps the relay (or splitter) running until SIGINT/SIGTERM, then stops it within the deadline. */
+async function runUntilSignal(service: { stop(): Promise<void> }, logger: Logger): Promise<void> {
+  const { flushLogsBeforeExit } = await import('./logger.js')
   const exitNow = (code: number): never => {
     flushLogsBeforeExit()
     process.exit(code)
   }
-  const logger = createLogger(config.logLevel)
-  const relay = await startRelay(config, logger)
   let signals = 0
   const shutdown = (signal: string) => {
     if (++signals > 1) {
@@ -47,7 +82,7 @@ async function serve(config: Config): Promise<void> {
       logger.error({ deadlineMs: SHUTDOWN_DEADLINE_MS }, 'shutdown did not finish in time: exiting now')
       exitNow(1)
     }, SHUTDOWN_DEADLINE_MS).unref()
-    relay.stop().then(
+    service.stop().then(
       () => exitNow(0),
       (err: unknown) => {
         logger.error({ err }, 'shutdown failed')
@@ -78,11 +113,15 @@ async function main(argv: string[]): Promise<number> {
   }
   // Node >= 20.12 reads .env natively; variables already set in the environment win.
   if (existsSync('.env')) process.loadEnvFile('.env')
-  const config = loadConfig()
+  const config = loadConfig(command === 'splitter' ? splitterEnv(argv.slice(1)) : process.env)
   switch (command) {
     case 'serve':
       await serve(config)
       return -1 // keep running
+    case 'splitter':
+      if (config.splitterUpstream === undefined) throw new UsageError('splitter: the upstream relay is required: --upstream <url> or RELAY_SPLITTER_UPSTREAM')
+      await splitter(config)
+      return -1
     case 'migrate':
       await migrateOnly(config)
       return 0

@@ -74,6 +74,11 @@ export interface Config {
   jetstream: boolean
   jetstreamMaxLag: number
   jetstreamRingSize: number
+  splitterUpstream: string | undefined
+  splitterFallback: string | undefined
+  splitterFailoverMs: number
+  splitterProxyTimeoutMs: number
+  splitterListCacheMs: number
 }
 
 type Env = Record<string, string | undefined>
@@ -232,6 +237,12 @@ export const SETTINGS = [
   s({ env: 'RELAY_JETSTREAM', key: 'jetstream', default: 'true', doc: 'Serve Jetstream v1 (JSON events) at /subscribe on the API port.', parse: bool }),
   s({ env: 'RELAY_JETSTREAM_MAX_LAG', key: 'jetstreamMaxLag', default: '500000', doc: 'Events a Jetstream subscriber that was live may fall behind before it is closed (a backfill from a cursor reads the log at its own pace).', parse: int(1, 100_000_000) }),
   s({ env: 'RELAY_JETSTREAM_RING_SIZE', key: 'jetstreamRingSize', default: '20000', doc: 'Recent events Jetstream keeps in memory (at most 64 MiB); subscribers further behind read the event log.', parse: int(1, 10_000_000) }),
+  // `atrelay splitter` only (src/splitter/): a fan-out copy of another relay's firehose.
+  s({ env: 'RELAY_SPLITTER_UPSTREAM', key: 'splitterUpstream', default: undefined, doc: 'Splitter mode: the relay to fan out (https://, wss://, http:// or ws://; --upstream on the command line).', parse: (raw, env) => (raw ? url(['https:', 'wss:', 'http:', 'ws:'])(raw, env) : undefined) }),
+  s({ env: 'RELAY_SPLITTER_FALLBACK', key: 'splitterFallback', default: undefined, doc: 'Splitter mode: a second relay used while the upstream is unreachable (its seqs are another space: see docs/architecture.md §8; --fallback).', parse: (raw, env) => (raw ? url(['https:', 'wss:', 'http:', 'ws:'])(raw, env) : undefined) }),
+  s({ env: 'RELAY_SPLITTER_FAILOVER_AFTER', key: 'splitterFailoverMs', default: '2m', doc: 'Splitter mode: how long the current upstream may stay unreachable before the splitter switches to the other one.', parse: parseDuration }),
+  s({ env: 'RELAY_SPLITTER_PROXY_TIMEOUT', key: 'splitterProxyTimeoutMs', default: '10s', doc: 'Splitter mode: how long a forwarded sync query or requestCrawl may take upstream before 504.', parse: parseDuration }),
+  s({ env: 'RELAY_SPLITTER_LIST_CACHE', key: 'splitterListCacheMs', default: '10s', doc: 'Splitter mode: how long listRepos and listHosts answers from the upstream are reused.', parse: parseDuration }),
   s({ env: 'RELAY_ADMIN_URL', key: 'adminUrl', default: 'http://127.0.0.1:2470', doc: 'For the admin CLI commands: the running relay to talk to.', parse: url(['http:', 'https:']) }),
 ] as const
 

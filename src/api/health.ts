@@ -5,15 +5,20 @@ import type { HttpServer } from './http-server.js'
 
 const PING_TIMEOUT_MS = 3_000
 
-export function registerHealthRoutes(http: HttpServer, storage: Storage): void {
+export interface HealthOptions {
+  /** More fields for the answer (splitter mode: its upstream connection and lag). */
+  extra?: () => Record<string, unknown>
+}
+
+export function registerHealthRoutes(http: HttpServer, storage: Storage, opts: HealthOptions = {}): void {
   const health = async () => {
     try {
       await withTimeout(storage.ping(), PING_TIMEOUT_MS)
-      return { json: { status: 'ok', version: VERSION } }
+      return { json: { status: 'ok', version: VERSION, ...opts.extra?.() } }
     } catch (err) {
       return {
         status: 503,
-        json: { status: 'error', version: VERSION, error: 'DatabaseUnavailable', message: `database unreachable: ${errorMessage(err)}` },
+        json: { status: 'error', version: VERSION, error: 'DatabaseUnavailable', message: `database unreachable: ${errorMessage(err)}`, ...opts.extra?.() },
       }
     }
   }

@@ -10,6 +10,7 @@ export const CUT_OFF_REASON_MEANINGS = {
   unresponsive: 'the consumer did not answer pings',
   error: 'replaying the backlog to the consumer failed (logged)',
   shutdown: 'the relay is shutting down',
+  'stream-reset': "a splitter's upstream reset or was switched, so its seqs went backwards (the consumer reconnects)",
 } as const satisfies Record<string, string>
 
 export type CutOffReason = keyof typeof CUT_OFF_REASON_MEANINGS

@@ -64,7 +64,7 @@ export interface FirehoseOptions {
 export class Firehose {
   private readonly source: CommittedEventSource
   private readonly log: ReplaySource
-  private readonly ring: FrameRing
+  private ring: FrameRing
   private readonly maxLag: number
   private readonly highWater: number
   private readonly pingIntervalMs: number
@@ -175,6 +175,22 @@ export class Firehose {
   /** Stops replaying an account's events from memory (takedown); the log is cleaned by the event log. */
   forgetAccount(accountId: number): number {
     return this.ring.removeAccount(accountId)
+  }
+
+  /**
+   * The source's seqs went backwards (a splitter whose upstream reset or was switched): every
+   * consumer is closed (1012, reconnect) and the ring emptied, so none is left at a position the
+   * stream no longer has; a reconnecting consumer's cursor is judged against the new head.
+   */
+  resetStream(): void {
+    this.ring = new FrameRing(this.ring.capacity, this.ring.maxBytes)
+    for (const c of this.connected.values()) {
+      if (c.state === 'closed') continue
+      c.state = 'closed'
+      this.countCutOff('stream-reset')
+      c.ws.close(1012, 'stream reset upstream; reconnect')
+      setTimeout(() => c.ws.terminate(), this.closeGraceMs).unref()
+    }
   }
 
   /** Closes every consumer (1001) and stops timers. */

@@ -164,6 +164,15 @@ export class EventLog {
     this.coveredUpTo = Math.max(next, last?.end ?? -1)
   }
 
+  /**
+   * Forgets which partitions are known to exist, so the next ensurePartitions reads them again:
+   * for a caller that dropped partitions itself (a splitter whose upstream's seqs went backwards).
+   */
+  forgetPartitions(): void {
+    this.partitionsLoaded = false
+    this.coveredUpTo = -1
+  }
+
   private alignDown(seq: number): number {
     return Math.floor(seq / this.partitionSize) * this.partitionSize
   }

@@ -1,0 +1,5 @@
+export { startSplitter, SPLITTER_USER_AGENT, type Splitter, type SplitterOverrides } from './splitter.js'
+export { SplitterLog, SPLITTER_ACCOUNT_ID, SPLITTER_SEQ_KEY, SPLITTER_UPSTREAM_KEY, type RewindReason, type UpstreamEvent } from './splitter-log.js'
+export { UpstreamClient, subscribeUrl, type UpstreamStatus, type UpstreamRole, type UpstreamState } from './upstream-client.js'
+export { SyncProxy, PROXIED_QUERIES, MAX_PROXY_BODY_BYTES, httpBase } from './proxy.js'
+export { readUpstreamFrame, OTHER_EVENT_KIND, type UpstreamFrame } from './upstream-frame.js'
