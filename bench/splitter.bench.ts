@@ -50,7 +50,7 @@ class SyntheticSource implements CommittedEventSource {
     const events: CommittedEvent[] = []
     for (let i = 0; i < count; i++) {
       const seq = ++this.seq
-      events.push({ seq, accountId: 1, did: 'did:plc:bench', kind: 1, t: '#commit', frame: frameWithSeq('#commit', bodies[seq % bodies.length]!, seq) })
+      events.push({ seq, timeUs: seq, accountId: 1, did: 'did:plc:bench', kind: 1, t: '#commit', frame: frameWithSeq('#commit', bodies[seq % bodies.length]!, seq) })
     }
     this.listener?.(events)
   }

@@ -18,6 +18,7 @@ import type { Storage } from '../storage/db.js'
 import { EventKind, type AccountHead, type EventKindCode } from '../storage/types.js'
 import { batchCommitStatement, MAX_BATCH_EVENTS } from './batch-statement.js'
 import { reduceCollectionDeltas } from './collection-writes.js'
+import { EventClock } from './event-clock.js'
 import { EventLog, type EventRow } from './event-log.js'
 import { HostCursorTracker, type TicketMisuse, type UpstreamTicket } from './host-cursors.js'
 import {
@@ -82,8 +83,8 @@ export class Sequencer implements CommittedEventSource {
   private readonly listeners: ((events: CommittedEvent[]) => void)[] = []
   private queue: Pending[] = []
   private assigned = 0
-  /** The time_us given to the last assigned seq: the next is above it even if the clock steps back. */
-  private lastTimeUs = 0
+  /** Gives each assigned seq its time_us (strictly increasing, across restarts). */
+  private readonly clock = new EventClock()
   private committed = 0
   private started = false
   private stopping = false
@@ -191,11 +192,7 @@ export class Sequencer implements CommittedEventSource {
     const newest = (await this.eventLog.newestSeq()) ?? 0
     this.committed = Math.max(this.initialSeq - 1, stored, newest, 0)
     this.assigned = this.committed
-    const newestTime = await this.storage.db
-      .selectFrom('event')
-      .select((eb) => eb.fn.max('time_us').as('t'))
-      .executeTakeFirst()
-    this.lastTimeUs = Math.max(this.lastTimeUs, Number(newestTime?.t ?? 0))
+    await this.clock.resume(this.storage.db)
     this.mSeq.set(this.committed)
     await this.eventLog.ensurePartitions(this.committed + 1)
     this.eventLog.start()
@@ -220,10 +217,8 @@ export class Sequencer implements CommittedEventSource {
     }
     if (evt.ticket !== undefined) this.cursors.submitted(evt.ticket)
     const seq = ++this.assigned
-    // Jetstream's cursor: assigned once with the seq, strictly increasing with it, across restarts (start() reads the max stored).
-    // Wall-clock ms (cursors are compared with clients' clocks); the +1 keeps events within one ms apart.
-    const timeUs = Math.max(Date.now() * 1000, this.lastTimeUs + 1)
-    this.lastTimeUs = timeUs
+    // Jetstream's cursor: assigned once with the seq.
+    const timeUs = this.clock.next()
     return new Promise<number>((resolve, reject) => {
       this.queue.push({ evt, seq, timeUs, kind, frame, resolve, reject })
       this.schedule()

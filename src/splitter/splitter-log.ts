@@ -28,6 +28,7 @@ import type { Logger } from 'pino'
 import { Counter, Gauge, type Registry } from 'prom-client'
 import { backoffCeiling, type BackoffOptions } from '../backoff.js'
 import { batchCommitStatement, MAX_BATCH_EVENTS } from '../sequencer/batch-statement.js'
+import { EventClock } from '../sequencer/event-clock.js'
 import { EventLog, type EventRow } from '../sequencer/event-log.js'
 import type { CommittedEvent, CommittedEventSource } from '../sequencer/types.js'
 import type { Storage } from '../storage/db.js'
@@ -49,6 +50,8 @@ export interface UpstreamEvent {
   code: number
   /** The frame exactly as the upstream sent it. */
   frame: Uint8Array
+  /** This splitter's time_us for the event (Jetstream's cursor; splitters stamp their own), set when committed. */
+  timeUs?: number
 }
 
 export type RewindReason = 'upstream-reset' | 'upstream-switch'
@@ -89,6 +92,7 @@ export class SplitterLog implements CommittedEventSource {
   private roomWaiters: (() => void)[] = []
   private items: Item[] = []
   private committed = 0
+  private readonly clock = new EventClock()
   private accepted = 0
   private storedUpstream: string | undefined
   private timer: NodeJS.Timeout | undefined
@@ -160,6 +164,7 @@ export class SplitterLog implements CommittedEventSource {
     const newest = (await this.eventLog.newestSeq()) ?? 0
     this.committed = Math.max(Number.isSafeInteger(stored) ? stored : 0, newest)
     this.accepted = this.committed
+    await this.clock.resume(this.storage.db)
     this.mSeq.set(this.committed)
     await this.eventLog.ensurePartitions(this.committed + 1)
     this.eventLog.start()
@@ -315,8 +320,10 @@ export class SplitterLog implements CommittedEventSource {
     const last = batch[batch.length - 1]
     if (first === undefined || last === undefined) return true
     await this.eventLog.ensurePartitions(first.seq, last.seq)
+    for (const e of batch) e.timeUs ??= this.clock.next()
     const rows: EventRow[] = batch.map((e) => ({
       seq: e.seq,
+      timeUs: e.timeUs as number,
       accountId: SPLITTER_ACCOUNT_ID,
       // 0 for a sequenced type the relay itself never emits: kept and forwarded all the same.
       kind: e.code as EventKindCode,
@@ -334,7 +341,7 @@ export class SplitterLog implements CommittedEventSource {
     this.committed = last.seq
     this.mSeq.set(last.seq)
     this.mStored.inc(batch.length)
-    const events: CommittedEvent[] = batch.map((e) => ({ seq: e.seq, accountId: SPLITTER_ACCOUNT_ID, did: '', kind: e.code as EventKindCode, t: e.t, frame: e.frame }))
+    const events: CommittedEvent[] = batch.map((e) => ({ seq: e.seq, timeUs: e.timeUs as number, accountId: SPLITTER_ACCOUNT_ID, did: '', kind: e.code as EventKindCode, t: e.t, frame: e.frame }))
     for (const listener of this.listeners) {
       try {
         listener(events)

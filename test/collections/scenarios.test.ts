@@ -9,7 +9,9 @@ import { afterAll, expect, it } from 'vitest'
 import { createPostgresDatabase } from '../helpers/db.js'
 import { FakePds } from '../helpers/fake-pds.js'
 import { encodeEventFrame } from '../helpers/frames.js'
-import { DidDocServer, didDocument, FirehoseReader, getJson, requestCrawl, startTestRelay, waitUntil } from '../helpers/relay.js'
+import { FirehoseClient } from '../helpers/firehose-client.js'
+import { DidDocServer, didDocument, getJson, requestCrawl, startTestRelay } from '../helpers/relay.js'
+import { waitUntil } from '../helpers/wait.js'
 import { fromJsonModel } from '../ingest/harness.js'
 
 interface Scenario {
@@ -37,7 +39,7 @@ it('post_lifecycle.json: creates add their collections; deletes are decided from
   const handles = new Map(scenario.accounts.map((a) => [a.identity.handle, a.identity.did]))
   const relay = await startTestRelay({ databaseUrl: db.url, plcUrl: docs.url, handles, lenient: scenario.lenient })
   cleanups.push(() => relay.stop())
-  const reader = await FirehoseReader.connect(relay, 0)
+  const reader = await FirehoseClient.connect(relay, 0)
   cleanups.push(() => reader.close())
   await requestCrawl(relay, pds.hostname)
   await waitUntil(() => pds.openConnections === 1, 'the relay subscription to open')

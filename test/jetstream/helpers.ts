@@ -6,7 +6,9 @@ import { join } from 'node:path'
 import WebSocket from 'ws'
 import type { Relay } from '../../src/relay.js'
 import { dictionaryPath, LEGACY_DICTIONARY_FILE } from '../../src/jetstream/zstd.js'
-import { linkOf, waitUntil, type OutEvent } from '../helpers/relay.js'
+import { type FirehoseEvent } from '../helpers/firehose-client.js'
+import { linkOf } from '../helpers/relay.js'
+import { waitUntil } from '../helpers/wait.js'
 
 export type JetJson = Record<string, any>
 
@@ -29,7 +31,7 @@ export function keyOf(e: JetJson): string {
 }
 
 /** The v1 events (as keys) a relay's firehose output owes a Jetstream subscriber with this filter. */
-export function expectedKeys(events: OutEvent[], filter: { collections?: string[]; dids?: string[] } = {}): string[] {
+export function expectedKeys(events: FirehoseEvent[], filter: { collections?: string[]; dids?: string[] } = {}): string[] {
   const out: string[] = []
   const collectionOk = (c: string) =>
     filter.collections === undefined || filter.collections.some((w) => (w.endsWith('.*') ? c.startsWith(w.slice(0, -1)) : c === w))

@@ -17,7 +17,8 @@ import { JetLogReader } from '../../src/jetstream/log-reader.js'
 import { JetstreamServer } from '../../src/jetstream/server.js'
 import { Sequencer } from '../../src/sequencer/sequencer.js'
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js'
-import { createAccounts, createHost, fakeCid, rev, silentLogger, waitFor } from '../sequencer/helpers.js'
+import { createAccounts, createHost, fakeCid, rev, silentLogger } from '../sequencer/helpers.js'
+import { waitUntil } from '../helpers/wait.js'
 import WebSocket from 'ws'
 
 setFlagsFromString('--expose-gc')
@@ -127,8 +128,8 @@ describe('Jetstream slow readers (postgres)', () => {
   it('a stalled subscriber is cut off with bounded memory while a fast one gets every message in order', async () => {
     const fast = await KeyClient.connect(`${url}?cursor=1`)
     const slow = await KeyClient.connect(`${url}?cursor=1`)
-    await waitFor(() => fast.rkeys.length >= 300 && slow.rkeys.length >= 300, 20_000, 'the replayed log on both')
-    await waitFor(() => jetstream.subscriberInfo().every((s) => s.state === 'live'), 10_000, 'both live')
+    await waitUntil(() => fast.rkeys.length >= 300 && slow.rkeys.length >= 300, 'the replayed log on both', 20_000)
+    await waitUntil(() => jetstream.subscriberInfo().every((s) => s.state === 'live'), 'both live', 10_000)
     // Stop reading: the kernel buffers fill, then the relay's high-water mark stops its pump.
     ;(slow.ws as unknown as { _socket: Socket })._socket.pause()
     let maxBuffered = 0
@@ -147,7 +148,7 @@ describe('Jetstream slow readers (postgres)', () => {
     for (let round = 0; round < 24; round++) {
       await produce(250)
       produced += 250
-      await waitFor(() => fast.rkeys.length >= produced, 20_000, `fast subscriber keeping up (round ${round})`)
+      await waitUntil(() => fast.rkeys.length >= produced, `fast subscriber keeping up (round ${round})`, 20_000)
       if (round === 2) before = live()
       else if (round > 2) samples.push(live())
     }
@@ -160,7 +161,7 @@ describe('Jetstream slow readers (postgres)', () => {
     // ~26 MB went through; a relay queueing for the stalled subscriber would have kept most of it.
     expect(Math.min(...samples.slice(-3)) - before).toBeLessThan(8 * 1024 * 1024)
     ;(slow.ws as unknown as { _socket: Socket })._socket.resume()
-    await waitFor(() => slow.closeCode !== undefined, 20_000, 'the slow subscriber closed')
+    await waitUntil(() => slow.closeCode !== undefined, 'the slow subscriber closed', 20_000)
     expect(slow.closeCode).toBe(1008)
     expect(slow.rkeys.length).toBeLessThan(produced)
     // What it did get is an unbroken prefix.

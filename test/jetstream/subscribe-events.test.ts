@@ -11,7 +11,8 @@ import type { Relay } from '../../src/relay.js'
 import { dictionaryPath, V2_DICTIONARY_FILE } from '../../src/jetstream/zstd.js'
 import { createPostgresDatabase } from '../helpers/db.js'
 import { LoopbackPlc } from '../helpers/loopback-plc.js'
-import { apiUrl, FirehoseReader, linkOf, startTestRelay, type OutEvent } from '../helpers/relay.js'
+import { FirehoseClient, type FirehoseEvent } from '../helpers/firehose-client.js'
+import { apiUrl, linkOf, startTestRelay } from '../helpers/relay.js'
 import { Ledger, post, startHost, type TestHost } from '../relay/accounts.js'
 import { RawJetClient, refusedUpgrade, zstdCliDecode, type JetJson } from './helpers.js'
 
@@ -21,7 +22,7 @@ afterAll(async () => {
 })
 
 let relay: Relay
-let firehose: FirehoseReader
+let firehose: FirehoseClient
 let host: TestHost
 const ledger = new Ledger()
 const NS = 'network.bsky.jetstream.subscribeEvents'
@@ -40,7 +41,7 @@ function keyOfV2(m: JetJson): string {
   return `${p.seq} ${p.did} ${kind}`
 }
 
-function expectedV2(events: OutEvent[], f: { kinds?: string[]; dids?: string[]; collections?: string[] } = {}): string[] {
+function expectedV2(events: FirehoseEvent[], f: { kinds?: string[]; dids?: string[]; collections?: string[] } = {}): string[] {
   const out: string[] = []
   for (const e of events) {
     const kind = e.t.slice(1)
@@ -72,7 +73,7 @@ describe('Jetstream v2 subscribeEvents', () => {
     const handles = new Map<string, string>()
     relay = await startTestRelay({ databaseUrl: db.url, plcUrl: plc.url, handles })
     cleanups.push(() => relay.stop())
-    firehose = await FirehoseReader.connect(relay, 0)
+    firehose = await FirehoseClient.connect(relay, 0)
     cleanups.push(() => firehose.close())
     host = await startHost(relay, plc, handles, ledger, { accounts: 2 })
     cleanups.push(() => host.pds.close())
@@ -183,7 +184,7 @@ describe('Jetstream v2 subscribeEvents', () => {
   it('after a takedown, replay (through the in-memory ring) leaves out the account\'s events and carries the takedown', async () => {
     const bob = host.accounts[1]!.did
     await relay.admin.takedown(bob)
-    const replay = await FirehoseReader.connect(relay, 0)
+    const replay = await FirehoseClient.connect(relay, 0)
     cleanups.push(() => replay.close())
     await replay.waitFor((ev) => ev.some((e) => e.did === bob && e.t === '#account' && e.body.status === 'takendown'), 'the takedown #account')
     expect(replay.events.filter((e) => e.did === bob).map((e) => e.t)).toEqual(['#account'])

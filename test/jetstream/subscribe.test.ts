@@ -14,7 +14,9 @@ import WebSocket from 'ws'
 import type { Relay } from '../../src/relay.js'
 import { createPostgresDatabase } from '../helpers/db.js'
 import { LoopbackPlc } from '../helpers/loopback-plc.js'
-import { FirehoseReader, startTestRelay, waitUntil } from '../helpers/relay.js'
+import { FirehoseClient } from '../helpers/firehose-client.js'
+import { startTestRelay } from '../helpers/relay.js'
+import { waitUntil } from '../helpers/wait.js'
 import { Ledger, post, startHost, type TestHost } from '../relay/accounts.js'
 import { expectedKeys, keyOf, RawJetClient, refusedUpgrade, subscribeUrl, zstdCliDecode, type JetJson } from './helpers.js'
 
@@ -28,7 +30,7 @@ let plc: LoopbackPlc
 const handles = new Map<string, string>()
 const ledger = new Ledger()
 let relay: Relay
-let firehose: FirehoseReader
+let firehose: FirehoseClient
 let host: TestHost
 /** Records as written, by path, for comparing record JSON. */
 const written = new Map<string, Record<string, unknown>>()
@@ -91,7 +93,7 @@ describe('Jetstream v1 /subscribe', () => {
     plc = await LoopbackPlc.start()
     cleanups.push(() => plc.close())
     relay = await startRelayOnDb()
-    firehose = await FirehoseReader.connect(relay, 0)
+    firehose = await FirehoseClient.connect(relay, 0)
     cleanups.push(() => firehose.close())
     host = await startHost(relay, plc, handles, ledger, { accounts: 2 })
     cleanups.push(() => host.pds.close())
@@ -287,7 +289,7 @@ describe('Jetstream v1 /subscribe', () => {
 
     relay = await startRelayOnDb()
     await waitUntil(() => host.pds.openConnections === 1, 'the new relay to resubscribe to the host')
-    firehose = await FirehoseReader.connect(relay, 0)
+    firehose = await FirehoseClient.connect(relay, 0)
     cleanups.push(() => firehose.close())
     await firehose.waitFor((ev) => ev.length >= count, 'the replayed log')
     const fresh = await post(host.accounts[0]!)

@@ -11,7 +11,9 @@ import { spawnRelay, type RelayChild } from '../helpers/child.js'
 import { createPostgresDatabase } from '../helpers/db.js'
 import { LoopbackPlc } from '../helpers/loopback-plc.js'
 import { freePort } from '../helpers/ports.js'
-import { FirehoseReader, startTestRelay, waitUntil, type OutEvent } from '../helpers/relay.js'
+import { FirehoseClient, type FirehoseEvent } from '../helpers/firehose-client.js'
+import { startTestRelay } from '../helpers/relay.js'
+import { waitUntil } from '../helpers/wait.js'
 import { Ledger, post, startHost, streamCommits } from '../relay/accounts.js'
 
 const cleanups: (() => Promise<unknown>)[] = []
@@ -68,7 +70,7 @@ describe('splitter process: kill -9 and restarts', () => {
     }
     let child = await spawn(0)
 
-    const first = await FirehoseReader.connect(at(splitPort), 0)
+    const first = await FirehoseClient.connect(at(splitPort), 0)
     cleanups.push(() => first.close())
     const host = await startHost(relay, plc, handles, ledger, { accounts: 3 })
     cleanups.push(() => host.pds.close())
@@ -83,7 +85,7 @@ describe('splitter process: kill -9 and restarts', () => {
     // Every event a consumer got was committed first (and maybe a batch more).
     expect(stored).toBeGreaterThanOrEqual(cursor)
     child = await spawn(stored)
-    const second = await FirehoseReader.connect(at(splitPort), cursor)
+    const second = await FirehoseClient.connect(at(splitPort), cursor)
     cleanups.push(() => second.close())
     await stream.stop()
     await waitUntil(() => second.events.at(-1)?.seq === relay.sequencer.currentSeq(), 'the reconnected consumer to reach the relay head', 60_000)
@@ -96,8 +98,8 @@ describe('splitter process: kill -9 and restarts', () => {
     for (const account of host.accounts) ledger.publish(host.pds, await post(account))
 
     // Ground truth: every event the hosts published and the relay stored, exactly once, in order, under the relay's seqs.
-    const combined = (): OutEvent[] => [...first.events, ...second.events]
-    await ledger.expectAllForwarded({ ofDid: (did) => combined().filter((e) => e.did === did) }, 60_000)
+    const combined = (): FirehoseEvent[] => [...first.events, ...second.events]
+    await ledger.expectAllForwarded({ of: (did: string) => combined().filter((e) => e.did === did) }, 60_000)
     // The second child connected at its start and again after the relay restarted, each time from its cursor (never live).
     const connects = child.lines.filter((l) => l.msg === 'connected to the upstream relay')
     expect(connects.length).toBeGreaterThanOrEqual(2)

@@ -9,7 +9,8 @@ import type { Splitter } from '../../src/splitter/index.js'
 import { createPostgresDatabase } from '../helpers/db.js'
 import { FakePds } from '../helpers/fake-pds.js'
 import { encodeMessageFrame } from '../helpers/frames.js'
-import { FirehoseReader, waitUntil } from '../helpers/relay.js'
+import { FirehoseClient } from '../helpers/firehose-client.js'
+import { waitUntil } from '../helpers/wait.js'
 import { startTestSplitter, splitterUrl } from './harness.js'
 
 const cleanups: (() => Promise<unknown>)[] = []
@@ -26,7 +27,7 @@ async function metric(registry: Registry, name: string, labels: Record<string, s
 }
 
 const wsUrl = (pds: FakePds) => `ws://127.0.0.1:${pds.port}`
-const dids = (reader: FirehoseReader) => reader.events.filter((e) => e.t !== '#info').map((e) => `${e.seq} ${e.did}`)
+const dids = (reader: FirehoseClient) => reader.events.filter((e) => e.t !== '#info').map((e) => `${e.seq} ${e.did}`)
 
 async function fakeRelay(): Promise<FakePds> {
   const pds = await FakePds.start()
@@ -50,7 +51,7 @@ describe('splitter healing', () => {
     const old = Array.from({ length: 10 }, (_, i) => frame('old', i + 1))
     for (const f of old) upstream.emit(f)
     await waitUntil(() => splitter.log.currentSeq() === 10, 'the splitter to store seqs 1-10')
-    const watcher = await FirehoseReader.connect(splitter, 0)
+    const watcher = await FirehoseClient.connect(splitter, 0)
     cleanups.push(() => watcher.close())
     await watcher.waitFor((ev) => ev.length === 10, 'the first ten events')
 
@@ -70,12 +71,12 @@ describe('splitter healing', () => {
     await waitUntil(() => watcher.isClosed, 'the connected consumer to be let go')
     expect(await metric(splitter.registry, 'relay_firehose_consumers_cut_off_total', { reason: 'stream-reset' })).toBe(1)
 
-    const replay = await FirehoseReader.connect(splitter, 5)
+    const replay = await FirehoseClient.connect(splitter, 5)
     cleanups.push(() => replay.close())
     await replay.waitFor((ev) => ev.length === 3, 'the events after cursor 5')
     expect(dids(replay)).toEqual(['6 did:plc:old6', '7 did:plc:new7', '8 did:plc:new8'])
     // A consumer at 10 (past the new head) is told, as the upstream itself would tell it.
-    const ahead = await FirehoseReader.connect(splitter, 10)
+    const ahead = await FirehoseClient.connect(splitter, 10)
     await waitUntil(() => ahead.isClosed, 'the consumer at cursor 10 to be closed')
     expect(ahead.errors.join(' ')).toContain('FutureCursor')
     // And a restart resumes from the new head: no FutureCursor this time.
@@ -101,7 +102,7 @@ describe('splitter healing', () => {
     expect(health.status).toBe('ok')
     expect(health.upstream.state).toBe('stopped')
     expect(health.upstream.lastError).toContain('FutureCursor')
-    const replay = await FirehoseReader.connect(splitter, 0)
+    const replay = await FirehoseClient.connect(splitter, 0)
     cleanups.push(() => replay.close())
     await replay.waitFor((ev) => ev.length === 3, 'the stored events')
     expect(dids(replay)).toEqual(['1 did:plc:s1', '2 did:plc:s2', '3 did:plc:s3'])
@@ -120,7 +121,7 @@ describe('splitter healing', () => {
     for (let seq = 1; seq <= 5; seq++) primary.emit(frame('p', seq))
     await waitUntil(() => splitter.log.currentSeq() === 5, 'the primary events stored')
     expect(await partitions()).toEqual([0])
-    const watcher = await FirehoseReader.connect(splitter, 0)
+    const watcher = await FirehoseClient.connect(splitter, 0)
     cleanups.push(() => watcher.close())
     await watcher.waitFor((ev) => ev.length === 5, 'the primary events')
 
@@ -142,7 +143,7 @@ describe('splitter healing', () => {
     expect(await metric(splitter.registry, 'relay_splitter_rewinds_total', { reason: 'upstream-switch' })).toBe(1)
 
     // A consumer with a primary cursor: OutdatedCursor, then the fallback's events (all that is kept).
-    const moved = await FirehoseReader.connect(splitter, 5)
+    const moved = await FirehoseClient.connect(splitter, 5)
     cleanups.push(() => moved.close())
     await moved.waitFor((ev) => ev.filter((e) => e.t !== '#info').length === 2, 'the fallback events')
     expect(moved.events[0]!.t).toBe('#info')
@@ -167,7 +168,7 @@ describe('splitter healing', () => {
     primary.emit(frame('p', 6))
     await waitUntil(() => splitter.log.currentSeq() === 6, 'the primary event stored')
     expect(await partitions()).toEqual([0])
-    const fresh = await FirehoseReader.connect(splitter, 0)
+    const fresh = await FirehoseClient.connect(splitter, 0)
     cleanups.push(() => fresh.close())
     await fresh.waitFor((ev) => ev.length === 1, 'the primary event')
     expect(dids(fresh)).toEqual(['6 did:plc:p6'])

@@ -9,7 +9,9 @@ import type { Relay } from '../../src/relay.js'
 import type { Splitter } from '../../src/splitter/index.js'
 import { createPostgresDatabase } from '../helpers/db.js'
 import { LoopbackPlc } from '../helpers/loopback-plc.js'
-import { FirehoseReader, apiUrl, startTestRelay, waitUntil, type OutEvent } from '../helpers/relay.js'
+import { FirehoseClient, type FirehoseEvent } from '../helpers/firehose-client.js'
+import { apiUrl, startTestRelay } from '../helpers/relay.js'
+import { waitUntil } from '../helpers/wait.js'
 import { keyOfEvent, Ledger, startHost, streamCommits } from '../relay/accounts.js'
 import { startTestSplitter, splitterUrl } from './harness.js'
 
@@ -18,7 +20,7 @@ afterAll(async () => {
   for (const fn of cleanups.reverse()) await fn().catch(() => undefined)
 })
 
-const view = (events: OutEvent[]) => events.map((e) => `${e.seq} ${keyOfEvent(e.t, e.body)} ${e.did}`)
+const view = (events: FirehoseEvent[]) => events.map((e) => `${e.seq} ${keyOfEvent(e.t, e.body)} ${e.did}`)
 
 async function waitOpen(splitter: Splitter): Promise<void> {
   await waitUntil(() => splitter.upstream.status().state === 'open', 'the splitter to subscribe to the relay', 30_000)
@@ -49,9 +51,9 @@ describe('splitter ← relay ← fake hosts', () => {
     await waitOpen(splitterA)
     await waitOpen(splitterB)
 
-    const direct = await FirehoseReader.connect(relay, null)
+    const direct = await FirehoseClient.connect(relay, null)
     cleanups.push(() => direct.close())
-    const live = await FirehoseReader.connect(splitterA, null)
+    const live = await FirehoseClient.connect(splitterA, null)
     cleanups.push(() => live.close())
     const host = await startHost(relay, plc, handles, ledger, { accounts: 3 })
     cleanups.push(() => host.pds.close())
@@ -71,7 +73,7 @@ describe('splitter ← relay ← fake hosts', () => {
     // A replay from cursor 0 on each splitter: the same again, from their logs.
     for (const s of [splitterA, splitterB]) {
       await waitUntil(() => s.log.currentSeq() === relay.sequencer.currentSeq(), 'the splitter to store everything')
-      const replay = await FirehoseReader.connect(s, 0)
+      const replay = await FirehoseClient.connect(s, 0)
       cleanups.push(() => replay.close())
       await replay.waitFor((ev) => ev.length >= total, 'a full replay from the splitter')
       expect(view(replay.events)).toEqual(view(direct.events))
@@ -80,14 +82,14 @@ describe('splitter ← relay ← fake hosts', () => {
 
     // A cursor taken on A, used on B: B continues exactly after it.
     const cursor = live.events[Math.floor(total / 2)]!.seq
-    const moved = await FirehoseReader.connect(splitterB, cursor)
+    const moved = await FirehoseClient.connect(splitterB, cursor)
     cleanups.push(() => moved.close())
     const rest = direct.events.filter((e) => e.seq > cursor)
     await moved.waitFor((ev) => ev.length >= rest.length, 'the moved consumer to get the rest')
     expect(view(moved.events)).toEqual(view(rest))
 
     // Future cursor on a splitter: the FutureCursor error frame, as the relay answers it.
-    const future = await FirehoseReader.connect(splitterA, relay.sequencer.currentSeq() + 100)
+    const future = await FirehoseClient.connect(splitterA, relay.sequencer.currentSeq() + 100)
     await waitUntil(() => future.isClosed, 'the future-cursor consumer to be closed')
     expect(future.errors.join(' ')).toContain('FutureCursor')
 
