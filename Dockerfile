@@ -3,6 +3,8 @@ FROM node:20-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json tsconfig.json tsconfig.build.json schema.sql ./
 COPY src ./src
+# Build tools only in this stage: the native modules (secp256k1, zstd-napi) compile here when no prebuild fits.
+RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends python3 make g++ && rm -rf /var/lib/apt/lists/*
 # `npm ci` runs `prepare`, which compiles src/ to dist/
 RUN npm ci && npm prune --omit=dev
 
