@@ -202,6 +202,37 @@ async function main(): Promise<void> {
   console.log(`  wire bytes per message  text ${f(js.textBytes / js.textMessages, 0)}, zstd ${f(js.zstdBytes / js.zstdMessages, 0)}`)
   console.log(`  latency                 p50 ${f(js.p50, 1)} ms, p99 ${f(js.p99, 1)} ms publication → text subscriber (all-events third, warm-up included)`)
   console.log(`  CPU seconds             server ${f(js.serverCpuSeconds)} (firehose ${f(fh.serverCpuSeconds)}), clients ${f(js.clientCpuSeconds)} (firehose ${f(fh.clientCpuSeconds)}) in ${f(js.elapsed, 1)} s`)
+  if (process.env.BENCH_JSON === '1') {
+    // `npm run bench`'s jetstream phase reads this last line (bench/suite/rpc.ts runJsonChild).
+    const result: JetstreamBenchResult = {
+      subscribers: n,
+      eventsPerSec: js.eventsPerSec,
+      seconds,
+      firehoseUsPerSubscriberEvent: fh.cpuPerSubscriberEvent,
+      jetstreamUsPerSubscriberEvent: js.cpuPerSubscriberEvent,
+      zstdRatio: js.zstdOut / js.zstdIn,
+      textBytesPerMessage: js.textBytes / js.textMessages,
+      zstdBytesPerMessage: js.zstdBytes / js.zstdMessages,
+      p50Ms: js.p50,
+      p99Ms: js.p99,
+    }
+    console.log(JSON.stringify(result))
+  }
+}
+
+/** What the jetstream phase of `npm run bench` reports. */
+export interface JetstreamBenchResult {
+  subscribers: number
+  eventsPerSec: number
+  seconds: number
+  firehoseUsPerSubscriberEvent: number
+  jetstreamUsPerSubscriberEvent: number
+  /** zstd bytes ÷ plain JSON bytes, each message compressed once */
+  zstdRatio: number
+  textBytesPerMessage: number
+  zstdBytesPerMessage: number
+  p50Ms: number
+  p99Ms: number
 }
 
 // ---------------------------------------------------------------- child: clients

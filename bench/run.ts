@@ -14,7 +14,7 @@
  * scratch/bench/benchmarks-quick.md instead, so it never replaces full results).
  *
  *   npm run bench -- --render scratch/bench/results-full.json   (re-render a saved run, e.g. after editing bench/notes.md)
- *   npm run bench [-- --quick] [-- --only floor,reference,ingest,pglite,latency,fanout,memory] [-- --out FILE] [-- --accounts N]
+ *   npm run bench [-- --quick] [-- --only floor,reference,ingest,pglite,latency,fanout,jetstream,memory] [-- --out FILE] [-- --accounts N]
  */
 import { execFileSync } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
@@ -28,9 +28,10 @@ import { describeMachine, loadAverage } from './suite/machine.js'
 import { runFanout, runFloor, runIngest, runLatency, runReference, type IngestResult } from './suite/phases.js'
 import { renderReport, type BenchResults } from './suite/report.js'
 import { runJsonChild } from './suite/rpc.js'
+import type { JetstreamBenchResult } from './jetstream.bench.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
-const PHASES = ['floor', 'reference', 'ingest', 'pglite', 'plclimit', 'latency', 'fanout', 'memory'] as const
+const PHASES = ['floor', 'reference', 'ingest', 'pglite', 'plclimit', 'latency', 'fanout', 'jetstream', 'memory'] as const
 type Phase = (typeof PHASES)[number]
 
 /**
@@ -120,6 +121,14 @@ async function main(): Promise<void> {
         ? { params, rate: 500, counts: [50, 200], warmMs: 300, windowMs: 800, log }
         : { params, rate: 1000, counts: [50, 200], warmMs: 4000, windowMs: 8000, log },
     ),
+  )
+  results.jetstream = await phase('jetstream', () =>
+    runJsonChild<JetstreamBenchResult>({
+      script: 'bench/jetstream.bench.ts',
+      env: { BENCH_JSON: '1', BENCH_SECONDS: quick ? '3' : '8' },
+      timeoutMs: quick ? 120_000 : 300_000,
+      log,
+    }),
   )
   results.memory = await phase('memory', () => {
     // Memory is measured on the relay as deployed (compiled; workers load no TypeScript loader).

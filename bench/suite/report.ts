@@ -2,6 +2,7 @@
 import { existsSync, readFileSync } from 'node:fs'
 import type { CorpusManifest } from '../corpus/store.js'
 import type { MachineInfo } from './machine.js'
+import type { JetstreamBenchResult } from '../jetstream.bench.js'
 import type { FanoutResult, FloorPhase, IngestResult, LatencyResult, ReferenceResult } from './phases.js'
 
 export interface BenchResults {
@@ -19,6 +20,7 @@ export interface BenchResults {
   latencyLow?: LatencyResult
   latencySteady?: LatencyResult
   fanout?: FanoutResult
+  jetstream?: JetstreamBenchResult
   memory?: IngestResult & { endRssMB: number }
   failures?: Record<string, string>
   totalSeconds?: number
@@ -114,6 +116,15 @@ export function renderReport(r: BenchResults): string {
         `| (c) ${s.consumers} consumers at ${int(fan.offeredPerSec)} events/s | ${f2(s.usPerEventPerConsumer)} µs relay CPU per event per consumer (all relay work ÷ consumers); ${f2(s.broadcastUsPerEventPerConsumer ?? NaN)} µs in the fan-out itself | none cut off: ${fan.consumersOpenAtEnd === fan.steps[fan.steps.length - 1]!.consumers && Object.keys(fan.cutOff).length === 0 ? 'met' : '**no**'} |`,
       )
     }
+  }
+  const jet = r.jetstream
+  if (jet) {
+    const ratio = jet.jetstreamUsPerSubscriberEvent / jet.firehoseUsPerSubscriberEvent
+    L.push(
+      `| (c) Jetstream v1, ${jet.subscribers} subscribers (mixed filters, half zstd) at ${int(jet.eventsPerSec)} events/s | ${f2(jet.jetstreamUsPerSubscriberEvent)} µs server CPU per subscriber per event = ${f2(ratio)} × the CBOR fan-out's ${f2(jet.firehoseUsPerSubscriberEvent)} µs in the same run | ≤ 2 ×: ${target(ratio, 2, false)} |`,
+    )
+    L.push(`| (c) Jetstream zstd ÷ plain JSON bytes | ${f2(jet.zstdRatio)} (${int(jet.zstdBytesPerMessage)} vs ${int(jet.textBytesPerMessage)} B per message) | ≤ 0.45: ${target(jet.zstdRatio, 0.45, false)} |`)
+    L.push(`| (c) Jetstream publication → subscriber, p50 / p99 | ${f1(jet.p50Ms)} / ${f1(jet.p99Ms)} ms | |`)
   }
   L.push(`| (d) peak RSS while ingesting | ${ing ? `${int(ing.peakRssMB)} MB` : 'n/a'} | |`)
   L.push(
@@ -303,7 +314,7 @@ export function renderReport(r: BenchResults): string {
   L.push('```bash')
   L.push('npm run bench                 # full run, writes docs/benchmarks.md (~5–8 min; the corpus is generated once, ~1–2 min, into bench/.corpus/)')
   L.push('npm run bench -- --quick      # smoke test on the small corpus, < 2 min, writes scratch/bench/benchmarks-quick.md')
-  L.push('npm run bench -- --only ingest,latency   # a subset of phases: floor, reference, ingest, pglite, plclimit, latency, fanout, memory')
+  L.push('npm run bench -- --only ingest,latency   # a subset of phases: floor, reference, ingest, pglite, plclimit, latency, fanout, jetstream, memory')
   L.push('npm run bench -- --render scratch/bench/results-full.json   # re-render this file from a saved run')
   L.push('```')
   L.push('')
