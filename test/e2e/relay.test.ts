@@ -499,4 +499,32 @@ describe('relay end to end: real PDSes and PLC, independent verifying consumer',
     }
     expect(hostedBy).toEqual([1, 2]) // alice on PDS 0; dave and bob (moved) on PDS 1; carol deleted
   })
+
+  it('listReposByCollection agrees with each active account\'s describeRepo on its PDS', async () => {
+    const relayUrl = currentRelay().url
+    const homeOf = async (did: string) => {
+      const doc = (await (await fetch(`${peer.plcUrl}/${did}`)).json()) as { service: Array<{ serviceEndpoint: string }> }
+      return peer.pds.find((p) => p.url === doc.service[0]?.serviceEndpoint)!
+    }
+    const fromPds = new Map<string, string[]>()
+    for (const { did } of Object.values(scenario.accounts)) {
+      const status = (await driver.xrpc(relayUrl, 'com.atproto.sync.getRepoStatus', { params: { did } })) as { active: boolean }
+      if (!status.active) continue
+      const described = (await driver.xrpc((await homeOf(did)).url, 'com.atproto.repo.describeRepo', { params: { repo: did } })) as { collections: string[] }
+      fromPds.set(did, [...described.collections].sort())
+    }
+    expect(fromPds.size).toBeGreaterThan(0)
+    const collections = [...new Set([...fromPds.values()].flat())].sort()
+    expect(collections.length).toBeGreaterThan(0)
+    const fromRelay = new Map<string, string[]>([...fromPds.keys()].map((did) => [did, []]))
+    for (const collection of collections) {
+      const page = (await driver.xrpc(relayUrl, 'com.atproto.sync.listReposByCollection', { params: { collection, limit: 2000 } })) as { repos: { did: string }[] }
+      for (const { did } of page.repos) {
+        // Only active accounts are listed.
+        expect(fromRelay.has(did), `${did} listed in ${collection}`).toBe(true)
+        fromRelay.get(did)!.push(collection)
+      }
+    }
+    expect(fromRelay).toEqual(fromPds)
+  })
 })
