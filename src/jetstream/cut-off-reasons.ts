@@ -11,6 +11,7 @@ export const JETSTREAM_CUT_OFF_REASON_MEANINGS = {
   'client-message': 'a subscribeEvents (v2) subscriber sent a data frame: that stream is server-push only',
   error: 'reading the event log for the subscriber failed (logged)',
   shutdown: 'the relay is shutting down',
+  'stream-reset': "a splitter's upstream reset or was switched, so its seqs went backwards (the subscriber reconnects)",
 } as const satisfies Record<string, string>
 
 export type JetstreamCutOffReason = keyof typeof JETSTREAM_CUT_OFF_REASON_MEANINGS

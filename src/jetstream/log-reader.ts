@@ -2,9 +2,12 @@
  * What Jetstream reads from the durable event log: pages of events with their
  * time and DID, and the seq a time cursor starts at (through
  * event_time_us_idx, no scan). Events logged before time_us existed
- * (schema migration 3) fall back to their received time.
+ * (schema migration 3) fall back to their received time. A row with no
+ * account of its own (account_id 0: the splitter's, which stores upstream
+ * frames unchanged) takes its DID from the frame; the relay's rows never do.
  */
 import { sql, type Kysely } from 'kysely'
+import { frameDid } from '../atproto/frame-did.js'
 import type { Database } from '../storage/types.js'
 
 export interface LoggedJetEvent {
@@ -29,11 +32,13 @@ export class JetLogReader implements JetLogSource {
   constructor(private readonly db: Kysely<Database>) {}
 
   async readPage(afterSeq: number, limit: number): Promise<LoggedJetEvent[]> {
-    const { rows } = await sql<{ seq: number; time_us: number | string; did: string; frame: Uint8Array }>`
-      select e.seq, coalesce(e.time_us, (extract(epoch from e.received_at) * 1000000)::int8) as time_us, coalesce(a.did, '') as did, e.frame
+    // did is null only for account_id 0 (account ids start at 1); a relay row whose account is gone stays ''.
+    const { rows } = await sql<{ seq: number; time_us: number | string; did: string | null; frame: Uint8Array }>`
+      select e.seq, coalesce(e.time_us, (extract(epoch from e.received_at) * 1000000)::int8) as time_us,
+        case when e.account_id = 0 then null else coalesce(a.did, '') end as did, e.frame
       from event e left join account a on a.id = e.account_id
       where e.seq > ${afterSeq} order by e.seq limit ${limit}`.execute(this.db)
-    return rows.map((r) => ({ seq: Number(r.seq), timeUs: Number(r.time_us), did: r.did, frame: r.frame }))
+    return rows.map((r) => ({ seq: Number(r.seq), timeUs: Number(r.time_us), did: r.did ?? frameDid(r.frame), frame: r.frame }))
   }
 
   async afterSeqForTime(timeUs: number): Promise<{ afterSeq: number; clamped: boolean } | undefined> {

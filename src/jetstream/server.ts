@@ -21,19 +21,19 @@ import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
 import type { Registry } from 'prom-client'
 import WebSocket, { WebSocketServer } from 'ws'
-import { decodeFrame } from '../atproto/frame.js'
 import { XrpcError } from '../atproto/xrpc-error.js'
 import { answerRaw } from '../http/raw-response.js'
 import { Semaphore } from '../semaphore.js'
 import type { CommittedEvent, CommittedEventSource } from '../sequencer/types.js'
 import type { JetstreamCutOffReason } from './cut-off-reasons.js'
 import { filterFromPayload, JetFilter } from './filter.js'
-import { JetEvent, type JetBuildContext, type JetEncoding, type JetWire } from './jet-event.js'
+import { JetEvent, type JetBuildContext, type JetWire } from './jet-event.js'
 import type { JetLogSource } from './log-reader.js'
 import { JetstreamMetrics, type WireEncoding } from './metrics.js'
 import { Subscriber, type State } from './subscriber.js'
 import { parseUpgrade, type UpgradeRequest } from './v1-params.js'
 import { JetRing } from './ring.js'
+import { isTakedown, waitDrain, writeEvents, type WriteContext } from './send.js'
 import { cursorTooOld, parseV2Upgrade, SUBSCRIBE_EVENTS_NSID, unknownDictionary, V2_SUBPROTOCOL } from './v2-params.js'
 import { LEGACY_DICTIONARY_FILE, V2_DICTIONARY_FILE, ZstdCodec } from './zstd.js'
 
@@ -64,9 +64,10 @@ export interface JetstreamOptions {
 export class JetstreamServer {
   private readonly source: CommittedEventSource
   private readonly log: JetLogSource
-  private readonly ring: JetRing
+  private ring: JetRing
+  private readonly ringSize: number
+  private readonly ringMaxBytes: number
   private readonly maxLag: number
-  private readonly highWater: number
   private readonly pageSize: number
   private readonly closeGraceMs: number
   private readonly logReads: Semaphore
@@ -77,6 +78,7 @@ export class JetstreamServer {
   private readonly subscribers = new Map<number, Subscriber>()
   private readonly metrics: JetstreamMetrics
   private readonly build: JetBuildContext
+  private readonly writeContext: WriteContext
   private readonly codecs = new Map<JetWire, ZstdCodec>()
   private readonly unsubscribe: (() => void) | undefined
   private nextId = 0
@@ -86,13 +88,14 @@ export class JetstreamServer {
     this.source = opts.source
     this.log = opts.log
     this.maxLag = opts.maxLag
-    this.highWater = opts.highWaterBytes ?? 1 << 20
     this.pageSize = opts.pageSize ?? 500
     this.closeGraceMs = opts.closeGraceMs ?? 2_000
     this.logReads = new Semaphore(opts.maxConcurrentLogReads ?? 2)
     this.logger = opts.logger
     if (!Number.isSafeInteger(this.maxLag) || this.maxLag < 1) throw new RangeError(`maxLag must be a positive integer, got ${this.maxLag}`)
-    this.ring = new JetRing(opts.ringSize, opts.ringMaxBytes ?? 64 * 1024 * 1024, this.source.currentSeq())
+    this.ringSize = opts.ringSize
+    this.ringMaxBytes = opts.ringMaxBytes ?? 64 * 1024 * 1024
+    this.ring = new JetRing(this.ringSize, this.ringMaxBytes, this.source.currentSeq())
     // Clients send at most an options_update (10,000 DIDs fit in well under 1 MiB).
     const common = { noServer: true, clientTracking: false, maxPayload: 1024 * 1024 } as const
     this.plain = new WebSocketServer({ ...common, perMessageDeflate: false })
@@ -118,6 +121,7 @@ export class JetstreamServer {
         this.metrics.compressedBytes.inc(compressed)
       },
     }
+    this.writeContext = { highWater: opts.highWaterBytes ?? 1 << 20, build: this.build, metrics: this.metrics }
     const unsub: unknown = this.source.onCommitted((events) => this.committed(events))
     this.unsubscribe = typeof unsub === 'function' ? (unsub as () => void) : undefined
   }
@@ -187,6 +191,16 @@ export class JetstreamServer {
       if (socket.destroyed) return
       this.v2.handleUpgrade(req, socket, head, (ws) => void this.accept(ws, req, request))
     })()
+  }
+
+  /**
+   * The seqs of the source went backwards (a splitter's upstream reset or was switched):
+   * closes every subscriber (1012, `stream-reset`; they reconnect, with a time cursor if
+   * they keep one) and empties the ring, whose events are no longer in the log.
+   */
+  resetStream(): void {
+    this.ring = new JetRing(this.ringSize, this.ringMaxBytes, this.source.currentSeq())
+    for (const s of this.subscribers.values()) this.cutOff(s, 'stream-reset', 1012, 'stream reset upstream; reconnect')
   }
 
   /** Closes every subscriber (1001). */
@@ -304,12 +318,12 @@ export class JetstreamServer {
           await new Promise<void>((resolve) => (s.wake = resolve))
           continue
         }
-        if (s.ws.bufferedAmount > this.highWater) {
-          await this.waitDrain(s)
+        if (s.ws.bufferedAmount > this.writeContext.highWater) {
+          await waitDrain(s)
           continue
         }
         if (s.pending.length > 0) {
-          s.pending = this.send(s, s.pending)
+          s.pending = writeEvents(s, this.writeContext, s.pending)
           continue
         }
         if (s.lastSeq >= this.source.currentSeq()) {
@@ -320,7 +334,7 @@ export class JetstreamServer {
           continue
         }
         if (s.lastSeq >= this.ring.floor) {
-          const rest = this.send(s, this.ring.after(s.lastSeq, this.pageSize))
+          const rest = writeEvents(s, this.writeContext, this.ring.after(s.lastSeq, this.pageSize))
           if (rest.length > 0) s.pending = rest
           continue
         }
@@ -332,52 +346,15 @@ export class JetstreamServer {
           s.lastSeq = Math.max(s.lastSeq, headBefore)
           continue
         }
-        s.pending = this.send(
+        s.pending = writeEvents(
           s,
+          this.writeContext,
           rows.map((r) => new JetEvent(r.seq, r.timeUs, r.did, r.frame)),
         )
       }
     } catch (err) {
       this.fail(s, err)
     }
-  }
-
-  /** Writes the events in order while the socket has room; returns those not yet written. */
-  private send(s: Subscriber, events: readonly JetEvent[]): JetEvent[] {
-    let messages = 0
-    let bytes = 0
-    const raw = s.encoding !== 'deflate'
-    const wire: JetEncoding = s.encoding === 'zstd' ? 'zstd' : 'text'
-    let i = 0
-    if (raw) s.socket.cork()
-    for (; i < events.length; i++) {
-      if (s.ws.bufferedAmount > this.highWater || !s.open) break
-      const e = events[i] as JetEvent
-      if (e.seq <= s.lastSeq) continue
-      // An event whose account row is gone has no DID here: it passes only a subscriber without a DID filter.
-      if (!e.removed && s.filter.wantsDid(e.did)) {
-        for (const m of e.messages(s.wire, this.build)) {
-          if (!s.filter.wants(m)) continue
-          if (raw) {
-            const frame = m.wire(wire, this.build)
-            s.socket.write(frame)
-            bytes += frame.length
-          } else {
-            s.ws.send(m.json, { binary: false })
-            bytes += m.json.length
-          }
-          messages++
-        }
-      }
-      s.lastSeq = e.seq
-    }
-    if (raw) s.socket.uncork()
-    if (messages > 0) {
-      s.messagesSent += messages
-      this.metrics.messages.inc({ encoding: s.encoding }, messages)
-      this.metrics.bytes.inc({ encoding: s.encoding }, bytes)
-    }
-    return i < events.length ? events.slice(i) : []
   }
 
   private async withLogRead<T>(fn: () => Promise<T>): Promise<T> {
@@ -387,20 +364,6 @@ export class JetstreamServer {
     } finally {
       release()
     }
-  }
-
-  private waitDrain(s: Subscriber): Promise<void> {
-    // 'drain' only fires after a refused write; below the socket's own mark (or with ws's deflate queue), poll.
-    if (!s.socket.writableNeedDrain) return new Promise((resolve) => setTimeout(resolve, 5))
-    return new Promise((resolve) => {
-      const done = () => {
-        s.socket.off('drain', done)
-        s.socket.off('close', done)
-        resolve()
-      }
-      s.socket.on('drain', done)
-      s.socket.on('close', done)
-    })
   }
 
   private cutOff(s: Subscriber, reason: JetstreamCutOffReason, code: number, text: string): void {
@@ -427,15 +390,5 @@ export class JetstreamServer {
     if (s.state === 'closed') return
     this.logger.error({ err, subscriber: s.id, seq: s.lastSeq }, 'jetstream subscriber replay failed; closing')
     this.cutOff(s, 'error', 1011, 'InternalServerError')
-  }
-}
-
-/** An `#account` event saying the account is taken down (account events are rare: decoding one is cheap). */
-function isTakedown(frame: Uint8Array): boolean {
-  try {
-    const f = decodeFrame(frame)
-    return f.op === 1 && f.body.active === false && f.body.status === 'takendown'
-  } catch {
-    return false
   }
 }

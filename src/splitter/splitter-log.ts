@@ -48,6 +48,8 @@ export interface UpstreamEvent {
   t: string
   /** Kind code for the `kind` column (0 for a type the relay itself never emits). */
   code: number
+  /** The event's account (`repo`/`did` of the body; '' when it has none): Jetstream filters on it. */
+  did: string
   /** The frame exactly as the upstream sent it. */
   frame: Uint8Array
   /** This splitter's time_us for the event (Jetstream's cursor; splitters stamp their own), set when committed. */
@@ -341,7 +343,7 @@ export class SplitterLog implements CommittedEventSource {
     this.committed = last.seq
     this.mSeq.set(last.seq)
     this.mStored.inc(batch.length)
-    const events: CommittedEvent[] = batch.map((e) => ({ seq: e.seq, timeUs: e.timeUs as number, accountId: SPLITTER_ACCOUNT_ID, did: '', kind: e.code as EventKindCode, t: e.t, frame: e.frame }))
+    const events: CommittedEvent[] = batch.map((e) => ({ seq: e.seq, timeUs: e.timeUs as number, accountId: SPLITTER_ACCOUNT_ID, did: e.did, kind: e.code as EventKindCode, t: e.t, frame: e.frame }))
     for (const listener of this.listeners) {
       try {
         listener(events)

@@ -7,7 +7,8 @@
  *
  * No crawler, ingest, identity or sequencer: the upstream relay verified every
  * event; the splitter stores its frames unchanged under the upstream's seqs
- * and serves them with the relay's own firehose code (same cursor semantics).
+ * and serves them with the relay's own firehose code (same cursor semantics),
+ * and Jetstream (RELAY_JETSTREAM) with the relay's own Jetstream code from the same log.
  */
 import type { AddressInfo } from 'node:net'
 import { collectDefaultMetrics, Registry } from 'prom-client'
@@ -21,6 +22,7 @@ import { registerStorageMetrics } from '../api/storage-metrics.js'
 import type { BackoffOptions } from '../backoff.js'
 import { ConfigError, type Config } from '../config.js'
 import { Firehose, SUBSCRIBE_REPOS_PATH } from '../firehose/index.js'
+import { JetLogReader, JetstreamServer, registerJetstreamRoutes } from '../jetstream/index.js'
 import { VERSION } from '../package-root.js'
 import { openStorage, type Storage } from '../storage/db.js'
 import { migrate } from '../storage/migrate.js'
@@ -37,6 +39,8 @@ export interface Splitter {
   readonly log: SplitterLog
   readonly upstream: UpstreamClient
   readonly firehose: Firehose
+  /** Jetstream v1 and v2 from the splitter's log (undefined when RELAY_JETSTREAM=false). */
+  readonly jetstream: JetstreamServer | undefined
   readonly xrpcMethods: readonly string[]
   stop(): Promise<void>
 }
@@ -90,7 +94,22 @@ export async function startSplitter(config: Config, logger: Logger, overrides: S
       registry,
     })
     cleanup.push(() => firehose.close())
-    log.onRewind(() => firehose.resetStream())
+    // The splitter's rows have no account (account_id 0): the log reader takes their DID from the frame.
+    const jetstream = config.jetstream
+      ? new JetstreamServer({
+          source: log,
+          log: new JetLogReader(storage.db),
+          ringSize: config.jetstreamRingSize,
+          maxLag: config.jetstreamMaxLag,
+          logger: logger.child({ system: 'jetstream' }),
+          registry,
+        })
+      : undefined
+    if (jetstream) cleanup.push(() => jetstream.close())
+    log.onRewind(() => {
+      firehose.resetStream()
+      jetstream?.resetStream()
+    })
 
     const upstream = new UpstreamClient({
       upstreams,
@@ -128,6 +147,7 @@ export async function startSplitter(config: Config, logger: Logger, overrides: S
       logger: logger.child({ system: 'proxy' }),
     }).register(http)
     http.upgradeRoute(SUBSCRIBE_REPOS_PATH, (req, socket, head) => firehose.handleUpgrade(req, socket, head))
+    if (jetstream) registerJetstreamRoutes(http, jetstream)
 
     const metrics = new MetricsServer(registry)
     const apiAddress = await http.listen(config.apiListen)
@@ -151,6 +171,7 @@ export async function startSplitter(config: Config, logger: Logger, overrides: S
       log,
       upstream,
       firehose,
+      jetstream,
       xrpcMethods: http.xrpcMethods(),
       stop() {
         stopping ??= (async () => {
@@ -158,6 +179,7 @@ export async function startSplitter(config: Config, logger: Logger, overrides: S
           await upstream.stop()
           await log.stop()
           await firehose.close()
+          await jetstream?.close()
           await httpClosed
           await metrics.close()
           await storage.close()

@@ -243,7 +243,7 @@ export class UpstreamClient {
           else if (this.resetPending && frame.seq <= log.acceptedSeq()) log.rewind(frame.seq, url, 'upstream-reset')
           this.resetPending = false
         }
-        if (!log.append({ seq: frame.seq, t: frame.t, code: frame.code, frame: frame.bytes })) return
+        if (!log.append({ seq: frame.seq, t: frame.t, code: frame.code, did: frame.did, frame: frame.bytes })) return
         const now = Date.now()
         this.lastEventAt = now
         const time = frame.time === undefined ? NaN : Date.parse(frame.time)

@@ -5,7 +5,7 @@
  * The splitter stores and forwards frames unchanged and verifies nothing (the
  * upstream relay did), so only the header is decoded; the body is walked once
  * by the bounded scan (cbor-scan.ts) for its top-level scalars (`seq`, `time`,
- * an error's `error`/`message`). A malformed frame still costs a bounded scan.
+ * the account's `repo`/`did` for Jetstream's DID filter, an error's `error`/`message`). A malformed frame still costs a bounded scan.
  */
 import { decodeFirstBounded, readHead, walkCanonicalMap } from '../atproto/cbor-scan.js'
 import { binaryMessageBytes, isPlainMap, MAX_FRAME_BYTES } from '../atproto/frame.js'
@@ -25,7 +25,7 @@ const KINDS: Record<string, EventKindCode> = {
 
 export type UpstreamFrame =
   /** A sequenced event: stored under `seq` and forwarded as `bytes`. */
-  | { kind: 'event'; seq: number; t: string; code: number; bytes: Uint8Array; time: string | undefined }
+  | { kind: 'event'; seq: number; t: string; code: number; bytes: Uint8Array; time: string | undefined; did: string }
   /** `#info` (connection-level: never stored or forwarded), or a message without a seq. */
   | { kind: 'info'; t: string; name: string; message: string }
   | { kind: 'error'; error: string; message: string }
@@ -61,11 +61,17 @@ export function readUpstreamFrame(data: Uint8Array | ArrayBuffer | readonly Uint
   if (t === '#info' || typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 1) {
     return { kind: 'info', t: clip(t), name: clip(typeof body.name === 'string' ? body.name : ''), message: clip(typeof body.message === 'string' ? body.message : '') }
   }
-  return { kind: 'event', seq, t, code: KINDS[t] ?? OTHER_EVENT_KIND, bytes, time: typeof body.time === 'string' ? body.time : undefined }
+  return { kind: 'event', seq, t, code: KINDS[t] ?? OTHER_EVENT_KIND, bytes, time: typeof body.time === 'string' ? body.time : undefined, did: eventDid(body) }
+}
+
+/** The account of an event: `repo` on #commit, `did` on the other kinds ('' when neither is a string). */
+function eventDid(body: Record<string, string | number>): string {
+  const did = typeof body.repo === 'string' ? body.repo : body.did
+  return typeof did === 'string' ? did : ''
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true })
-const WANTED = ['seq', 'time', 'error', 'message', 'name'].map((name) => ({ name, bytes: new TextEncoder().encode(name) }))
+const WANTED = ['seq', 'time', 'error', 'message', 'name', 'repo', 'did'].map((name) => ({ name, bytes: new TextEncoder().encode(name) }))
 
 /**
  * The WANTED top-level fields of a canonical body map that are integers or strings (others are

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest'
 import { encode, toBytes } from '@atcute/cbor'
 import { httpBase, OTHER_EVENT_KIND, readUpstreamFrame, subscribeUrl } from '../../src/splitter/index.js'
 import { sameRelay } from '../../src/splitter/upstream-client.js'
+import { frameDid } from '../../src/atproto/frame-did.js'
 import { loadConfig } from '../../src/config.js'
 import { spawnRelay } from '../helpers/child.js'
 import { encodeErrorFrame, encodeInfoFrame, encodeMessageFrame } from '../helpers/frames.js'
@@ -14,6 +15,18 @@ describe('readUpstreamFrame', () => {
     const frame = readUpstreamFrame(Buffer.from(bytes), true)
     expect(frame).toMatchObject({ kind: 'event', seq: 42, t: '#commit', code: 1, time: '2026-12-02T00:00:00.000Z' })
     if (frame.kind === 'event') expect(Buffer.from(frame.bytes).equals(Buffer.from(bytes))).toBe(true)
+  })
+
+  it("reads the event's DID (repo of a #commit, did of the other kinds), as the log reader does from a stored frame", () => {
+    const commit = encodeMessageFrame('#commit', { repo: 'did:plc:alice', seq: 1, blocks: toBytes(new Uint8Array(8)), ops: [{ action: 'create', path: 'a/b' }] })
+    const identity = encodeMessageFrame('#identity', { did: 'did:plc:bob', seq: 2 })
+    const neither = encodeMessageFrame('#labels', { seq: 3 })
+    expect(readUpstreamFrame(Buffer.from(commit), true)).toMatchObject({ kind: 'event', did: 'did:plc:alice' })
+    expect(readUpstreamFrame(Buffer.from(identity), true)).toMatchObject({ kind: 'event', did: 'did:plc:bob' })
+    expect(readUpstreamFrame(Buffer.from(neither), true)).toMatchObject({ kind: 'event', did: '' })
+    expect([commit, identity, neither].map((f) => frameDid(f))).toEqual(['did:plc:alice', 'did:plc:bob', ''])
+    expect(frameDid(new Uint8Array([0xff, 0x00]))).toBe('')
+    expect(frameDid(encode({ op: 1, t: '#commit' }))).toBe('')
   })
 
   it('keeps a sequenced type the relay never emits, under kind 0', () => {
