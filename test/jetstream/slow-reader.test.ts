@@ -105,6 +105,10 @@ describe('Jetstream slow readers (postgres)', () => {
     return Promise.all(submits)
   }
 
+  // The stalled client reads its close frame only after all 24 rounds, which take minutes on a loaded
+  // machine: the grace before the server drops the socket outright (1006) must outlast them.
+  const CLOSE_GRACE_MS = 600_000
+
   beforeAll(async () => {
     t = await createTestDatabase('postgres')
     accounts = await createAccounts(t.storage, await createHost(t.storage, 'pds.slow.example.com'), 4, 'did:plc:slow')
@@ -112,7 +116,7 @@ describe('Jetstream slow readers (postgres)', () => {
     await sequencer.start()
     await produce(300) // in the log before Jetstream starts: replayed from the log, not the ring
     // A small ring, small pages and a small high-water mark force the log → ring → live path and the cut-off.
-    jetstream = new JetstreamServer({ source: sequencer, log: new JetLogReader(t.storage.db), ringSize: 64, pageSize: 50, maxLag: 500, highWaterBytes: 64 * 1024, closeGraceMs: 20_000, logger: silentLogger, registry })
+    jetstream = new JetstreamServer({ source: sequencer, log: new JetLogReader(t.storage.db), ringSize: 64, pageSize: 50, maxLag: 500, highWaterBytes: 64 * 1024, closeGraceMs: CLOSE_GRACE_MS, logger: silentLogger, registry })
     server = createServer((_req, res) => res.end())
     server.on('upgrade', (req, socket, head) => jetstream.handleUpgrade(req, socket, head))
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
