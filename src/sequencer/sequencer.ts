@@ -120,12 +120,6 @@ export class Sequencer implements CommittedEventSource {
       buckets: [1, 5, 20, 50, 100, 200, 500, 1000, 2000],
       registers,
     })
-    this.mTicketMisuse = new Counter({
-      name: 'relay_upstream_ticket_errors_total',
-      help: 'Upstream tickets resolved twice or left unresolved (a relay bug; the host cursor is kept safe)',
-      labelNames: ['kind'],
-      registers,
-    })
     const throwOnMisuse = (opts.ticketMisuse ?? (process.env.VITEST ? 'throw' : 'count')) === 'throw'
     this.cursors = new HostCursorTracker({
       onMisuse: (kind: TicketMisuse, ticket, detail) => {
@@ -144,6 +138,13 @@ export class Sequencer implements CommittedEventSource {
       registry: opts.registry,
       queued: () => this.queue.length,
       abandoned: () => this.abandon,
+    })
+    // Registered after the committer's metrics, as before the split (same /metrics order).
+    this.mTicketMisuse = new Counter({
+      name: 'relay_upstream_ticket_errors_total',
+      help: 'Upstream tickets resolved twice or left unresolved (a relay bug; the host cursor is kept safe)',
+      labelNames: ['kind'],
+      registers,
     })
     const queue = () => this.queue.length
     new Gauge({
