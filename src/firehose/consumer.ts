@@ -60,6 +60,12 @@ export class Consumer {
     this.lastSent = startSeq
   }
 
+  /** Writes one pre-framed message outside the fan-out and catch-up loops (notices, error frames). */
+  send(wire: Buffer): void {
+    this.socket.write(wire)
+    this.lastWriteAt = Date.now()
+  }
+
   /** Bytes queued in user space for this socket. */
   buffered(): number {
     return this.socket.writableLength

@@ -9,6 +9,9 @@
  * the head. One that falls more than `maxConsumerLag` seqs behind after
  * having been live gets `ConsumerTooSlow` and is closed. Slow consumers never
  * delay others, and each holds at most about `highWaterBytes` of memory.
+ *
+ * This file owns the consumer set, the live fan-out and the cut-offs; request admission is
+ * `subscribe-request.ts`, the per-consumer replay/catch-up loop `catch-up.ts`.
  */
 import type { IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
@@ -16,24 +19,17 @@ import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
 import { Counter, Gauge, type Registry } from 'prom-client'
 import WebSocket, { WebSocketServer } from 'ws'
-import { encodeErrorFrame, encodeInfoFrame } from '../atproto/frame.js'
-import type { LoggedEvent } from '../sequencer/event-log.js'
+import { encodeErrorFrame } from '../atproto/frame.js'
 import type { CommittedEvent, CommittedEventSource } from '../sequencer/types.js'
-import { Consumer, type ConsumerInfo, type LogPage } from './consumer.js'
-import { Params } from '../http/params.js'
-import { XrpcError } from '../atproto/xrpc-error.js'
+import { CatchUp, goLive, type ReplaySource } from './catch-up.js'
+import { Consumer, type ConsumerInfo } from './consumer.js'
 import { answerRaw } from '../http/raw-response.js'
 import type { CutOffReason } from './cut-off-reasons.js'
-import { DEFAULT_RING_MAX_BYTES, FrameRing, wsFrame, wsFrameParts, type RingEntry } from './ring.js'
-import { Semaphore } from '../semaphore.js'
+import { DEFAULT_RING_MAX_BYTES, FrameRing, wsFrame, type RingEntry } from './ring.js'
+import { admitSubscribeRequest } from './subscribe-request.js'
 
-export const SUBSCRIBE_REPOS_PATH = '/xrpc/com.atproto.sync.subscribeRepos'
-
-/** What the firehose reads from the durable log. */
-export interface ReplaySource {
-  readRange(afterSeq: number, limit: number): Promise<LoggedEvent[]>
-  oldestSeq(): Promise<number | undefined>
-}
+export { SUBSCRIBE_REPOS_PATH } from './subscribe-request.js'
+export type { ReplaySource } from './catch-up.js'
 
 export interface FirehoseOptions {
   sequencer: CommittedEventSource
@@ -58,19 +54,14 @@ export interface FirehoseOptions {
   registry: Registry
 }
 
-
-
-
 export class Firehose {
   private readonly source: CommittedEventSource
-  private readonly log: ReplaySource
   private ring: FrameRing
   private readonly maxLag: number
   private readonly highWater: number
   private readonly pingIntervalMs: number
-  private readonly pageSize: number
   private readonly closeGraceMs: number
-  private readonly logReads: Semaphore
+  private readonly catchUp: CatchUp
   private readonly logger: Logger
   private readonly wss: WebSocketServer
   private readonly connected = new Map<number, Consumer>()
@@ -86,14 +77,11 @@ export class Firehose {
 
   constructor(opts: FirehoseOptions) {
     this.source = opts.sequencer
-    this.log = opts.eventLog
     this.ring = new FrameRing(opts.ringSize ?? 10_000, opts.ringMaxBytes ?? DEFAULT_RING_MAX_BYTES)
     this.maxLag = opts.maxConsumerLag
     this.highWater = opts.highWaterBytes ?? 1 << 20
     this.pingIntervalMs = opts.pingIntervalMs ?? 30_000
-    this.pageSize = opts.replayPageSize ?? 1000
     this.closeGraceMs = opts.closeGraceMs ?? 2_000
-    this.logReads = new Semaphore(opts.maxConcurrentLogReads ?? 2)
     this.logger = opts.logger
     if (!Number.isSafeInteger(this.maxLag) || this.maxLag < 1) {
       throw new RangeError(`maxConsumerLag must be a positive integer, got ${this.maxLag}`)
@@ -131,6 +119,18 @@ export class Firehose {
       help: 'Accepted firehose connections',
       registers,
     })
+    this.catchUp = new CatchUp({
+      source: this.source,
+      log: opts.eventLog,
+      ring: () => this.ring,
+      highWaterBytes: this.highWater,
+      pageSize: opts.replayPageSize ?? 1000,
+      maxConcurrentLogReads: opts.maxConcurrentLogReads ?? 2,
+      logger: this.logger,
+      eventsSent: this.mEvents,
+      bytesSent: this.mBytes,
+      fail: (c, err) => this.fail(c, err),
+    })
     const unsub = this.source.onCommitted((events) => this.broadcast(events))
     this.unsubscribe = typeof unsub === 'function' ? unsub : undefined
     this.pingTimer = setInterval(() => this.pingIdle(), this.pingIntervalMs)
@@ -143,27 +143,9 @@ export class Firehose {
       answerRaw(socket, 503, 'ServiceUnavailable', 'the relay is shutting down')
       return
     }
-    let url: URL
-    try {
-      url = new URL(req.url ?? '/', 'http://relay.invalid')
-    } catch {
-      answerRaw(socket, 400, 'InvalidRequest', 'malformed request URL')
-      return
-    }
-    if (url.pathname !== SUBSCRIBE_REPOS_PATH) {
-      answerRaw(socket, 404, 'MethodNotImplemented', `no subscription at ${url.pathname}`)
-      return
-    }
-    let cursor: number | null = null
-    try {
-      const params = Params.query(url.searchParams)
-      if (params.has('cursor')) cursor = params.integer('cursor', { min: 0, max: Number.MAX_SAFE_INTEGER })
-    } catch (err) {
-      if (!(err instanceof XrpcError)) throw err
-      answerRaw(socket, err.status, err.error, err.message)
-      return
-    }
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, req, cursor))
+    const admitted = admitSubscribeRequest(req, socket)
+    if (admitted === undefined) return
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, req, admitted.cursor))
   }
 
   /** Every connected consumer, for the admin API. */
@@ -247,32 +229,10 @@ export class Firehose {
     })
     this.logger.info({ consumer: c.id, remoteAddress, userAgent, cursor, seq: head }, 'firehose consumer connected')
     if (cursor === null) {
-      this.goLive(c)
+      goLive(c)
       return
     }
-    void this.startReplay(c, cursor, head)
-  }
-
-  private async startReplay(c: Consumer, cursor: number, headAtConnect: number): Promise<void> {
-    c.state = 'catchup'
-    c.pumping = true
-    try {
-      const oldest = await this.withLogRead(() => this.log.oldestSeq())
-      // Events after the cursor were dropped by retention (cursor 0 asks for the whole window: no notice).
-      const outdated = cursor > 0 && (oldest !== undefined ? cursor < oldest - 1 : cursor < headAtConnect)
-      if (outdated && c.state === 'catchup') {
-        this.logger.info({ consumer: c.id, cursor, oldest }, 'firehose consumer cursor is older than the window')
-        this.write(c, wsFrame(encodeInfoFrame('OutdatedCursor', 'cursor is older than the replay window; starting from the oldest event')))
-      }
-      // Start at the oldest retained event even if the ring still holds older ones.
-      if (outdated || cursor === 0) c.lastSent = Math.max(c.lastSent, oldest !== undefined ? oldest - 1 : headAtConnect)
-    } catch (err) {
-      c.pumping = false
-      this.fail(c, err)
-      return
-    }
-    c.pumping = false
-    await this.pump(c)
+    void this.catchUp.startReplay(c, cursor, head)
   }
 
   private broadcast(events: CommittedEvent[]): void {
@@ -330,7 +290,7 @@ export class Firehose {
         if (i < entries.length) {
           // The socket is not keeping up: stop buffering for it, it pulls from the ring as it drains.
           c.state = 'catchup'
-          void this.pump(c)
+          void this.catchUp.pump(c)
         }
       } else if (c.state === 'catchup' && c.reachedLive && head - c.lastSent > this.maxLag) {
         this.cutOff(c, 'too-slow', head)
@@ -342,135 +302,6 @@ export class Firehose {
     }
   }
 
-  /** Feeds a catching-up consumer from the ring or the log until it reaches the head, pacing on socket drain. */
-  private async pump(c: Consumer): Promise<void> {
-    if (c.pumping || c.state !== 'catchup') return
-    c.pumping = true
-    try {
-      while (c.state === 'catchup' && c.open) {
-        if (c.buffered() > this.highWater) {
-          await this.waitDrain(c)
-          continue
-        }
-        if (c.lastSent >= this.source.currentSeq()) {
-          this.goLive(c)
-          break
-        }
-        if (c.lastSent >= this.ring.floor) this.sendFromRing(c)
-        else await this.sendFromLog(c)
-      }
-    } catch (err) {
-      this.fail(c, err)
-    } finally {
-      c.pumping = false
-    }
-  }
-
-  private sendFromRing(c: Consumer): void {
-    const end = this.ring.end()
-    let i = this.ring.indexAfter(c.lastSent)
-    let events = 0
-    let bytes = 0
-    c.socket.cork()
-    for (; i < end && c.buffered() <= this.highWater; i++) {
-      const entry = this.ring.at(i) as RingEntry
-      if (!entry.removed) {
-        c.socket.write(entry.wire)
-        events++
-        bytes += entry.wire.length
-      }
-      c.lastSent = entry.seq
-    }
-    c.socket.uncork()
-    this.count(c, events, bytes)
-    // Everything published is in the ring, so its end is the head: switch in the same tick, no gap.
-    if (i >= end) this.goLive(c)
-  }
-
-  private async sendFromLog(c: Consumer): Promise<void> {
-    const pending = c.prefetch ?? this.readPage(c.lastSent)
-    c.prefetch = undefined
-    const { afterSeq, rows, headBefore } = await pending
-    if (c.state !== 'catchup') return
-    // A prefetched page that no longer starts where the consumer is (it was served from the ring meanwhile).
-    if (afterSeq !== c.lastSent) return
-    if (rows.length === 0) {
-      c.lastSent = Math.max(c.lastSent, headBefore)
-      return
-    }
-    let events = 0
-    let bytes = 0
-    c.socket.cork()
-    for (const row of rows) {
-      if (row.seq <= c.lastSent) continue
-      for (const part of wsFrameParts(row.frame)) {
-        c.socket.write(part)
-        bytes += part.length
-      }
-      events++
-      c.lastSent = row.seq
-    }
-    c.socket.uncork()
-    this.count(c, events, bytes)
-    // Read the next page while this one drains to the socket.
-    if (rows.length === this.pageSize && c.lastSent < this.ring.floor) {
-      const next = this.readPage(c.lastSent)
-      next.catch(() => undefined) // awaited (and reported) by the next round
-      c.prefetch = next
-    }
-  }
-
-  private readPage(afterSeq: number): Promise<LogPage> {
-    return this.withLogRead(async () => {
-      // Every event up to here is committed, so the read below sees it (if it is still retained).
-      const headBefore = this.source.currentSeq()
-      const rows = await this.log.readRange(afterSeq, this.pageSize)
-      return { afterSeq, rows, headBefore }
-    })
-  }
-
-  private async withLogRead<T>(fn: () => Promise<T>): Promise<T> {
-    const release = await this.logReads.acquire()
-    try {
-      return await fn()
-    } finally {
-      release()
-    }
-  }
-
-  private count(c: Consumer, events: number, bytes: number): void {
-    if (events === 0) return
-    c.eventsSent += events
-    c.lastWriteAt = Date.now()
-    this.mEvents.inc(events)
-    this.mBytes.inc(bytes)
-  }
-
-  private goLive(c: Consumer): void {
-    if (c.state === 'closed') return
-    c.state = 'live'
-    c.reachedLive = true
-  }
-
-  private waitDrain(c: Consumer): Promise<void> {
-    // 'drain' only fires after a write was refused; below the socket's own high-water mark, poll instead.
-    if (!c.socket.writableNeedDrain) return new Promise((resolve) => setTimeout(resolve, 5))
-    return new Promise((resolve) => {
-      const done = () => {
-        c.socket.off('drain', done)
-        c.socket.off('close', done)
-        resolve()
-      }
-      c.socket.on('drain', done)
-      c.socket.on('close', done)
-    })
-  }
-
-  private write(c: Consumer, wire: Buffer): void {
-    c.socket.write(wire)
-    c.lastWriteAt = Date.now()
-  }
-
   private cutOff(c: Consumer, reason: 'too-slow', head: number): void {
     if (c.state === 'closed') return
     c.state = 'closed'
@@ -479,7 +310,7 @@ export class Firehose {
     this.logger.warn({ consumer: c.id, remoteAddress: c.remoteAddress, lag, seq: c.lastSent }, 'firehose consumer too slow; closing')
     // Appended behind whatever is buffered; the socket is destroyed after the grace period either way,
     // so a stalled consumer holds at most its high-water mark plus this frame.
-    this.write(c, wsFrame(encodeErrorFrame('ConsumerTooSlow', `consumer fell ${lag} events behind`)))
+    c.send(wsFrame(encodeErrorFrame('ConsumerTooSlow', `consumer fell ${lag} events behind`)))
     c.ws.close(1008, 'ConsumerTooSlow')
     setTimeout(() => c.ws.terminate(), this.closeGraceMs).unref()
   }

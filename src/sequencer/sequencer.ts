@@ -7,19 +7,21 @@
  * A failed batch is retried with backoff, unchanged: its seqs stay reserved
  * and later events wait behind it, so seqs are never reused or reordered and
  * nothing uncommitted is ever published.
+ *
+ * This file owns seq/time assignment, the batching queue and publishing to listeners;
+ * building and committing one batch (with its retries) is `batch-commit.ts`.
  */
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Logger } from 'pino'
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
 import type { DropReason } from '../atproto/drop-reasons.js'
 import { frameWithSeq } from '../atproto/frame.js'
-import { backoffCeiling, type BackoffOptions } from '../backoff.js'
 import type { Storage } from '../storage/db.js'
-import { EventKind, type AccountHead, type EventKindCode } from '../storage/types.js'
-import { batchCommitStatement, MAX_BATCH_EVENTS } from './batch-statement.js'
-import { reduceCollectionDeltas } from './collection-writes.js'
+import { EventKind, type EventKindCode } from '../storage/types.js'
+import { BatchCommitter, SEQ_STATE_KEY, type PendingEvent } from './batch-commit.js'
+import { MAX_BATCH_EVENTS } from './batch-statement.js'
 import { EventClock } from './event-clock.js'
-import { EventLog, type EventRow } from './event-log.js'
+import { EventLog } from './event-log.js'
 import { HostCursorTracker, type TicketMisuse, type UpstreamTicket } from './host-cursors.js'
 import {
   SequencerError,
@@ -28,13 +30,7 @@ import {
   type CommittedEventSource,
 } from './types.js'
 
-/** `relay_state` key holding the highest committed seq (survives retention and takedowns). */
-export const SEQ_STATE_KEY = 'seq'
-
-/** A failed commit is retried quickly at first (a blip), then every 5 s at most while Postgres is away. */
-const COMMIT_RETRY_BACKOFF: BackoffOptions = { baseMs: 50, maxMs: 5_000 }
-/** Consecutive failed commits after which the log says error, not warn: an outage, not a blip. */
-const COMMIT_FAILURES_BEFORE_ERROR = 5
+export { SEQ_STATE_KEY } from './batch-commit.js'
 
 export interface SequencerOptions {
   storage: Storage
@@ -59,16 +55,6 @@ export interface SequencerOptions {
   ticketMisuse?: 'count' | 'throw'
 }
 
-interface Pending {
-  evt: AcceptedEvent
-  seq: number
-  timeUs: number
-  kind: EventKindCode
-  frame: Uint8Array
-  resolve: (seq: number) => void
-  reject: (err: Error) => void
-}
-
 const KIND_CODES: Record<AcceptedEvent['kind'], EventKindCode> = EventKind
 
 export class Sequencer implements CommittedEventSource {
@@ -80,8 +66,9 @@ export class Sequencer implements CommittedEventSource {
   private readonly maxBatchDelayMs: number
   private readonly stopTimeoutMs: number
   private readonly cursors: HostCursorTracker
+  private readonly committer: BatchCommitter
   private readonly listeners: ((events: CommittedEvent[]) => void)[] = []
-  private queue: Pending[] = []
+  private queue: PendingEvent[] = []
   private assigned = 0
   /** Gives each assigned seq its time_us (strictly increasing, across restarts). */
   private readonly clock = new EventClock()
@@ -91,14 +78,10 @@ export class Sequencer implements CommittedEventSource {
   private abandon = false
   private timer: NodeJS.Timeout | undefined
   private loop: Promise<void> | undefined
-  private consecutiveFailures = 0
 
   private readonly mSeq: Gauge
   private readonly mCommitted: Counter
   private readonly mBatchSize: Histogram
-  private readonly mCommitSeconds: Histogram
-  private readonly mFailures: Counter
-  private readonly mFailing: Gauge
   private readonly mTicketMisuse: Counter<'kind'>
 
   constructor(opts: SequencerOptions) {
@@ -137,28 +120,6 @@ export class Sequencer implements CommittedEventSource {
       buckets: [1, 5, 20, 50, 100, 200, 500, 1000, 2000],
       registers,
     })
-    this.mCommitSeconds = new Histogram({
-      name: 'relay_sequencer_commit_seconds',
-      help: 'Time to commit one batch transaction',
-      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
-      registers,
-    })
-    this.mFailures = new Counter({
-      name: 'relay_sequencer_commit_failures_total',
-      help: 'Failed batch commits (each is retried)',
-      registers,
-    })
-    this.mFailing = new Gauge({
-      name: 'relay_sequencer_commit_consecutive_failures',
-      help: 'Consecutive failed attempts of the current batch (0 when healthy)',
-      registers,
-    })
-    this.mTicketMisuse = new Counter({
-      name: 'relay_upstream_ticket_errors_total',
-      help: 'Upstream tickets resolved twice or left unresolved (a relay bug; the host cursor is kept safe)',
-      labelNames: ['kind'],
-      registers,
-    })
     const throwOnMisuse = (opts.ticketMisuse ?? (process.env.VITEST ? 'throw' : 'count')) === 'throw'
     this.cursors = new HostCursorTracker({
       onMisuse: (kind: TicketMisuse, ticket, detail) => {
@@ -168,6 +129,22 @@ export class Sequencer implements CommittedEventSource {
       },
       // A drop moves a cursor without an event: it is written with the next batch, or an empty one.
       onDropped: () => this.schedule(),
+    })
+    this.committer = new BatchCommitter({
+      storage: opts.storage,
+      eventLog: this.eventLog,
+      cursors: this.cursors,
+      logger: opts.logger,
+      registry: opts.registry,
+      queued: () => this.queue.length,
+      abandoned: () => this.abandon,
+    })
+    // Registered after the committer's metrics, as before the split (same /metrics order).
+    this.mTicketMisuse = new Counter({
+      name: 'relay_upstream_ticket_errors_total',
+      help: 'Upstream tickets resolved twice or left unresolved (a relay bug; the host cursor is kept safe)',
+      labelNames: ['kind'],
+      registers,
     })
     const queue = () => this.queue.length
     new Gauge({
@@ -312,7 +289,7 @@ export class Sequencer implements CommittedEventSource {
   private async drain(): Promise<void> {
     while (this.queue.length > 0 || this.cursors.hasUnwritten()) {
       const batch = this.queue.slice(0, this.maxBatchEvents)
-      const ok = await this.commitWithRetry(batch)
+      const ok = await this.committer.commitWithRetry(batch)
       if (!ok) {
         this.rejectAll(new SequencerError('stopped', 'sequencer stopped before the event could be committed'))
         return
@@ -322,76 +299,16 @@ export class Sequencer implements CommittedEventSource {
     }
   }
 
-  private async commitWithRetry(batch: Pending[]): Promise<boolean> {
-    for (let attempt = 0; ; attempt++) {
-      if (this.abandon) return false
-      try {
-        await this.commitBatch(batch)
-        if (this.consecutiveFailures > 0) {
-          this.logger.info({ attempts: attempt + 1, seq: batch[batch.length - 1]?.seq }, 'sequencer commit recovered')
-        }
-        this.consecutiveFailures = 0
-        this.mFailing.set(0)
-        return true
-      } catch (err) {
-        this.consecutiveFailures++
-        this.mFailures.inc()
-        this.mFailing.set(this.consecutiveFailures)
-        const fields = {
-          err,
-          attempt: attempt + 1,
-          firstSeq: batch[0]?.seq,
-          lastSeq: batch[batch.length - 1]?.seq,
-          queued: this.queue.length,
-        }
-        if (this.consecutiveFailures >= COMMIT_FAILURES_BEFORE_ERROR) this.logger.error(fields, 'sequencer commit keeps failing; events are held, not lost')
-        else this.logger.warn(fields, 'sequencer commit failed; retrying')
-        await sleep(backoffCeiling(attempt + 1, COMMIT_RETRY_BACKOFF), undefined, { ref: false })
-      }
-    }
-  }
-
-  private async commitBatch(batch: Pending[]): Promise<void> {
-    const first = batch[0]
-    const last = batch[batch.length - 1]
-    if (first !== undefined && last !== undefined) await this.eventLog.ensurePartitions(first.seq, last.seq)
-    for (const p of batch) {
-      if (p.evt.ticket !== undefined) this.cursors.committing(p.evt.ticket)
-    }
-    const cursorWrites = this.cursors.pendingWrites()
-    const rows: EventRow[] = batch.map((p) => ({
-      seq: p.seq,
-      accountId: p.evt.accountId,
-      kind: p.kind,
-      frame: p.frame,
-      commitCid: p.evt.head?.commitCid ?? null,
-      timeUs: p.timeUs,
-    }))
-    const heads = new Map<number, AccountHead>()
-    for (const p of batch) if (p.evt.head !== undefined) heads.set(p.evt.accountId, p.evt.head)
-    const statement = batchCommitStatement({
-      events: rows,
-      heads,
-      cursors: cursorWrites,
-      ...(last !== undefined ? { highWater: { key: SEQ_STATE_KEY, seq: last.seq } } : {}),
-      collections: reduceCollectionDeltas(batch.map((p) => ({ accountId: p.evt.accountId, delta: p.evt.collections }))),
-    })
-    const started = performance.now()
-    if (statement !== undefined) await this.storage.db.executeQuery(statement)
-    this.mCommitSeconds.observe((performance.now() - started) / 1000)
-    this.cursors.persisted(cursorWrites)
-  }
-
-  private afterCommit(batch: Pending[]): void {
+  private afterCommit(batch: PendingEvent[]): void {
     if (batch.length === 0) return
-    const last = batch[batch.length - 1] as Pending
+    const last = batch[batch.length - 1] as PendingEvent
     this.committed = last.seq
     this.mSeq.set(last.seq)
     this.mCommitted.inc(batch.length)
     this.mBatchSize.observe(batch.length)
     const events: CommittedEvent[] = new Array(batch.length)
     for (let i = 0; i < batch.length; i++) {
-      const p = batch[i] as Pending
+      const p = batch[i] as PendingEvent
       if (p.evt.ticket !== undefined) this.cursors.committed(p.evt.ticket)
       events[i] = { seq: p.seq, timeUs: p.timeUs, accountId: p.evt.accountId, did: p.evt.did, kind: p.kind, t: p.evt.t, frame: p.frame }
       p.resolve(p.seq)
