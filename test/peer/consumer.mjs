@@ -47,7 +47,9 @@ export function startConsumer(opts) {
   let runner
   let firehoseEnded = false
   if (opts.firehose !== false) {
-    const idResolver = new IdResolver({ plcUrl: opts.plcUrl, didCache: new MemoryCache(), fetch: globalThis.fetch })
+    // The resolver's default 3 s timeout is not met by a loopback PLC on a loaded 2-core machine:
+    // a slow lookup then shows up as a validation error of a valid event.
+    const idResolver = new IdResolver({ plcUrl: opts.plcUrl, didCache: new MemoryCache(), fetch: globalThis.fetch, timeout: 30_000 })
     if (opts.handlePdsUrls) installLocalHandleResolver(idResolver, opts.handlePdsUrls)
     runner = new MemoryRunner({ startCursor })
     const firehose = new Firehose({
