@@ -123,8 +123,8 @@ CREATE TABLE relay_state (
 -- collection. Kept by ingest in the same statement as the events that change
 -- it (a create adds the pair, a delete that empties the collection removes it);
 -- answers leave out accounts that are not active by joining `account`.
--- Collection names are stored once: (int4, int8) pairs measured 101 bytes per
--- pair with both indexes, against 153 with the name in every row.
+-- Collection names are stored once: (int4, int8) pairs measured 103 bytes per
+-- pair with both indexes, against 144 with the name in every row (docs/benchmarks.md).
 CREATE TABLE collection (
   id    serial PRIMARY KEY,
   -- the collection NSID

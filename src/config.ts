@@ -234,7 +234,7 @@ export const SETTINGS = [
   s({ env: 'RELAY_HOST_CONCURRENCY', key: 'hostConcurrency', default: '40', doc: 'Events of one host processed at once (different DIDs).', parse: int(1, 10_000) }),
   s({ env: 'RELAY_COLLECTIONS_BACKFILL', key: 'collectionsBackfill', default: 'true', doc: 'Fill the listReposByCollection index from each account\'s PDS (describeRepo) for what ingest has not seen: accounts known before the index, and repos after a #sync.', parse: bool }),
   s({ env: 'RELAY_COLLECTIONS_BACKFILL_RATE', key: 'collectionsBackfillRate', default: '5', doc: 'describeRepo requests per second per host for that backfill (bursts of twice that).', parse: int(1, 10_000) }),
-  s({ env: 'RELAY_JETSTREAM', key: 'jetstream', default: 'true', doc: 'Serve Jetstream v1 (JSON events) at /subscribe on the API port.', parse: bool }),
+  s({ env: 'RELAY_JETSTREAM', key: 'jetstream', default: 'true', doc: 'Serve Jetstream on the API port: v1 at /subscribe, v2 subscribeEvents and getZstdDictionary.', parse: bool }),
   s({ env: 'RELAY_JETSTREAM_MAX_LAG', key: 'jetstreamMaxLag', default: '500000', doc: 'Events a Jetstream subscriber that was live may fall behind before it is closed (a backfill from a cursor reads the log at its own pace).', parse: int(1, 100_000_000) }),
   s({ env: 'RELAY_JETSTREAM_RING_SIZE', key: 'jetstreamRingSize', default: '20000', doc: 'Recent events Jetstream keeps in memory (at most 64 MiB); subscribers further behind read the event log.', parse: int(1, 10_000_000) }),
   // `atrelay splitter` only (src/splitter/): a fan-out copy of another relay's firehose.

@@ -215,6 +215,9 @@ export class HttpServer {
   }
 
   private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    // Node drops its own 'error' listener from an upgraded socket; until a handler's WebSocket
+    // server adds one (some await the database first), a client's reset would be an uncaught error.
+    socket.on('error', () => socket.destroy())
     if ((req.url ?? '').length > MAX_URL_LENGTH) return answerRaw(socket, 414, 'URLTooLong', `request URL longer than ${MAX_URL_LENGTH} bytes`)
     const path = parseTarget(req.url)?.pathname ?? ''
     const handler = this.upgrades.get(path)

@@ -8,12 +8,17 @@ import type { Counter } from 'prom-client'
 import type { CollectionDelta } from '../sequencer/collection-writes.js'
 import type { VerifyKind, VerifyOutcome } from './verify-runner.js'
 
-export function collectionDelta(kind: VerifyKind, outcome: Extract<VerifyOutcome, { ok: true }>, undecided: Counter): CollectionDelta | undefined {
+/**
+ * `discontinuous`: the commit does not follow the stored head (since/prevData differ), so commits
+ * the relay never saw may have gained or emptied collections: the account is re-read as after a #sync.
+ */
+export function collectionDelta(kind: VerifyKind, outcome: Extract<VerifyOutcome, { ok: true }>, undecided: Counter, discontinuous = false): CollectionDelta | undefined {
   // A #sync may stand for any change to the repo: its collections are re-read from the PDS.
   if (kind === 'sync') return { recheck: true }
   const changes = outcome.collections
-  if (changes === undefined) return undefined
-  if (changes.undecided.length > 0) undecided.inc(changes.undecided.length)
-  if (changes.gained.length === 0 && changes.emptied.length === 0) return undefined
-  return { gained: changes.gained, emptied: changes.emptied }
+  if (changes !== undefined && changes.undecided.length > 0) undecided.inc(changes.undecided.length)
+  const gained = changes?.gained ?? []
+  const emptied = changes?.emptied ?? []
+  if (gained.length === 0 && emptied.length === 0) return discontinuous ? { recheck: true } : undefined
+  return { gained, emptied, ...(discontinuous ? { recheck: true } : {}) }
 }

@@ -61,16 +61,17 @@ export async function handleRepoEvent(
     ctx.logger.warn({ host: host.hostname, did, seq: upstreamSeq, tolerated: outcome.tolerated }, 'lenient: forwarding despite strict-mode failures')
   }
 
-  if (kind === 'commit' && acct.head !== null && isDiscontinuous(acct.head, outcome)) {
+  const discontinuous = kind === 'commit' && acct.head !== null && isDiscontinuous(acct.head, outcome)
+  if (discontinuous) {
     ctx.stats.discontinuity(host.hostname)
     ctx.logger.info(
-      { host: host.hostname, did, seq: upstreamSeq, since: outcome.since, storedRev: acct.head.rev },
+      { host: host.hostname, did, seq: upstreamSeq, since: outcome.since, storedRev: acct.head?.rev },
       'discontinuous commit forwarded (since/prevData differ from the stored head)',
     )
   }
 
   const head: AccountHead = { rev: outcome.rev, commitCid: outcome.commitCid, dataCid: outcome.dataCid }
-  const collections = collectionDelta(kind, outcome, ctx.metrics.collectionsUndecided)
+  const collections = collectionDelta(kind, outcome, ctx.metrics.collectionsUndecided, discontinuous)
   await ctx.sequencer.submit({
     accountId: acct.id,
     did,

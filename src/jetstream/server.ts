@@ -23,6 +23,7 @@ import type { Registry } from 'prom-client'
 import WebSocket, { WebSocketServer } from 'ws'
 import { XrpcError } from '../atproto/xrpc-error.js'
 import { answerRaw } from '../http/raw-response.js'
+import { closeReason } from '../http/ws-close.js'
 import { Semaphore } from '../semaphore.js'
 import type { CommittedEvent, CommittedEventSource } from '../sequencer/types.js'
 import type { JetstreamCutOffReason } from './cut-off-reasons.js'
@@ -280,7 +281,7 @@ export class JetstreamServer {
       const reason = s.state === 'hello' ? 'bad-hello' : 'bad-options'
       const text = err instanceof XrpcError ? err.message : 'invalid options_update'
       this.logger.info({ subscriber: s.id, remoteAddress: s.remoteAddress, reason: text }, 'jetstream subscriber sent an invalid options_update')
-      return this.cutOff(s, reason, 1008, text.slice(0, 120))
+      return this.cutOff(s, reason, 1008, text)
     }
     if (s.state === 'hello') {
       s.state = 'catchup'
@@ -374,7 +375,7 @@ export class JetstreamServer {
       this.logger.warn({ subscriber: s.id, remoteAddress: s.remoteAddress, seq: s.lastSeq }, 'jetstream subscriber too slow; closing')
       if (s.wire === 'v2') this.sendControl(s, `{"$type":"error","error":"ConsumerTooSlow","message":"fell more than ${this.maxLag} events behind"}`)
     }
-    s.ws.close(code, text)
+    s.ws.close(code, closeReason(text))
     s.signal()
     setTimeout(() => s.ws.terminate(), this.closeGraceMs).unref()
   }

@@ -120,5 +120,14 @@ describe('collections backfill from describeRepo', () => {
     // The head did not move between the read and the write, so the collection the repo no longer has is gone too.
     await waitUntil(async () => !(await listed(relay, 'com.example.thing')).includes(a.did), 'the #sync re-read to remove com.example.thing', 30_000)
     expect(await listed(relay, 'com.example.thing')).toEqual([b.did])
+
+    // 5. A discontinuous commit (the relay missed the one before it, which made a new collection)
+    // queues the same re-read: the missed commit's collection appears.
+    const missed = await b.createRecord('com.example.gap', { n: 6 })
+    const bState = host.pds.getRepoState(b.did)!
+    ;(bState.records ??= new Set()).add(missed.meta.ops[0]!.path)
+    host.pds.publish(await b.createRecord('com.example.thing', { n: 7 }))
+    await waitUntil(async () => (await listed(relay, 'com.example.gap')).includes(b.did), 'the re-read after the discontinuous commit to add com.example.gap', 30_000)
+    expect(await listed(relay, 'com.example.thing')).toEqual([b.did])
   })
 })

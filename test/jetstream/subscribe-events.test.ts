@@ -6,6 +6,8 @@
  * dictionary (decoded by the zstd CLI, fetched with getZstdDictionary), and server-push only.
  */
 import { readFileSync } from 'node:fs'
+import { connect } from 'node:net'
+import { once } from 'node:events'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Relay } from '../../src/relay.js'
 import { dictionaryPath, V2_DICTIONARY_FILE } from '../../src/jetstream/zstd.js'
@@ -194,6 +196,22 @@ describe('Jetstream v2 subscribeEvents', () => {
     await c.waitForCount(want.length, 'the replay after the takedown')
     expect(c.events.slice(0, want.length).map(keyOfV2)).toEqual(want)
     expect(c.events.filter((m) => m.payload.did === bob).map((m) => m.payload.$type)).toEqual([`${NS}#account`])
+  }, 60_000)
+
+  it('clients that reset the connection while their upgrade waits on the log do not take the relay down', async () => {
+    const request =
+      'GET /xrpc/network.bsky.jetstream.subscribeEvents?cursor=1 HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+      'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: xrpc.v1.json\r\n\r\n'
+    for (let i = 0; i < 30; i++) {
+      const socket = connect(relay.apiAddress.port, '127.0.0.1')
+      await once(socket, 'connect')
+      socket.on('error', () => undefined)
+      socket.write(request)
+      socket.resetAndDestroy() // a TCP RST while the relay looks up the oldest seq
+    }
+    const c = await connectV2('cursor=1')
+    await c.waitForCount(1, 'a message for a well-behaved subscriber afterwards')
+    expect(c.events[0]!.$type).toBe('message')
   }, 60_000)
 
   it('is server-push only: a client data frame closes the connection, counted', async () => {

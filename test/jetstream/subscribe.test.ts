@@ -282,6 +282,20 @@ describe('Jetstream v1 /subscribe', () => {
     expect(capped.events.slice(0, want.length).map(keyOf)).toEqual(want)
   }, 60_000)
 
+  it('a hostile options_update (a long multi-byte collection) closes only that subscriber, with a reason within the 123-byte limit', async () => {
+    const c = await RawJetClient.connect(subscribeUrl(relay))
+    cleanups.push(() => c.close())
+    c.send({ type: 'options_update', payload: { wantedCollections: ['é'.repeat(300)] } })
+    await c.waitClosed()
+    expect(c.closeCode).toBe(1008)
+    expect(c.closeReason).toMatch(/^wantedCollections/)
+    expect(Buffer.byteLength(c.closeReason)).toBeLessThanOrEqual(123)
+    // The relay is still serving: a new subscriber replays the log.
+    const after = await RawJetClient.connect(subscribeUrl(relay, 'cursor=1'))
+    cleanups.push(() => after.close())
+    await after.waitForCount(expectedKeys(firehose.events).length, 'the replayed log after the hostile client')
+  }, 60_000)
+
   it('a time cursor from before a relay restart resumes at that event, with time_us still increasing', async () => {
     const before = await RawJetClient.connect(subscribeUrl(relay, 'cursor=1'))
     const count = firehose.events.length
