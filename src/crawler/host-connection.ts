@@ -171,7 +171,11 @@ export class HostConnection {
     try {
       ws = openUpstreamSocket(this.host, url, { policy: this.policy, lookup: this.lookup, handshakeTimeoutMs: this.opts.handshakeTimeoutMs })
     } catch (err) {
-      this.failBeforeSocket({ reason: 'forbidden-host', message: `refusing to connect: ${(err as Error).message}` })
+      // The SSRF check refuses the name; anything else the socket's constructor throws is a failed dial.
+      const guard = findNetGuardError(err)
+      this.failBeforeSocket(
+        guard ? { reason: 'forbidden-host', message: `refusing to connect: ${guard.message}` } : { reason: 'dial', message: `connection failed: ${(err as Error).message}` },
+      )
       return
     }
     const session: Session = { ws, cursor, lastSeq: 0, opened: false, refused: false }
