@@ -31,6 +31,8 @@ export const BACKFILL_STATE_KEY = 'collections_backfill'
 
 /** A failed attempt is retried after a minute, then less and less often, at most daily. */
 const RETRY_BACKOFF: BackoffOptions = { baseMs: 60_000, maxMs: 86_400_000 }
+/** A stale answer's account is read again after this (not at once: a busy account would be asked in a loop). */
+export const STALE_REREAD_DELAY_MS = 1_000
 
 export interface CollectionBackfillOptions {
   /** The ingest pool (it writes). */
@@ -64,6 +66,8 @@ export interface CollectionBackfillStatus {
   queued: number
   /** Since start: accounts whose collections were read, and attempts that failed. */
   filled: number
+  /** Answers not applied because the account's head moved while it was asked (read again later). */
+  stale: number
   failed: number
   lastError: string | null
 }
@@ -92,7 +96,7 @@ export class CollectionBackfill {
   private loop: Promise<void> | undefined
   private stopped = false
   private wake: (() => void) | undefined
-  private state: CollectionBackfillStatus = { running: false, walkPosition: 0, maxAccountId: 0, queued: 0, filled: 0, failed: 0, lastError: null }
+  private state: CollectionBackfillStatus = { running: false, walkPosition: 0, maxAccountId: 0, queued: 0, filled: 0, stale: 0, failed: 0, lastError: null }
   private readonly mRequests: Counter<'outcome'>
 
   constructor(opts: CollectionBackfillOptions) {
@@ -241,14 +245,24 @@ export class CollectionBackfill {
       return
     }
     this.mRequests.inc({ outcome: 'ok' })
-    await sql`with names as (insert into collection (nsid) select v.nsid from unnest(${collections}::text[]) as v (nsid)
-        where not exists (select 1 from collection c where c.nsid = v.nsid) on conflict (nsid) do nothing returning id),
+    // The answer is applied only if the account's head did not move while it was asked: otherwise a
+    // commit in between (a delete emptying a collection, say) may be newer than the answer, which
+    // would re-add a stale pair. Then the account is queued to be read again instead.
+    const { rows } = await sql<{ fresh: boolean }>`with fresh as (select (select rev from account_head where account_id = ${t.id}::int8) is not distinct from ${t.rev}::text as ok),
+      names as (insert into collection (nsid) select v.nsid from unnest(${collections}::text[]) as v (nsid)
+        where (select ok from fresh) and not exists (select 1 from collection c where c.nsid = v.nsid) on conflict (nsid) do nothing returning id),
       ids as (select id from names union all select id from collection where nsid = any(${collections}::text[])),
-      add as (insert into repo_collection (collection_id, account_id) select id, ${t.id}::int8 from ids on conflict do nothing),
-      gone as (delete from repo_collection where account_id = ${t.id}::int8 and collection_id not in (select id from ids)
-        and (select rev from account_head where account_id = ${t.id}::int8) is not distinct from ${t.rev}::text),
-      done as (delete from collection_backfill where account_id = ${t.id}::int8 and due_at <= ${startedAt})
-      select 1`.execute(this.storage.db)
+      add as (insert into repo_collection (collection_id, account_id) select id, ${t.id}::int8 from ids where (select ok from fresh) on conflict do nothing),
+      gone as (delete from repo_collection where account_id = ${t.id}::int8 and collection_id not in (select id from ids) and (select ok from fresh)),
+      done as (delete from collection_backfill where account_id = ${t.id}::int8 and due_at <= ${startedAt} and (select ok from fresh)),
+      again as (insert into collection_backfill (account_id, reason, due_at) select ${t.id}::int8, 'sync', now() + ${`${STALE_REREAD_DELAY_MS} milliseconds`}::interval
+        where not (select ok from fresh) on conflict (account_id) do nothing)
+      select ok as fresh from fresh`.execute(this.storage.db)
+    if (rows[0]?.fresh === false) {
+      this.state.stale++
+      this.mRequests.inc({ outcome: 'stale' })
+      return
+    }
     this.state.filled++
   }
 

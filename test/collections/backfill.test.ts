@@ -129,5 +129,27 @@ describe('collections backfill from describeRepo', () => {
     host.pds.publish(await b.createRecord('com.example.thing', { n: 7 }))
     await waitUntil(async () => (await listed(relay, 'com.example.gap')).includes(b.did), 'the re-read after the discontinuous commit to add com.example.gap', 30_000)
     expect(await listed(relay, 'com.example.thing')).toEqual([b.did])
+
+    // 6. An answer older than a commit that landed while it was being asked is not applied (it would
+    // re-add the collection that commit emptied): the account is read again instead.
+    let release!: () => void
+    const held = new Promise<void>((resolve) => (release = resolve))
+    let asked = false
+    host.pds.beforeDescribeRepoAnswer = async (did) => {
+      if (did !== b.did || asked) return
+      asked = true
+      await held
+    }
+    const bId = Number((await query<{ id: string }>(db.url, 'select id from account where did = $1', [b.did]))[0]!.id)
+    await query(db.url, "insert into collection_backfill (account_id, reason) values ($1, 'sync') on conflict (account_id) do update set due_at = now()", [bId])
+    await waitUntil(() => asked, 'the backfill to ask for b')
+    host.pds.publish(await b.deleteRecord(missed.meta.ops[0]!.path)) // b's only com.example.gap record
+    await waitUntil(async () => !(await listed(relay, 'com.example.gap')).includes(b.did), 'the delete to empty com.example.gap', 30_000)
+    const staleBefore = relay.collectionsBackfill!.status().stale
+    release()
+    await waitUntil(() => relay.collectionsBackfill!.status().stale === staleBefore + 1, 'the held answer to be found stale')
+    await waitUntil(async () => (await query(db.url, 'select 1 from collection_backfill where account_id = $1', [bId])).length === 0, 'the re-read of b', 30_000)
+    expect(await listed(relay, 'com.example.gap')).toEqual([])
+    expect(await listed(relay, 'com.example.thing')).toEqual([b.did])
   })
 })

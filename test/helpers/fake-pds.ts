@@ -96,6 +96,8 @@ export class FakePds {
   private readonly conns = new Set<Conn>()
   private readonly repos = new Map<string, RepoState>()
   private refuse: false | 'http' | 'reset' = false
+  /** Awaited after describeRepo has computed its answer and before sending it (a test holds the answer back). */
+  beforeDescribeRepoAnswer: ((did: string) => Promise<void>) | undefined
   private source: Iterator<SourceItem> | null = null
   private sourceRate = 0
   private sourceAnchor = 0
@@ -570,7 +572,9 @@ export class FakePds {
         const state = this.requireRepo(res, q.get('repo'))
         if (!state || !this.requireAvailable(res, state)) return
         const collections = [...new Set([...(state.records ?? [])].map((p) => p.slice(0, p.indexOf('/'))))].sort()
-        return sendJson(res, 200, { did: state.did, handle: 'handle.invalid', didDoc: {}, collections, handleIsCorrect: false })
+        const answer = { did: state.did, handle: 'handle.invalid', didDoc: {}, collections, handleIsCorrect: false }
+        if (this.beforeDescribeRepoAnswer) return void this.beforeDescribeRepoAnswer(state.did).then(() => sendJson(res, 200, answer))
+        return sendJson(res, 200, answer)
       }
       case '/xrpc/com.atproto.sync.getLatestCommit': {
         const state = this.requireRepo(res, q.get('did'))
