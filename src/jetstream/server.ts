@@ -8,7 +8,9 @@
  * and writes while its socket stays under the high-water mark; when it
  * reaches the head it waits for the next commit. Nothing is queued per
  * subscriber, so a slow reader costs no memory beyond one page; it is closed
- * only if, after having been live, it falls `maxLag` events behind.
+ * (`too-slow`) only if, after having been live, it falls `maxLag` events
+ * behind. Idle subscribers are pinged (heartbeat.ts, `unresponsive`), and a
+ * requireHello one must say hello in time (`no-hello`).
  *
  * Each event's messages (JSON) and their text and zstd frames are built once,
  * on first use, and the same Buffers are written to every subscriber's TCP
