@@ -54,6 +54,9 @@ export interface FirehoseOptions {
   registry: Registry
 }
 
+/** How often idle consumers are pinged (the firehose's and Jetstream's); one that never answers is dropped after two intervals. */
+export const CONSUMER_PING_INTERVAL_MS = 30_000
+
 export class Firehose {
   private readonly source: CommittedEventSource
   private ring: FrameRing
@@ -80,7 +83,7 @@ export class Firehose {
     this.ring = new FrameRing(opts.ringSize ?? 10_000, opts.ringMaxBytes ?? DEFAULT_RING_MAX_BYTES)
     this.maxLag = opts.maxConsumerLag
     this.highWater = opts.highWaterBytes ?? 1 << 20
-    this.pingIntervalMs = opts.pingIntervalMs ?? 30_000
+    this.pingIntervalMs = opts.pingIntervalMs ?? CONSUMER_PING_INTERVAL_MS
     this.closeGraceMs = opts.closeGraceMs ?? 2_000
     this.logger = opts.logger
     if (!Number.isSafeInteger(this.maxLag) || this.maxLag < 1) {

@@ -7,8 +7,10 @@
 export const JETSTREAM_CUT_OFF_REASON_MEANINGS = {
   'too-slow': 'the subscriber, once live, fell more than RELAY_JETSTREAM_MAX_LAG events behind the newest seq',
   'bad-hello': 'with requireHello, the first message was not a valid options_update',
+  'no-hello': 'with requireHello, no options_update arrived within the hello deadline (30 s)',
   'bad-options': 'an options_update message was invalid (bad JSON, collections or DIDs, or over the limits)',
   'client-message': 'a subscribeEvents (v2) subscriber sent a data frame: that stream is server-push only',
+  unresponsive: 'the subscriber did not answer pings',
   error: 'reading the event log for the subscriber failed (logged)',
   shutdown: 'the relay is shutting down',
   'stream-reset': "a splitter's upstream reset or was switched, so its seqs went backwards (the subscriber reconnects)",

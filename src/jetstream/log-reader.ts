@@ -2,7 +2,9 @@
  * What Jetstream reads from the durable event log: pages of events with their
  * time and DID, and the seq a time cursor starts at (through
  * event_time_us_idx, no scan). Events logged before time_us existed
- * (schema migration 3) fall back to their received time. A row with no
+ * (schema migration 3) fall back to their received time when read; while
+ * the oldest retained event is one of them, a time cursor starts from the
+ * oldest event (clamped) rather than skip them. A row with no
  * account of its own (account_id 0: the splitter's, which stores upstream
  * frames unchanged) takes its DID from the frame; the relay's rows never do.
  */
@@ -42,11 +44,19 @@ export class JetLogReader implements JetLogSource {
   }
 
   async afterSeqForTime(timeUs: number): Promise<{ afterSeq: number; clamped: boolean } | undefined> {
+    const { rows } = await sql<{ seq: number | string; time_us: number | string | null; received_us: number | string }>`
+      select seq, time_us, (extract(epoch from received_at) * 1000000)::int8 as received_us
+      from event order by seq limit 1`.execute(this.db)
+    const first = rows[0]
+    if (first === undefined) return undefined
+    const oldest = Number(first.seq)
+    // The oldest retained events were logged before time_us existed, out of the index's sight:
+    // start from the oldest rather than skip them (clamped when the cursor is older than it).
+    if (first.time_us === null) return { afterSeq: oldest - 1, clamped: Number(first.received_us) > timeUs }
     const at = await this.db.selectFrom('event').select(['seq', 'time_us']).where('time_us', '>=', timeUs).orderBy('time_us').limit(1).executeTakeFirst()
     if (at === undefined) return undefined
-    const oldest = await this.oldestSeq()
     const seq = Number(at.seq)
-    return { afterSeq: seq - 1, clamped: oldest !== undefined && seq <= oldest && Number(at.time_us) > timeUs }
+    return { afterSeq: seq - 1, clamped: seq <= oldest && Number(at.time_us) > timeUs }
   }
 
   async oldestSeq(): Promise<number | undefined> {

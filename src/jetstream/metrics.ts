@@ -14,6 +14,7 @@ export class JetstreamMetrics {
   readonly compressedBytes: Counter
   readonly skippedOps: Counter
   readonly undecodable: Counter
+  readonly ignoredMessages: Counter<'kind'>
 
   constructor(registry: Registry, subscribers: () => Iterable<{ state: SubscriberState | 'closed' }>) {
     const registers = [registry]
@@ -55,6 +56,12 @@ export class JetstreamMetrics {
     this.skippedOps = new Counter({
       name: 'relay_jetstream_skipped_ops_total',
       help: 'Commit ops not sent on Jetstream: record block missing or undecodable (logged)',
+      registers,
+    })
+    this.ignoredMessages = new Counter({
+      name: 'relay_jetstream_client_messages_ignored_total',
+      help: 'v1 client messages ignored, by kind (not-json: binary or unparsable; unknown-type: not an options_update)',
+      labelNames: ['kind'],
       registers,
     })
     this.undecodable = new Counter({ name: 'relay_jetstream_undecodable_events_total', help: 'Logged events Jetstream could not decode (logged; not sent)', registers })

@@ -48,6 +48,7 @@ export function writeEvents(s: Subscriber, ctx: WriteContext, events: readonly J
   if (raw) s.socket.uncork()
   if (messages > 0) {
     s.messagesSent += messages
+    s.lastWriteAt = Date.now()
     ctx.metrics.messages.inc({ encoding: s.encoding }, messages)
     ctx.metrics.bytes.inc({ encoding: s.encoding }, bytes)
   }

@@ -8,7 +8,9 @@
  * and writes while its socket stays under the high-water mark; when it
  * reaches the head it waits for the next commit. Nothing is queued per
  * subscriber, so a slow reader costs no memory beyond one page; it is closed
- * only if, after having been live, it falls `maxLag` events behind.
+ * (`too-slow`) only if, after having been live, it falls `maxLag` events
+ * behind. Idle subscribers are pinged (heartbeat.ts, `unresponsive`), and a
+ * requireHello one must say hello in time (`no-hello`).
  *
  * Each event's messages (JSON) and their text and zstd frames are built once,
  * on first use, and the same Buffers are written to every subscriber's TCP
@@ -22,12 +24,14 @@ import type { Logger } from 'pino'
 import type { Registry } from 'prom-client'
 import WebSocket, { WebSocketServer } from 'ws'
 import { XrpcError } from '../atproto/xrpc-error.js'
+import { CONSUMER_PING_INTERVAL_MS } from '../firehose/firehose.js'
 import { answerRaw } from '../http/raw-response.js'
 import { closeReason } from '../http/ws-close.js'
 import { Semaphore } from '../semaphore.js'
 import type { CommittedEvent, CommittedEventSource } from '../sequencer/types.js'
 import type { JetstreamCutOffReason } from './cut-off-reasons.js'
 import { filterFromPayload, JetFilter } from './filter.js'
+import { HELLO_TIMEOUT_MS, pingIdle } from './heartbeat.js'
 import { JetEvent, type JetBuildContext, type JetWire } from './jet-event.js'
 import type { JetLogSource } from './log-reader.js'
 import { JetstreamMetrics, type WireEncoding } from './metrics.js'
@@ -57,6 +61,10 @@ export interface JetstreamOptions {
   /** Concurrent log reads across all Jetstream subscribers (protects the database pool). */
   maxConcurrentLogReads?: number
   closeGraceMs?: number
+  /** Idle subscribers are pinged this often (the firehose's interval); one that never answers is dropped after two. */
+  pingIntervalMs?: number
+  /** With requireHello, the wait for the first options_update (HELLO_TIMEOUT_MS). */
+  helloTimeoutMs?: number
   logger: Logger
   registry: Registry
 }
@@ -71,6 +79,9 @@ export class JetstreamServer {
   private readonly maxLag: number
   private readonly pageSize: number
   private readonly closeGraceMs: number
+  private readonly pingIntervalMs: number
+  private readonly helloTimeoutMs: number
+  private readonly pingTimer: NodeJS.Timeout
   private readonly logReads: Semaphore
   private readonly logger: Logger
   private readonly plain: WebSocketServer
@@ -91,6 +102,8 @@ export class JetstreamServer {
     this.maxLag = opts.maxLag
     this.pageSize = opts.pageSize ?? 500
     this.closeGraceMs = opts.closeGraceMs ?? 2_000
+    this.pingIntervalMs = opts.pingIntervalMs ?? CONSUMER_PING_INTERVAL_MS
+    this.helloTimeoutMs = opts.helloTimeoutMs ?? HELLO_TIMEOUT_MS
     this.logReads = new Semaphore(opts.maxConcurrentLogReads ?? 2)
     this.logger = opts.logger
     if (!Number.isSafeInteger(this.maxLag) || this.maxLag < 1) throw new RangeError(`maxLag must be a positive integer, got ${this.maxLag}`)
@@ -125,6 +138,8 @@ export class JetstreamServer {
     this.writeContext = { highWater: opts.highWaterBytes ?? 1 << 20, build: this.build, metrics: this.metrics }
     const unsub: unknown = this.source.onCommitted((events) => this.committed(events))
     this.unsubscribe = typeof unsub === 'function' ? (unsub as () => void) : undefined
+    this.pingTimer = setInterval(() => pingIdle(this.subscribers.values(), this.pingIntervalMs, Date.now(), (s) => this.dropUnresponsive(s)), this.pingIntervalMs)
+    this.pingTimer.unref()
   }
 
   /** Every connected subscriber, for operators and tests. */
@@ -209,6 +224,7 @@ export class JetstreamServer {
     if (this.closed) return
     this.closed = true
     this.unsubscribe?.()
+    clearInterval(this.pingTimer)
     const closing = [...this.subscribers.values()].map(
       (s) =>
         new Promise<void>((resolve) => {
@@ -230,10 +246,20 @@ export class JetstreamServer {
     if (this.closed) return void ws.close(1001, 'relay shutting down')
     const head = this.source.currentSeq()
     const s = new Subscriber(++this.nextId, ws, socket, r.wire, r.encoding, r.filter, remoteAddress, head)
-    if (r.requireHello) s.state = 'hello'
+    let helloTimer: NodeJS.Timeout | undefined
+    if (r.requireHello) {
+      s.state = 'hello'
+      const seconds = Math.round(this.helloTimeoutMs / 1000)
+      helloTimer = setTimeout(() => {
+        if (s.state === 'hello') this.cutOff(s, 'no-hello', 1008, `no options_update within ${seconds} s`)
+      }, this.helloTimeoutMs)
+      helloTimer.unref()
+    }
     this.subscribers.set(s.id, s)
     this.metrics.connections.inc()
+    ws.on('pong', () => (s.pingSentAt = undefined))
     ws.on('close', () => {
+      clearTimeout(helloTimer)
       s.state = 'closed'
       this.subscribers.delete(s.id)
       s.signal()
@@ -271,8 +297,11 @@ export class JetstreamServer {
     }
     const type = typeof message === 'object' && message !== null ? (message as { type?: unknown }).type : undefined
     if (type !== 'options_update') {
-      // Unknown message types are ignored, except that the hello must be an options_update.
-      if (s.state === 'hello') this.cutOff(s, 'bad-hello', 1008, 'the first message must be an options_update')
+      // Unknown message types are ignored (and counted), except that the hello must be an options_update.
+      if (s.state === 'hello') return this.cutOff(s, 'bad-hello', 1008, 'the first message must be an options_update')
+      const kind = message === undefined ? 'not-json' : 'unknown-type'
+      this.metrics.ignoredMessages.inc({ kind })
+      this.logger.debug({ subscriber: s.id, remoteAddress: s.remoteAddress, kind }, 'jetstream subscriber message ignored')
       return
     }
     try {
@@ -335,9 +364,14 @@ export class JetstreamServer {
           continue
         }
         if (s.lastSeq >= this.ring.floor) {
-          const rest = writeEvents(s, this.writeContext, this.ring.after(s.lastSeq, this.pageSize))
-          if (rest.length > 0) s.pending = rest
-          continue
+          const recent = this.ring.after(s.lastSeq, this.pageSize)
+          if (recent.length > 0) {
+            const rest = writeEvents(s, this.writeContext, recent)
+            if (rest.length > 0) s.pending = rest
+            continue
+          }
+          // The head is ahead of the ring (a commit not yet handed to committed()): looping here
+          // would never yield to let it arrive, so read the log, which has every committed event.
         }
         const headBefore = this.source.currentSeq()
         const rows = await this.withLogRead(() => this.log.readPage(s.lastSeq, this.pageSize))
@@ -378,6 +412,16 @@ export class JetstreamServer {
     s.ws.close(code, closeReason(text))
     s.signal()
     setTimeout(() => s.ws.terminate(), this.closeGraceMs).unref()
+  }
+
+  /** Like the firehose: a peer that answers no ping gets no close handshake either. */
+  private dropUnresponsive(s: Subscriber): void {
+    if (s.state === 'closed') return
+    s.state = 'closed'
+    this.metrics.countCutOff('unresponsive')
+    this.logger.info({ subscriber: s.id, remoteAddress: s.remoteAddress, seq: s.lastSeq }, 'jetstream subscriber unresponsive; dropping')
+    s.ws.terminate()
+    s.signal()
   }
 
   /** A frame outside the event stream (#info, error), in the subscriber's encoding. */

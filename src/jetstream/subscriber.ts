@@ -16,6 +16,10 @@ export class Subscriber {
   pending: JetEvent[] = []
   wake: (() => void) | undefined
   messagesSent = 0
+  /** When events were last written (heartbeat.ts pings only idle subscribers). */
+  lastWriteAt = Date.now()
+  /** When the unanswered ping was sent; undefined once its pong arrives. */
+  pingSentAt: number | undefined
 
   constructor(
     readonly id: number,
