@@ -30,13 +30,15 @@ import { closeReason } from '../http/ws-close.js'
 import { Semaphore } from '../semaphore.js'
 import type { CommittedEvent, CommittedEventSource } from '../sequencer/types.js'
 import type { JetstreamCutOffReason } from './cut-off-reasons.js'
-import { filterFromPayload, JetFilter } from './filter.js'
+import { JetFilter } from './filter.js'
 import { HELLO_TIMEOUT_MS, pingIdle } from './heartbeat.js'
 import { JetEvent, type JetBuildContext, type JetWire } from './jet-event.js'
 import type { JetLogSource } from './log-reader.js'
 import { JetstreamMetrics, type WireEncoding } from './metrics.js'
 import { Subscriber, type State } from './subscriber.js'
 import { parseUpgrade, type UpgradeRequest } from './v1-params.js'
+import type { JetstreamOptions } from './options.js'
+import { onClientMessage } from './client-messages.js'
 import { JetRing } from './ring.js'
 import { isTakedown, waitDrain, writeEvents, type WriteContext } from './send.js'
 import { cursorTooOld, parseV2Upgrade, SUBSCRIBE_EVENTS_NSID, unknownDictionary, V2_SUBPROTOCOL } from './v2-params.js'
@@ -45,29 +47,7 @@ import { LEGACY_DICTIONARY_FILE, V2_DICTIONARY_FILE, ZstdCodec } from './zstd.js
 export const JETSTREAM_V1_PATH = '/subscribe'
 export const JETSTREAM_V2_PATH = `/xrpc/${SUBSCRIBE_EVENTS_NSID}`
 
-export interface JetstreamOptions {
-  source: CommittedEventSource
-  log: JetLogSource
-  /** RELAY_JETSTREAM_RING_SIZE: recent events kept in memory. */
-  ringSize: number
-  /** Byte bound on the ring (frames, then built messages). */
-  ringMaxBytes?: number
-  /** RELAY_JETSTREAM_MAX_LAG: events a once-live subscriber may fall behind before it is closed. */
-  maxLag: number
-  /** Bytes buffered for a socket before its pump waits for it to drain. */
-  highWaterBytes?: number
-  /** Events per log read while replaying. */
-  pageSize?: number
-  /** Concurrent log reads across all Jetstream subscribers (protects the database pool). */
-  maxConcurrentLogReads?: number
-  closeGraceMs?: number
-  /** Idle subscribers are pinged this often (the firehose's interval); one that never answers is dropped after two. */
-  pingIntervalMs?: number
-  /** With requireHello, the wait for the first options_update (HELLO_TIMEOUT_MS). */
-  helloTimeoutMs?: number
-  logger: Logger
-  registry: Registry
-}
+export type { JetstreamOptions } from './options.js'
 
 
 export class JetstreamServer {
@@ -264,7 +244,9 @@ export class JetstreamServer {
       this.subscribers.delete(s.id)
       s.signal()
     })
-    ws.on('message', (data: Buffer, isBinary: boolean) => this.onClientMessage(s, data, isBinary))
+    ws.on('message', (data: Buffer, isBinary: boolean) =>
+      onClientMessage(s, data, isBinary, { cutOff: (reason, text) => this.cutOff(s, reason, 1008, text), metrics: this.metrics, logger: this.logger }),
+    )
     this.logger.info({ subscriber: s.id, remoteAddress, wire: r.wire, cursor: r.cursor, encoding: r.encoding, seq: head }, 'jetstream subscriber connected')
     const cursor = r.cursor
     if (cursor?.type === 'seq') {
@@ -284,38 +266,6 @@ export class JetstreamServer {
       }
     }
     await this.pump(s)
-  }
-
-  private onClientMessage(s: Subscriber, data: Buffer, isBinary: boolean): void {
-    if (s.state === 'closed') return
-    if (s.wire === 'v2') return this.cutOff(s, 'client-message', 1008, 'subscribeEvents is server-push only')
-    let message: unknown
-    try {
-      message = isBinary ? undefined : JSON.parse(data.toString('utf8'))
-    } catch {
-      message = undefined
-    }
-    const type = typeof message === 'object' && message !== null ? (message as { type?: unknown }).type : undefined
-    if (type !== 'options_update') {
-      // Unknown message types are ignored (and counted), except that the hello must be an options_update.
-      if (s.state === 'hello') return this.cutOff(s, 'bad-hello', 1008, 'the first message must be an options_update')
-      const kind = message === undefined ? 'not-json' : 'unknown-type'
-      this.metrics.ignoredMessages.inc({ kind })
-      this.logger.debug({ subscriber: s.id, remoteAddress: s.remoteAddress, kind }, 'jetstream subscriber message ignored')
-      return
-    }
-    try {
-      s.filter = new JetFilter(filterFromPayload((message as { payload?: unknown }).payload))
-    } catch (err) {
-      const reason = s.state === 'hello' ? 'bad-hello' : 'bad-options'
-      const text = err instanceof XrpcError ? err.message : 'invalid options_update'
-      this.logger.info({ subscriber: s.id, remoteAddress: s.remoteAddress, reason: text }, 'jetstream subscriber sent an invalid options_update')
-      return this.cutOff(s, reason, 1008, text)
-    }
-    if (s.state === 'hello') {
-      s.state = 'catchup'
-      s.signal()
-    }
   }
 
   private committed(events: CommittedEvent[]): void {
