@@ -321,7 +321,7 @@ export class SplitterLog implements CommittedEventSource {
     const first = batch[0]
     const last = batch[batch.length - 1]
     if (first === undefined || last === undefined) return true
-    await this.eventLog.ensurePartitions(first.seq, last.seq)
+    await this.ensurePartitionsFor(batch)
     for (const e of batch) e.timeUs ??= this.clock.next()
     const rows: EventRow[] = batch.map((e) => ({
       seq: e.seq,
@@ -335,6 +335,22 @@ export class SplitterLog implements CommittedEventSource {
     const statement = batchCommitStatement({ events: rows, heads: new Map(), cursors: new Map(), highWater: { key: SPLITTER_SEQ_KEY, seq: last.seq } })
     if (statement !== undefined) await this.storage.db.executeQuery(statement)
     return true
+  }
+
+  /**
+   * Partitions for the seqs the batch holds, not the whole range between them: an upstream's
+   * seqs may have gaps, and a gap of many partitions must not create them all.
+   */
+  private async ensurePartitionsFor(batch: readonly UpstreamEvent[]): Promise<void> {
+    const size = this.eventLog.partitionSize
+    let i = 0
+    while (i < batch.length) {
+      const from = (batch[i] as UpstreamEvent).seq
+      const partition = Math.floor(from / size)
+      let to = from
+      while (i < batch.length && Math.floor((batch[i] as UpstreamEvent).seq / size) === partition) to = (batch[i++] as UpstreamEvent).seq
+      await this.eventLog.ensurePartitions(from, to)
+    }
   }
 
   private afterCommit(batch: UpstreamEvent[]): void {
