@@ -23,7 +23,6 @@
  * docs/architecture.md §8).
  */
 import { setTimeout as sleep } from 'node:timers/promises'
-import { sql } from 'kysely'
 import type { Logger } from 'pino'
 import { Counter, Gauge, type Registry } from 'prom-client'
 import { backoffCeiling, type BackoffOptions } from '../backoff.js'
@@ -33,11 +32,9 @@ import { EventLog, type EventRow } from '../sequencer/event-log.js'
 import type { CommittedEvent, CommittedEventSource } from '../sequencer/types.js'
 import type { Storage } from '../storage/db.js'
 import type { EventKindCode } from '../storage/types.js'
+import { ensurePartitionsFor, rewindStoredLog, SPLITTER_SEQ_KEY, SPLITTER_UPSTREAM_KEY } from './splitter-store.js'
 
-/** `relay_state`: the newest stored upstream seq (absent: nothing stored, connect live). */
-export const SPLITTER_SEQ_KEY = 'splitter_seq'
-/** `relay_state`: the upstream URL whose seq space the stored log is in. */
-export const SPLITTER_UPSTREAM_KEY = 'splitter_upstream'
+export { SPLITTER_SEQ_KEY, SPLITTER_UPSTREAM_KEY } from './splitter-store.js'
 /** The account id of every splitter row (see the file comment). */
 export const SPLITTER_ACCOUNT_ID = 0
 
@@ -286,7 +283,7 @@ export class SplitterLog implements CommittedEventSource {
     while (this.items.length > 0 && !this.abandon) {
       const head = this.items[0] as Item
       if (head.kind === 'rewind') {
-        const newest = await this.withRetry(() => this.applyRewind(head), { fromSeq: head.fromSeq })
+        const newest = await this.withRetry(() => rewindStoredLog(this.storage, this.eventLog, this.logger, head.fromSeq, head.upstream), { fromSeq: head.fromSeq })
         if (newest === undefined) return
         this.items.shift()
         this.afterRewind(head, newest)
@@ -321,7 +318,7 @@ export class SplitterLog implements CommittedEventSource {
     const first = batch[0]
     const last = batch[batch.length - 1]
     if (first === undefined || last === undefined) return true
-    await this.eventLog.ensurePartitions(first.seq, last.seq)
+    await ensurePartitionsFor(this.eventLog, batch.map((e) => e.seq))
     for (const e of batch) e.timeUs ??= this.clock.next()
     const rows: EventRow[] = batch.map((e) => ({
       seq: e.seq,
@@ -352,33 +349,6 @@ export class SplitterLog implements CommittedEventSource {
       }
     }
     if (this.items.length <= this.maxQueued / 2) this.releaseRoomWaiters()
-  }
-
-  /** Deletes events at or above `fromSeq` and records the seq space, in one transaction. Returns the newest seq kept (0: none). */
-  private async applyRewind(r: Rewind): Promise<number> {
-    // Partitions wholly at or above fromSeq are dropped rather than emptied row by row; and
-    // ensurePartitions only adds above the highest partition, so one that stayed above the new
-    // seqs would leave them without a partition.
-    const doomed = (await this.eventLog.partitions()).filter((p) => p.start >= r.fromSeq)
-    const newest = await this.storage.db.transaction().execute(async (tx) => {
-      for (const p of doomed) await sql.raw(`DROP TABLE IF EXISTS ${p.name}`).execute(tx)
-      await tx.deleteFrom('event').where('seq', '>=', r.fromSeq).execute()
-      const row = await tx.selectFrom('event').select(sql<string | null>`max(seq)`.as('max')).executeTakeFirst()
-      const kept = row?.max === null || row?.max === undefined ? 0 : Number(row.max)
-      const upsert = (key: string, value: unknown) =>
-        tx
-          .insertInto('relay_state')
-          .values({ key, value: JSON.stringify(value), updated_at: new Date() })
-          .onConflict((oc) => oc.column('key').doUpdateSet({ value: JSON.stringify(value), updated_at: new Date() }))
-          .execute()
-      await upsert(SPLITTER_UPSTREAM_KEY, r.upstream)
-      if (kept > 0) await upsert(SPLITTER_SEQ_KEY, kept)
-      else await tx.deleteFrom('relay_state').where('key', '=', SPLITTER_SEQ_KEY).execute()
-      return kept
-    })
-    this.eventLog.forgetPartitions()
-    if (doomed.length > 0) this.logger.info({ dropped: doomed.map((p) => p.name) }, 'splitter log partitions dropped for the new seq space')
-    return newest
   }
 
   private afterRewind(r: Rewind, newest: number): void {

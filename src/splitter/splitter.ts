@@ -29,7 +29,7 @@ import { migrate } from '../storage/migrate.js'
 import { registerSplitterMetrics } from './metrics.js'
 import { SyncProxy } from './proxy.js'
 import { SplitterLog } from './splitter-log.js'
-import { UpstreamClient } from './upstream-client.js'
+import { sameRelay, UpstreamClient } from './upstream-client.js'
 
 export interface Splitter {
   readonly storage: Storage
@@ -58,7 +58,7 @@ export const SPLITTER_USER_AGENT = `atrelay/${VERSION} (splitter)`
 export async function startSplitter(config: Config, logger: Logger, overrides: SplitterOverrides = {}): Promise<Splitter> {
   const primary = config.splitterUpstream
   if (primary === undefined) throw new ConfigError('RELAY_SPLITTER_UPSTREAM', 'splitter mode needs the upstream relay: set it or pass --upstream <url>')
-  if (config.splitterFallback === primary) throw new ConfigError('RELAY_SPLITTER_FALLBACK', 'the fallback must be another relay than the upstream')
+  if (config.splitterFallback !== undefined && sameRelay(config.splitterFallback, primary)) throw new ConfigError('RELAY_SPLITTER_FALLBACK', 'the fallback must be another relay than the upstream')
   const upstreams = config.splitterFallback === undefined ? [primary] : [primary, config.splitterFallback]
 
   const storage = await openStorage({

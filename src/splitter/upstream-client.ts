@@ -13,6 +13,11 @@
  * handled like a host that reset (RELAY_FUTURE_CURSOR): recorded, then either
  * reconnected live with the log rewound to the first new seq if that is not
  * above what is stored (`reset`), or the subscription stopped (`stop`).
+ *
+ * A seq more than `maxSeqJump` (one partition) above the accepted one is refused and the
+ * connection ended: one bogus seq would otherwise make every real event after it a
+ * "duplicate". The first event after a cursor is held to it too, unless the upstream said
+ * OutdatedCursor (it could not fill the gap); a live connection's first event sets the base.
  */
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Logger } from 'pino'
@@ -52,6 +57,8 @@ export interface UpstreamClientOptions {
   userAgent: string
   /** WebSocket handshake bound. */
   handshakeTimeoutMs?: number
+  /** Largest seq step accepted above the accepted seq (default: the log's partition size). */
+  maxSeqJump?: number
   logger: Logger
   registry: Registry
 }
@@ -164,7 +171,8 @@ export class UpstreamClient {
         continue
       }
       const now = Date.now()
-      if (outcome.opened) downSince = now
+      // A socket that opens and then fails without an event is as down as one that never opens.
+      if (outcome.events > 0) downSince = now
       else downSince ??= now
       attempt = outcome.events > 0 ? 1 : attempt + 1
       if (this.opts.upstreams.length > 1 && now - downSince >= this.opts.failoverAfterMs) {
@@ -203,6 +211,8 @@ export class UpstreamClient {
       this.ws = ws
       let first = true
       let paused = false
+      // Whether the next event's seq is held to maxSeqJump above the accepted one (see the file comment).
+      let bounded = cursor !== undefined
       const fail = (message: string) => {
         this.lastError = clip(message)
         ws.terminate()
@@ -231,12 +241,20 @@ export class UpstreamClient {
             return fail(`${frame.error}: ${frame.message}`)
           case 'info':
             this.mInfo.inc()
+            if (frame.name === 'OutdatedCursor' && first) bounded = false
             // OutdatedCursor: the upstream no longer has every event after our cursor (a gap it could not fill).
             this.logger.warn({ upstream: url, t: frame.t, name: frame.name, message: frame.message, cursor: cursor ?? null }, 'upstream #info')
             return
           case 'event':
             break
         }
+        const maxJump = this.opts.maxSeqJump ?? log.eventLog.partitionSize
+        if (bounded && frame.seq - log.acceptedSeq() > maxJump) {
+          this.mRefused.inc()
+          this.logger.warn({ upstream: url, seq: frame.seq, acceptedSeq: log.acceptedSeq(), maxSeqJump: maxJump }, 'upstream seq jumped too far ahead; reconnecting from the stored cursor')
+          return fail(`refused frame: seq ${frame.seq} jumps more than ${maxJump} above ${log.acceptedSeq()}`)
+        }
+        bounded = true
         if (first) {
           first = false
           if (!sameSpace) log.rewind(0, url, 'upstream-switch')
