@@ -63,9 +63,13 @@ for (const kind of ['postgres', 'pglite'] as const) {
       await ledger.expectAllForwarded(reader)
     }
 
+    const KEEP = 'com.example.keep'
     it('records created in a new collection appear; other collections are unaffected', async () => {
       expect(await dids(THING)).toEqual([])
-      await publish(await a.createRecord(THING, thing(1)), await a.createRecord(THING, thing(2)), await b.createRecord(THING, thing(3)))
+      // b also keeps a record elsewhere, so deleting its only THING below never empties its repo: the
+      // reference PDS (@atproto/repo) leaves an untrimmed root when a record is added to an emptied repo,
+      // which the relay's MST check refuses (a known gap, see docs/architecture.md), not what this test is about.
+      await publish(await a.createRecord(THING, thing(1)), await a.createRecord(THING, thing(2)), await b.createRecord(THING, thing(3)), await b.createRecord(KEEP, thing(0)))
       await publish(await c.createRecord('app.bsky.feed.post', { $type: 'app.bsky.feed.post', text: 'hi', createdAt: new Date().toISOString() }))
       expect(await dids(THING)).toEqual([a.did, b.did].sort())
       expect(await dids('app.bsky.feed.post')).toEqual([c.did])
