@@ -13,15 +13,15 @@ import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
-import { CidLinkWrapper, encode, toBytes } from '@atcute/cbor'
+import { encode } from '@atcute/cbor'
 import pino from 'pino'
 import { Registry } from 'prom-client'
 import WebSocket from 'ws'
-import { cidFromString } from '../src/atproto/cid.js'
 import { decodeFrame, frameWithSeq } from '../src/atproto/frame.js'
 import { Firehose } from '../src/firehose/firehose.js'
 import { JetstreamServer } from '../src/jetstream/server.js'
 import type { CommittedEvent, CommittedEventSource } from '../src/sequencer/types.js'
+import { fromJsonModel } from '../test/atproto/support/fixtures.js'
 
 const SELF = fileURLToPath(import.meta.url)
 const FIXTURES = new URL('../test/fixtures/', import.meta.url)
@@ -29,20 +29,12 @@ const logger = pino({ level: 'silent' })
 const DIDS = Array.from({ length: 1000 }, (_, i) => `did:plc:bench${String(i).padStart(19, '0')}`)
 const COLLECTION = 'app.bsky.feed.repost'
 
-function fromJson(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(fromJson)
-  if (value === null || typeof value !== 'object') return value
-  const o = value as Record<string, unknown>
-  if (typeof o.$link === 'string' && Object.keys(o).length === 1) return new CidLinkWrapper(cidFromString(o.$link))
-  if (typeof o.$bytes === 'string' && Object.keys(o).length === 1) return toBytes(Buffer.from(o.$bytes, 'base64'))
-  return Object.fromEntries(Object.entries(o).map(([k, v]) => [k, fromJson(v)]))
-}
 
 /** Real #commit bodies (with ops), each re-addressed to one of DIDS: what a busy relay carries. */
 function realBodies(): { did: string; body: Uint8Array }[] {
   const bodies: Record<string, unknown>[] = []
   for (const f of ['firehose_commit_4621317030', 'firehose_commit_4621317332', 'firehose_commit_4623075231']) {
-    bodies.push(fromJson(JSON.parse(readFileSync(new URL(`indigo/repo/${f}.json`, FIXTURES), 'utf8'))) as Record<string, unknown>)
+    bodies.push(fromJsonModel(JSON.parse(readFileSync(new URL(`indigo/repo/${f}.json`, FIXTURES), 'utf8'))) as Record<string, unknown>)
   }
   for (const line of readFileSync(new URL('pds-scenario/frames.jsonl', FIXTURES), 'utf8').split('\n')) {
     if (!line.trim()) continue

@@ -6,25 +6,16 @@
 import { readdirSync, readFileSync } from 'node:fs'
 import { decode as lexCborDecode } from '@atproto/lex-cbor'
 import { lexToJson } from '@atproto/lex-json'
-import { CidLinkWrapper, toBytes } from '@atcute/cbor'
 import { describe, expect, it } from 'vitest'
 import { readCarSlice } from '../../src/atproto/car.js'
 import { cidFromString } from '../../src/atproto/cid.js'
 import { jetstreamMessages } from '../../src/jetstream/event-messages.js'
 import { recordJson } from '../../src/jetstream/record-json.js'
 import { encodeMessageFrame } from '../helpers/frames.js'
+import { fromJsonModel } from '../atproto/support/fixtures.js'
 
 const fixtures = new URL('../fixtures/', import.meta.url)
 
-/** Fixture JSON (`$link`/`$bytes`) as the values @atcute/cbor encodes. */
-function fromJson(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(fromJson)
-  if (value === null || typeof value !== 'object') return value
-  const o = value as Record<string, unknown>
-  if (typeof o.$link === 'string' && Object.keys(o).length === 1) return new CidLinkWrapper(cidFromString(o.$link))
-  if (typeof o.$bytes === 'string' && Object.keys(o).length === 1) return toBytes(Buffer.from(o.$bytes, 'base64'))
-  return Object.fromEntries(Object.entries(o).map(([k, v]) => [k, fromJson(v)]))
-}
 
 /** What @atproto/lex-json makes of a DAG-CBOR block. */
 function referenceJson(block: Uint8Array): unknown {
@@ -40,7 +31,7 @@ describe('record JSON', () => {
     let withLinks = 0
     for (const file of commitFiles) {
       const body = JSON.parse(readFileSync(new URL(`indigo/repo/${file}`, fixtures), 'utf8')) as Record<string, unknown>
-      const frame = encodeMessageFrame('#commit', fromJson(body) as Record<string, unknown>)
+      const frame = encodeMessageFrame('#commit', fromJsonModel(body) as Record<string, unknown>)
       const { messages, skippedOps } = jetstreamMessages(frame, 1_700_000_000_000_123)
       expect(skippedOps).toBe(0)
       const ops = body.ops as { action: string; path: string; cid: { $link: string } | null }[]
