@@ -4,6 +4,7 @@ export { decodeNode, encodeNode, EMPTY_NODE_BYTES, MAX_NODE_ENTRIES, MAX_KEY_BYT
 export { MstTree } from './tree.js'
 export { MstNode, type Link } from './node.js'
 export { emptyRootCid, type MstLoadOptions } from './load.js'
+export { MAX_UNTRIMMED_TOP_LAYER, untrimmedTopIs } from './untrimmed-top.js'
 export { mstLookup } from './lookup.js'
 export { invertOps, invertNormalisedOps, invertOnTree, normaliseOps, type MstOp, type NormalOp } from './invert.js'
 export { buildMst, applyOps, coveringProof, mstEntries, layeredBlocks, type ApplyOpsResult } from './build.js'

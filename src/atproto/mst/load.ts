@@ -1,13 +1,14 @@
 /**
  * Reading MST nodes out of a block map and checking their shape (layers, child links,
- * trimmed root) before a tree uses them.
+ * the root's layer) before a tree uses them.
  */
 import { cidForCbor } from '../cid.js'
 import type { ReadonlyBlockMap } from '../blocks.js'
 import { MstError } from './errors.js'
 import { keyHeight, keyHeightAt } from './key.js'
-import { EMPTY_NODE_BYTES, ENT, layoutKeys, scanNode, type NodeLayout } from './node-codec.js'
+import { EMPTY_NODE_BYTES, ENT, layoutKeys, layoutKid, scanNode, type NodeLayout } from './node-codec.js'
 import { MstNode } from './node.js'
+import { MAX_UNTRIMMED_TOP_LAYER } from './untrimmed-top.js'
 
 export interface MstLoadOptions {
   /**
@@ -73,12 +74,32 @@ export function loadNode(blocks: ReadonlyBlockMap, cid: Uint8Array, layer: numbe
   return MstNode.fromBlock(layer, layout, cid)
 }
 
+/**
+ * Layer of a pointer-only root (an untrimmed top, see untrimmed-top.ts): one above its
+ * child's, found by following pointer-only nodes down to the first node with entries. The
+ * nodes on the way are checked again when the tree opens them, at the layers this implies.
+ */
+function untrimmedRootLayer(blocks: ReadonlyBlockMap, root: NodeLayout): number {
+  let link = layoutKid(root, 0)!
+  for (let above = 1; above <= MAX_UNTRIMMED_TOP_LAYER; above++) {
+    const layout = scanBlock(blocks, link, 'node')
+    if (layout.count > 0) {
+      const layer = firstKeyHeight(layout) + above
+      if (layer > MAX_UNTRIMMED_TOP_LAYER) break
+      return layer
+    }
+    if (layout.left < 0) badMst('empty non-root node')
+    link = layoutKid(layout, 0)!
+  }
+  badMst(`untrimmed root above layer ${MAX_UNTRIMMED_TOP_LAYER}`)
+}
+
 /** Read and validate a root node; null for the empty tree. */
 export function loadRoot(blocks: ReadonlyBlockMap, cid: Uint8Array, opts?: MstLoadOptions): MstNode | null {
   const layout = scanBlock(blocks, cid, 'root')
   if (layout.count === 0) {
     if (layout.left < 0) return null
-    badMst('root node has no entries (untrimmed top)')
+    return MstNode.fromBlock(untrimmedRootLayer(blocks, layout), layout, cid)
   }
   const layer = firstKeyHeight(layout)
   checkLayout(layout, layer, opts?.checkAllKeyHeights === true, true)

@@ -5,10 +5,12 @@
  * stay inside it. The nodes themselves are node.ts; reading and checking them, load.ts.
  */
 import type { BlockMap, ReadonlyBlockMap } from '../blocks.js'
+import { cidEquals } from '../cid.js'
 import { keyHeight } from './key.js'
 import { EMPTY_NODE_BYTES } from './node-codec.js'
 import { MstNode, type Link } from './node.js'
 import { badMst, emptyRootCid, loadNode, loadRoot, type MstLoadOptions } from './load.js'
+import { untrimmedTopIs } from './untrimmed-top.js'
 
 export class MstTree {
   /** Null for the empty tree. */
@@ -133,7 +135,8 @@ export class MstTree {
     if (height > root.layer) return null
     const old = this.removeIn(root, key, height)
     if (old === null) return null
-    // Trim empty nodes from the top: the root is never an entry-less node.
+    // Trim empty nodes from the top, as @atproto/repo does after a delete (a pointer-only
+    // root it left before goes too: see untrimmed-top.ts).
     let top: MstNode | null = root
     while (top !== null && top.size === 0) top = this.child(top, 0)
     this.root = top
@@ -190,6 +193,24 @@ export class MstTree {
       return cid
     }
     return this.root.computeCid(collect)
+  }
+
+  /**
+   * Whether `cid` is this tree with its top trimmed or under pointer-only nodes (an
+   * untrimmed top, see untrimmed-top.ts): the forms a previous root may take besides
+   * `rootCid()` itself. Computes the CIDs of changed nodes.
+   */
+  hasUntrimmedForm(cid: Uint8Array): boolean {
+    let core = this.root
+    if (core === null) return false
+    // The tree's own pointer-only top, which put keeps (only remove trims it).
+    while (core.size === 0) {
+      const below = this.child(core, 0)
+      if (below === null) return false
+      core = below
+    }
+    const coreCid = core.computeCid()
+    return (core !== this.root && cidEquals(coreCid, cid)) || untrimmedTopIs(coreCid, core.layer, cid)
   }
 
   /** Every (key, value) in key order. Opens the whole tree. */
