@@ -159,11 +159,17 @@ describe('inversion errors', () => {
     const rootCid2 = cidForCbor(rootBytes2)
     blocks.set(rootCid2, rootBytes2)
     expect(mstErrorReason(() => mstLookup(rootCid2, blocks, 'E0/670489'))).toBe('bad-mst')
-    // a root with no entries but a subtree is an untrimmed top
+    // a root with no entries but a subtree is an untrimmed top, which the reference PDS leaves:
+    // it sits one layer above its child (test/atproto/mst-untrimmed.test.ts)
     const untrimmed = encodeNode([], [], [childCid])
     const untrimmedCid = cidForCbor(untrimmed)
     blocks.set(untrimmedCid, untrimmed)
-    expect(mstErrorReason(() => mstLookup(untrimmedCid, blocks, 'E0/670489'))).toBe('bad-mst')
+    expect(mstLookup(untrimmedCid, blocks, 'E0/670489')).toEqual(leaf)
+    // but the layer-2 root's wrong-layer child stays wrong under one
+    const overRoot = encodeNode([], [], [rootCid2])
+    const overRootCid = cidForCbor(overRoot)
+    blocks.set(overRootCid, overRoot)
+    expect(mstErrorReason(() => mstLookup(overRootCid, blocks, 'E0/670489'))).toBe('bad-mst')
     // a leaf-layer root with a child link
     const leafWithKid = encodeNode([new TextEncoder().encode('A0/374913')], [leaf], [null, childCid])
     const leafWithKidCid = cidForCbor(leafWithKid)

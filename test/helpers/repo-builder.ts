@@ -11,6 +11,7 @@ import type { Keypair } from '@atproto/crypto'
 import {
   BlockMap,
   DataDiff,
+  MST,
   MemoryBlockstore,
   Repo,
   blocksToCarFile,
@@ -56,6 +57,12 @@ export interface CommitOptions {
   omitPrevData?: boolean
   /** Send only the new blocks, not the covering proofs (breaks inversion). */
   omitProofBlocks?: boolean
+  /**
+   * Start from the tree loaded from storage, as the reference PDS does for every write
+   * (`Repo.load`). By default the in-memory tree of the previous commit is reused, which
+   * remembers more (an emptied root keeps its layer: see src/atproto/mst/untrimmed-top.ts).
+   */
+  fromStorage?: boolean
 }
 
 export interface CreateAccountOptions {
@@ -166,7 +173,7 @@ export class TestAccount {
     const repo = this.repo
     const leaves = new BlockMap()
     const ops: RepoOpInfo[] = []
-    let data = repo.data
+    let data = opts.fromStorage ? MST.load(this.storage, repo.commit.data) : repo.data
     for (const w of list) {
       if (w.action === 'create') {
         const path = `${w.collection}/${w.rkey ?? nextTid()}`
