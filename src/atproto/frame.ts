@@ -6,8 +6,8 @@
  * non-minimal integers, indefinite lengths). Decoded byte strings and CIDs
  * are views into the frame: callers copy what they keep.
  */
-import { decodeFirst, encode } from '@atcute/cbor'
-import { readHead, scanItem, shallowScalars, walkCanonicalMap, SCAN_TOO_DEEP, SCAN_TOO_MANY_ITEMS, type CborLimitReason, type CborLimits } from './cbor-scan.js'
+import { BytesWrapper, decodeFirst, encode } from '@atcute/cbor'
+import { readHead, scanItem, shallowFields, shallowScalars, walkCanonicalMap, SCAN_TOO_DEEP, SCAN_TOO_MANY_ITEMS, type CborLimitReason, type CborLimits } from './cbor-scan.js'
 import { FRAME_BODY_LIMITS, FRAME_HEADER_LIMITS, MAX_FRAME_BYTES, SKIPPED_BODY_LIMITS } from './limits.js'
 
 export { MAX_FRAME_BYTES }
@@ -34,7 +34,28 @@ export interface MessageFrame {
   body: Record<string, unknown>
   /** The raw body item: a view into the frame bytes. */
   bodyBytes: Uint8Array
+  /**
+   * #commit and #sync: the byte length of each top-level byte string (`blocks`) and the item count
+   * of each top-level array (`ops`), for the size checks made before anything is verified.
+   */
+  lengths?: BodyLengths
 }
+
+export interface BodyLengths {
+  byteLengths: ReadonlyMap<string, number>
+  arrayLengths: ReadonlyMap<string, number>
+}
+
+/**
+ * How much of a #commit/#sync body decodeFrame decodes. `full`: everything (ops, CIDs, `blocks` as
+ * a view). `shallow`: only the top-level scalars (`repo`, `rev`, `seq`, …) and the lengths of
+ * `blocks` and `ops`; verification decodes the body where it runs (a verify worker), so the
+ * thread that reads the sockets never decodes it in full.
+ */
+export type RepoBodyDecoding = 'full' | 'shallow'
+
+/** Message types whose blocks and ops are decoded only where they are verified, in `shallow` mode. */
+const REPO_TYPES: ReadonlySet<string> = new Set(['#commit', '#sync'])
 
 export interface ErrorFrame {
   op: -1
@@ -71,7 +92,7 @@ function decodeItem(bytes: Uint8Array, what: string): unknown {
  * a valid header + body. The header is checked first; each item is scanned
  * against its decode limits (limits.ts) before anything is decoded.
  */
-export function decodeFrame(bytes: Uint8Array): MessageFrame | ErrorFrame {
+export function decodeFrame(bytes: Uint8Array, repoBodies: RepoBodyDecoding = 'full'): MessageFrame | ErrorFrame {
   if (bytes.length > MAX_FRAME_BYTES) {
     throw new FrameError('too-big', `frame of ${bytes.length} bytes exceeds ${MAX_FRAME_BYTES}`)
   }
@@ -95,6 +116,7 @@ export function decodeFrame(bytes: Uint8Array): MessageFrame | ErrorFrame {
   const bodyEnd = scanOrRefuse(bytes, headerEnd, decoded ? FRAME_BODY_LIMITS : SKIPPED_BODY_LIMITS, 'frame body')
   if (bodyEnd !== bytes.length) throw new FrameError('bad-frame', `${bytes.length - bodyEnd} trailing bytes after frame body`)
   const bodyBytes = bytes.subarray(headerEnd)
+  if (op === 1 && REPO_TYPES.has(t as string)) return repoFrame(t as string, bodyBytes, repoBodies)
   let body: unknown
   if (decoded) body = decodeItem(bodyBytes, 'frame body')
   else body = shallowScalars(bodyBytes, SKIPPED_BODY_LIMITS)
@@ -106,6 +128,24 @@ export function decodeFrame(bytes: Uint8Array): MessageFrame | ErrorFrame {
     throw new FrameError('bad-frame', 'error frame message is not a string')
   }
   return message === undefined ? { op: -1, error } : { op: -1, error, message }
+}
+
+/** A #commit/#sync frame, its body decoded in full or only shallowly (RepoBodyDecoding). */
+function repoFrame(t: string, bodyBytes: Uint8Array, repoBodies: RepoBodyDecoding): MessageFrame {
+  if (repoBodies === 'shallow') {
+    const fields = shallowFields(bodyBytes, FRAME_BODY_LIMITS)
+    if (fields === null) throw new FrameError('bad-frame', 'frame body is not a map')
+    return { op: 1, t, body: fields.scalars, bodyBytes, lengths: { byteLengths: fields.byteLengths, arrayLengths: fields.arrayLengths } }
+  }
+  const body = decodeItem(bodyBytes, 'frame body')
+  if (!isPlainMap(body)) throw new FrameError('bad-frame', 'frame body is not a map')
+  const byteLengths = new Map<string, number>()
+  const arrayLengths = new Map<string, number>()
+  for (const [name, value] of Object.entries(body)) {
+    if (value instanceof BytesWrapper) byteLengths.set(name, value.buf.length)
+    else if (Array.isArray(value)) arrayLengths.set(name, value.length)
+  }
+  return { op: 1, t, body, bodyBytes, lengths: { byteLengths, arrayLengths } }
 }
 
 /**

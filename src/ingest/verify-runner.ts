@@ -11,7 +11,10 @@
  * whole pipeline from ~3,100 to ~4,100 events/s (docs/benchmarks.md).
  */
 import type { Logger } from 'pino'
+import { CborLimitError, decodeBounded } from '../atproto/cbor-scan.js'
+import { isPlainMap } from '../atproto/frame.js'
 import type { PublicKey } from '../atproto/keys.js'
+import { FRAME_BODY_LIMITS } from '../atproto/limits.js'
 import type { DropReason } from '../atproto/drop-reasons.js'
 import type { CollectionChanges } from '../atproto/mst/index.js'
 import { verifyCommitEvent, verifySyncEvent, type VerifyOptions } from '../atproto/verify.js'
@@ -38,9 +41,7 @@ export type VerifyOutcome =
 
 export interface VerifyRequest {
   kind: VerifyKind
-  /** The decoded body (used inline). */
-  body: Record<string, unknown>
-  /** The canonical body bytes (sent to workers, which decode them again). */
+  /** The canonical body bytes, decoded (bounded) where the verification runs. */
   bodyBytes: Uint8Array
   key: PublicKey
   options: VerifyOptions
@@ -68,10 +69,26 @@ export function runVerification(kind: VerifyKind, body: Record<string, unknown>,
   return { ok: true, rev: f.rev, since: null, commitCid: f.commitCid, dataCid: f.dataCid, prevData: null, tolerated: [] }
 }
 
+/**
+ * Decodes a body (bounded: the crawler scanned it, but host bytes are never decoded unbounded)
+ * and verifies it: what the inline verifier and every worker run.
+ */
+export function verifyBody(kind: VerifyKind, bodyBytes: Uint8Array, key: PublicKey, options: VerifyOptions): VerifyOutcome {
+  let body: unknown
+  try {
+    body = decodeBounded(bodyBytes, FRAME_BODY_LIMITS, 'event body')
+  } catch (err) {
+    if (err instanceof CborLimitError) return { ok: false, reason: err.reason, message: err.message }
+    return { ok: false, reason: 'bad-frame', message: `body does not decode: ${(err as Error).message}` }
+  }
+  if (!isPlainMap(body)) return { ok: false, reason: 'bad-frame', message: 'body is not a map' }
+  return runVerification(kind, body, key, options)
+}
+
 export class InlineVerifier implements Verifier {
   readonly mode = 'inline' as const
   verify(req: VerifyRequest): Promise<VerifyOutcome> {
-    return Promise.resolve(runVerification(req.kind, req.body, req.key, req.options))
+    return Promise.resolve(verifyBody(req.kind, req.bodyBytes, req.key, req.options))
   }
   async ready(): Promise<void> {}
   async close(): Promise<void> {}

@@ -4,13 +4,10 @@
  * and posts back the trimmed outcomes, a few ms of work at a time.
  */
 import { parentPort } from 'node:worker_threads'
-import { CborLimitError, decodeBounded } from '../atproto/cbor-scan.js'
-import { isPlainMap } from '../atproto/frame.js'
 import { parseDidKey, type PublicKey } from '../atproto/keys.js'
-import { FRAME_BODY_LIMITS } from '../atproto/limits.js'
 import type { VerifyOptions } from '../atproto/verify.js'
 import type { WorkerAnswers, WorkerBatch } from './verify-pool.js'
-import { runVerification, type VerifyKind, type VerifyOutcome } from './verify-runner.js'
+import { verifyBody, type VerifyKind, type VerifyOutcome } from './verify-runner.js'
 
 const port = parentPort
 if (port === null) throw new Error('verify-worker must run in a worker thread')
@@ -32,22 +29,13 @@ function keyFor(didKey: string): PublicKey {
 }
 
 function handle(kind: VerifyKind, bodyBytes: Uint8Array, didKey: string, options: VerifyOptions): VerifyOutcome {
-  let body: unknown
-  try {
-    // The crawler already scanned this body; the worker still never decodes host bytes unbounded.
-    body = decodeBounded(bodyBytes, FRAME_BODY_LIMITS, 'event body')
-  } catch (err) {
-    if (err instanceof CborLimitError) return { ok: false, reason: err.reason, message: err.message }
-    return { ok: false, reason: 'bad-frame', message: `body does not decode: ${(err as Error).message}` }
-  }
-  if (!isPlainMap(body)) return { ok: false, reason: 'bad-frame', message: 'body is not a map' }
   let key: PublicKey
   try {
     key = keyFor(didKey)
   } catch (err) {
     return { ok: false, reason: 'bad-signature', message: `signing key does not parse: ${(err as Error).message}` }
   }
-  return runVerification(kind, body, key, options)
+  return verifyBody(kind, bodyBytes, key, options)
 }
 
 port.on('message', (batch: WorkerBatch) => {
