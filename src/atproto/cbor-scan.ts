@@ -199,26 +199,18 @@ export function walkCanonicalMap(
   return true
 }
 
-/** A map's top-level fields read without decoding anything nested (shallowFields). */
-export interface ShallowMap {
-  /** Integers, strings, booleans and null, by field name. */
-  scalars: Record<string, unknown>
-  /** The byte length of each top-level byte string. */
-  byteLengths: Map<string, number>
-  /** The item count of each top-level array. */
-  arrayLengths: Map<string, number>
-}
-
 /**
- * The top-level fields of a map that `checkItem` already accepted, without
- * decoding anything nested: scalars by value, byte strings and arrays by
- * length. Null if `buf` is not a map with string keys in canonical order
- * (nested items are only framed, not checked).
+ * The top-level scalar fields (integers, strings, booleans, null) of a map
+ * that `checkItem` already accepted, without decoding anything nested: for
+ * bodies the relay only logs or drops. Null if `buf` is not a map with
+ * string keys in canonical order (nested items are only framed, not checked).
  */
-export function shallowFields(buf: Uint8Array, limits: CborLimits): ShallowMap | null {
-  const out: ShallowMap = { scalars: {}, byteLengths: new Map(), arrayLengths: new Map() }
+export function shallowScalars(buf: Uint8Array, limits: CborLimits): Record<string, unknown> | null {
+  const out: Record<string, unknown> = {}
   let badKey = false
   const ok = walkCanonicalMap(buf, limits, (keyStart, keyLength, valueStart) => {
+    const value = scalarAt(buf, valueStart)
+    if (value === undefined) return true
     let name: string
     try {
       name = utf8.decode(buf.subarray(keyStart, keyStart + keyLength))
@@ -226,20 +218,11 @@ export function shallowFields(buf: Uint8Array, limits: CborLimits): ShallowMap |
       badKey = true
       return false
     }
-    const head = readHead(buf, valueStart)
-    if (head?.major === 2) out.byteLengths.set(name, head.arg)
-    else if (head?.major === 4) out.arrayLengths.set(name, head.arg)
-    const value = scalarAt(buf, valueStart)
     // Own data property, never the prototype (a `__proto__` key).
-    if (value !== undefined) Object.defineProperty(out.scalars, name, { value, enumerable: true, configurable: true, writable: true })
+    Object.defineProperty(out, name, { value, enumerable: true, configurable: true, writable: true })
     return true
   })
   return ok && !badKey ? out : null
-}
-
-/** The top-level scalar fields of a map (see shallowFields): for bodies the relay only logs or drops. */
-export function shallowScalars(buf: Uint8Array, limits: CborLimits): Record<string, unknown> | null {
-  return shallowFields(buf, limits)?.scalars ?? null
 }
 
 function scalarAt(buf: Uint8Array, pos: number): unknown {

@@ -21,12 +21,12 @@ export function precheckRepoEvent(kind: VerifyKind, frame: MessageFrame): string
   const rev = frame.body.rev
   if (typeof rev !== 'string') throw new IngestDrop('bad-frame', 'rev is missing or not a string')
   if (!isValidTid(rev)) throw new IngestDrop('bad-syntax', `rev ${JSON.stringify(rev.slice(0, 40))} is not a TID`)
-  const blocks = frame.lengths?.byteLengths.get('blocks')
+  const blocks = frame.sizes?.blocks
   if (blocks === undefined) throw new IngestDrop('bad-frame', 'blocks is missing or not bytes')
   const maxBlocks = kind === 'commit' ? MAX_COMMIT_BLOCKS_BYTES : MAX_SYNC_BLOCKS_BYTES
   if (blocks > maxBlocks) throw new IngestDrop('too-big', `blocks is ${blocks} bytes, over ${maxBlocks}`)
   if (kind === 'commit') {
-    const ops = frame.lengths?.arrayLengths.get('ops')
+    const ops = frame.sizes?.ops
     if (ops === undefined) throw new IngestDrop('bad-frame', 'ops is missing or not an array')
     if (ops > MAX_COMMIT_OPS) throw new IngestDrop('too-big', `${ops} ops, over ${MAX_COMMIT_OPS}`)
   }

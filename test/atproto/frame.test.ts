@@ -129,15 +129,23 @@ describe("decodeFrame(bytes, 'shallow')", () => {
         continue
       }
       repoFrames++
-      expect(shallow.lengths).toEqual(full.lengths)
-      expect(shallow.lengths!.byteLengths.get('blocks')).toBe((full.body.blocks as { buf: Uint8Array }).buf.length)
-      if (t === '#commit') expect(shallow.lengths!.arrayLengths.get('ops')).toBe((full.body.ops as unknown[]).length)
+      expect(shallow.sizes).toEqual(full.sizes)
+      expect(shallow.sizes!.blocks).toBe((full.body.blocks as { buf: Uint8Array }).buf.length)
+      if (t === '#commit') expect(shallow.sizes!.ops).toBe((full.body.ops as unknown[]).length)
+      else expect(shallow.sizes!.ops).toBeUndefined()
       for (const key of ['repo', 'did', 'rev', 'seq', 'since', 'time']) expect(shallow.body[key]).toEqual(full.body[key])
       expect(shallow.body.blocks).toBeUndefined()
       expect(shallow.body.ops).toBeUndefined()
       expect(Buffer.from(shallow.bodyBytes)).toEqual(Buffer.from(full.bodyBytes))
     }
     expect(repoFrames).toBeGreaterThan(3)
+  })
+
+  it('reads non-ASCII text, and leaves out a known field that is not a scalar', () => {
+    const body = { seq: 5, repo: 'did:plc:é∑', rev: { not: 'a string' }, blocks: toBytes(new Uint8Array(3)), ops: [1, 2] }
+    const f = decodeFrame(encodeMessageFrame('#commit', body), 'shallow') as MessageFrame
+    expect(f.body).toEqual({ seq: 5, repo: 'did:plc:é∑' })
+    expect(f.sizes).toEqual({ blocks: 3, ops: 2 })
   })
 
   it('refuses what the full decode refuses at the top level: keys out of order, a body that is not a map', () => {
