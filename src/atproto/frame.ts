@@ -6,7 +6,7 @@
  * non-minimal integers, indefinite lengths). Decoded byte strings and CIDs
  * are views into the frame: callers copy what they keep.
  */
-import { decodeFirst, encode } from '@atcute/cbor'
+import { BytesWrapper, decodeFirst, encode } from '@atcute/cbor'
 import { readHead, scanItem, shallowScalars, walkCanonicalMap, SCAN_TOO_DEEP, SCAN_TOO_MANY_ITEMS, type CborLimitReason, type CborLimits } from './cbor-scan.js'
 import { FRAME_BODY_LIMITS, FRAME_HEADER_LIMITS, MAX_FRAME_BYTES, SKIPPED_BODY_LIMITS } from './limits.js'
 
@@ -34,7 +34,27 @@ export interface MessageFrame {
   body: Record<string, unknown>
   /** The raw body item: a view into the frame bytes. */
   bodyBytes: Uint8Array
+  /** #commit and #sync: the sizes checked before anything is verified. */
+  sizes?: RepoBodySizes
 }
+
+export interface RepoBodySizes {
+  /** The byte length of `blocks`, if it is a byte string. */
+  blocks: number | undefined
+  /** The item count of `ops`, if it is an array. */
+  ops: number | undefined
+}
+
+/**
+ * How much of a #commit/#sync body decodeFrame decodes. `full`: everything (ops, CIDs, `blocks` as
+ * a view). `shallow`: only the top-level fields the socket thread needs
+ * (`seq`, `repo`, `did`, `rev`, `since`, `time`, when they are scalars) and the sizes of `blocks` and `ops`; verification decodes the body where it runs (a verify worker), so the
+ * thread that reads the sockets never decodes it in full.
+ */
+export type RepoBodyDecoding = 'full' | 'shallow'
+
+/** Message types whose blocks and ops are decoded only where they are verified, in `shallow` mode. */
+const REPO_TYPES: ReadonlySet<string> = new Set(['#commit', '#sync'])
 
 export interface ErrorFrame {
   op: -1
@@ -71,7 +91,7 @@ function decodeItem(bytes: Uint8Array, what: string): unknown {
  * a valid header + body. The header is checked first; each item is scanned
  * against its decode limits (limits.ts) before anything is decoded.
  */
-export function decodeFrame(bytes: Uint8Array): MessageFrame | ErrorFrame {
+export function decodeFrame(bytes: Uint8Array, repoBodies: RepoBodyDecoding = 'full'): MessageFrame | ErrorFrame {
   if (bytes.length > MAX_FRAME_BYTES) {
     throw new FrameError('too-big', `frame of ${bytes.length} bytes exceeds ${MAX_FRAME_BYTES}`)
   }
@@ -95,6 +115,7 @@ export function decodeFrame(bytes: Uint8Array): MessageFrame | ErrorFrame {
   const bodyEnd = scanOrRefuse(bytes, headerEnd, decoded ? FRAME_BODY_LIMITS : SKIPPED_BODY_LIMITS, 'frame body')
   if (bodyEnd !== bytes.length) throw new FrameError('bad-frame', `${bytes.length - bodyEnd} trailing bytes after frame body`)
   const bodyBytes = bytes.subarray(headerEnd)
+  if (op === 1 && REPO_TYPES.has(t as string)) return repoFrame(t as string, bodyBytes, repoBodies)
   let body: unknown
   if (decoded) body = decodeItem(bodyBytes, 'frame body')
   else body = shallowScalars(bodyBytes, SKIPPED_BODY_LIMITS)
@@ -106,6 +127,80 @@ export function decodeFrame(bytes: Uint8Array): MessageFrame | ErrorFrame {
     throw new FrameError('bad-frame', 'error frame message is not a string')
   }
   return message === undefined ? { op: -1, error } : { op: -1, error, message }
+}
+
+/** A #commit/#sync frame, its body decoded in full or only shallowly (RepoBodyDecoding). */
+function repoFrame(t: string, bodyBytes: Uint8Array, repoBodies: RepoBodyDecoding): MessageFrame {
+  if (repoBodies === 'shallow') return shallowRepoFrame(t, bodyBytes)
+  const body = decodeItem(bodyBytes, 'frame body')
+  if (!isPlainMap(body)) throw new FrameError('bad-frame', 'frame body is not a map')
+  const { blocks, ops } = body
+  const sizes: RepoBodySizes = { blocks: blocks instanceof BytesWrapper ? blocks.buf.length : undefined, ops: Array.isArray(ops) ? ops.length : undefined }
+  return { op: 1, t, body, bodyBytes, sizes }
+}
+
+/** The fields read in shallow mode, as key bytes (compared without decoding each key). */
+const SHALLOW_SCALARS = ['seq', 'repo', 'did', 'rev', 'since', 'time'].map((name) => ({ name, bytes: new TextEncoder().encode(name) }))
+const BLOCKS_KEY = new TextEncoder().encode('blocks')
+const OPS_KEY = new TextEncoder().encode('ops')
+
+function keyIs(buf: Uint8Array, start: number, length: number, key: Uint8Array): boolean {
+  if (length !== key.length) return false
+  for (let i = 0; i < length; i++) if (buf[start + i] !== key[i]) return false
+  return true
+}
+
+/**
+ * The top-level fields of an already scanned #commit/#sync body, without decoding anything
+ * nested: a canonical walk of the map (walkCanonicalMap), keys matched as bytes (no decode per key).
+ */
+function shallowRepoFrame(t: string, bodyBytes: Uint8Array): MessageFrame {
+  const body: Record<string, unknown> = {}
+  const sizes: RepoBodySizes = { blocks: undefined, ops: undefined }
+  const ok = walkCanonicalMap(bodyBytes, FRAME_BODY_LIMITS, (keyStart, keyLength, valueStart) => {
+    const head = readHead(bodyBytes, valueStart)
+    if (head === null) return true
+    if (head.major === 2 && keyIs(bodyBytes, keyStart, keyLength, BLOCKS_KEY)) sizes.blocks = head.arg
+    else if (head.major === 4 && keyIs(bodyBytes, keyStart, keyLength, OPS_KEY)) sizes.ops = head.arg
+    else {
+      for (const field of SHALLOW_SCALARS) {
+        if (!keyIs(bodyBytes, keyStart, keyLength, field.bytes)) continue
+        const value = scalarFrom(bodyBytes, head)
+        if (value !== undefined) body[field.name] = value
+        break
+      }
+    }
+    return true
+  })
+  if (!ok) throw new FrameError('bad-frame', 'frame body is not a map with canonical keys')
+  return { op: 1, t, body, bodyBytes, sizes }
+}
+
+/** A scalar item (integer, text, boolean, null) from its head; undefined for anything else. */
+function scalarFrom(buf: Uint8Array, head: NonNullable<ReturnType<typeof readHead>>): unknown {
+  switch (head.major) {
+    case 0:
+      return Number.isSafeInteger(head.arg) ? head.arg : undefined
+    case 1:
+      return Number.isSafeInteger(head.arg) ? -1 - head.arg : undefined
+    case 3:
+      return textAt(buf, head.next, head.arg)
+    case 7:
+      return head.info === 20 ? false : head.info === 21 ? true : head.info === 22 ? null : undefined
+    default:
+      return undefined
+  }
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true })
+
+/** Text, or undefined if it is not valid UTF-8 (the field then counts as absent). */
+function textAt(buf: Uint8Array, start: number, length: number): string | undefined {
+  try {
+    return utf8.decode(buf.subarray(start, start + length))
+  } catch {
+    return undefined
+  }
 }
 
 /**

@@ -35,7 +35,8 @@ export function readMessage(data: Uint8Array | ArrayBuffer | readonly Uint8Array
 function classify(bytes: Uint8Array): Intake {
   let frame
   try {
-    frame = decodeFrame(bytes)
+    // #commit/#sync bodies are decoded in full only where they are verified (a verify worker).
+    frame = decodeFrame(bytes, 'shallow')
   } catch (err) {
     const reason = err instanceof FrameError ? err.reason : 'bad-frame'
     return { kind: 'refused', reason, message: `refused frame (${reason}): ${(err as Error).message}` }

@@ -3,7 +3,6 @@
  * verification (with one forced identity refresh on a bad signature), chain
  * continuity, then the body goes to the sequencer unchanged with the new head.
  */
-import { BytesWrapper } from '@atcute/cbor'
 import { cidEquals } from '../atproto/cid.js'
 import type { MessageFrame } from '../atproto/frame.js'
 import { MAX_COMMIT_BLOCKS_BYTES, MAX_COMMIT_OPS, MAX_SYNC_BLOCKS_BYTES } from '../atproto/limits.js'
@@ -18,18 +17,18 @@ import { IngestDrop, unresolvedIdentity, type UpstreamHost } from './types.js'
 import type { VerifyKind, VerifyOutcome } from './verify-runner.js'
 
 /** Size and syntax checks that need no lookup, so junk costs nothing. Returns the rev. */
-export function precheckRepoEvent(kind: VerifyKind, body: Record<string, unknown>): string {
-  const rev = body.rev
+export function precheckRepoEvent(kind: VerifyKind, frame: MessageFrame): string {
+  const rev = frame.body.rev
   if (typeof rev !== 'string') throw new IngestDrop('bad-frame', 'rev is missing or not a string')
   if (!isValidTid(rev)) throw new IngestDrop('bad-syntax', `rev ${JSON.stringify(rev.slice(0, 40))} is not a TID`)
-  const blocks = body.blocks
-  if (!(blocks instanceof BytesWrapper)) throw new IngestDrop('bad-frame', 'blocks is missing or not bytes')
+  const blocks = frame.sizes?.blocks
+  if (blocks === undefined) throw new IngestDrop('bad-frame', 'blocks is missing or not bytes')
   const maxBlocks = kind === 'commit' ? MAX_COMMIT_BLOCKS_BYTES : MAX_SYNC_BLOCKS_BYTES
-  if (blocks.buf.length > maxBlocks) throw new IngestDrop('too-big', `blocks is ${blocks.buf.length} bytes, over ${maxBlocks}`)
+  if (blocks > maxBlocks) throw new IngestDrop('too-big', `blocks is ${blocks} bytes, over ${maxBlocks}`)
   if (kind === 'commit') {
-    const ops = body.ops
-    if (!Array.isArray(ops)) throw new IngestDrop('bad-frame', 'ops is missing or not an array')
-    if (ops.length > MAX_COMMIT_OPS) throw new IngestDrop('too-big', `${ops.length} ops, over ${MAX_COMMIT_OPS}`)
+    const ops = frame.sizes?.ops
+    if (ops === undefined) throw new IngestDrop('bad-frame', 'ops is missing or not an array')
+    if (ops > MAX_COMMIT_OPS) throw new IngestDrop('too-big', `${ops} ops, over ${MAX_COMMIT_OPS}`)
   }
   return rev
 }
@@ -43,7 +42,7 @@ export async function handleRepoEvent(
   did: string,
 ): Promise<void> {
   const upstreamSeq = ticket?.seq ?? null
-  const rev = precheckRepoEvent(kind, frame.body)
+  const rev = precheckRepoEvent(kind, frame)
   const identity = await requireAuthority(ctx, host, did)
   const acct = await accountOnHost(ctx, host, did)
   await requireActive(ctx, host, acct)
@@ -107,7 +106,7 @@ async function verifyWithRefresh(
   const run = async (key: ResolvedIdentity['signingKey']) => {
     const end = ctx.metrics.verifySeconds.startTimer({ kind, mode: ctx.verifier.mode })
     try {
-      return await ctx.verifier.verify({ kind, body: frame.body, bodyBytes: frame.bodyBytes, key, options })
+      return await ctx.verifier.verify({ kind, bodyBytes: frame.bodyBytes, key, options })
     } finally {
       end()
     }

@@ -1,13 +1,13 @@
 /**
- * Worker-thread entry for `WorkerPoolVerifier`: decodes a body, verifies it
- * with the given did:key, and posts back the trimmed outcome.
+ * Worker-thread entry for `WorkerPoolVerifier` (verify-pool.ts): takes a batch
+ * of bodies, decodes each one (bounded), verifies it with the given did:key,
+ * and posts back the trimmed outcomes, a few ms of work at a time.
  */
 import { parentPort } from 'node:worker_threads'
-import { CborLimitError, decodeBounded } from '../atproto/cbor-scan.js'
-import { isPlainMap } from '../atproto/frame.js'
 import { parseDidKey, type PublicKey } from '../atproto/keys.js'
-import { FRAME_BODY_LIMITS } from '../atproto/limits.js'
-import { runVerification, type VerifyOutcome, type WorkerRequest, type WorkerResponse } from './verify-runner.js'
+import type { VerifyOptions } from '../atproto/verify.js'
+import type { WorkerAnswers, WorkerBatch } from './verify-pool.js'
+import { verifyBody, type VerifyKind, type VerifyOutcome } from './verify-runner.js'
 
 const port = parentPort
 if (port === null) throw new Error('verify-worker must run in a worker thread')
@@ -15,6 +15,8 @@ if (port === null) throw new Error('verify-worker must run in a worker thread')
 // Parsed keys, bounded (insertion order evicts the oldest).
 const keys = new Map<string, PublicKey>()
 const MAX_KEYS = 10_000
+/** Answers go back at least this often while a batch is being worked through. */
+const ANSWER_EVERY_MS = 4
 
 function keyFor(didKey: string): PublicKey {
   let key = keys.get(didKey)
@@ -26,28 +28,34 @@ function keyFor(didKey: string): PublicKey {
   return key
 }
 
-function handle(req: WorkerRequest): VerifyOutcome {
-  let body: unknown
-  try {
-    // The crawler already scanned this body; the worker still never decodes host bytes unbounded.
-    body = decodeBounded(req.bodyBytes, FRAME_BODY_LIMITS, 'event body')
-  } catch (err) {
-    if (err instanceof CborLimitError) return { ok: false, reason: err.reason, message: err.message }
-    return { ok: false, reason: 'bad-frame', message: `body does not decode: ${(err as Error).message}` }
-  }
-  if (!isPlainMap(body)) return { ok: false, reason: 'bad-frame', message: 'body is not a map' }
+function handle(kind: VerifyKind, bodyBytes: Uint8Array, didKey: string, options: VerifyOptions): VerifyOutcome {
   let key: PublicKey
   try {
-    key = keyFor(req.didKey)
+    key = keyFor(didKey)
   } catch (err) {
     return { ok: false, reason: 'bad-signature', message: `signing key does not parse: ${(err as Error).message}` }
   }
-  return runVerification(req.kind, body, key, req.options)
+  return verifyBody(kind, bodyBytes, key, options)
 }
 
-port.on('message', (req: WorkerRequest) => {
-  const res: WorkerResponse = { id: req.id, outcome: handle(req) }
-  port.postMessage(res)
+port.on('message', (batch: WorkerBatch) => {
+  const bytes = new Uint8Array(batch.bytes)
+  let answers: WorkerAnswers = { ids: [], outcomes: [] }
+  let lastPost = performance.now()
+  let start = 0
+  for (let i = 0; i < batch.ids.length; i++) {
+    const end = batch.ends[i]!
+    answers.ids.push(batch.ids[i]!)
+    answers.outcomes.push(handle(batch.kinds[i]!, bytes.subarray(start, end), batch.didKeys[i]!, batch.options[i]!))
+    start = end
+    const now = performance.now()
+    if (now - lastPost >= ANSWER_EVERY_MS && i + 1 < batch.ids.length) {
+      port.postMessage(answers)
+      answers = { ids: [], outcomes: [] }
+      lastPost = now
+    }
+  }
+  if (answers.ids.length > 0) port.postMessage(answers)
 })
 
 port.postMessage({ ready: true })

@@ -12,6 +12,7 @@
  */
 import { CompiledQuery } from 'kysely'
 import type { AccountHead } from '../storage/types.js'
+import { byteaArray, int2Array, int8Array, textArray } from '../storage/binary-array.js'
 import { isEmptyCollectionWrites, type CollectionWrites } from './collection-writes.js'
 import type { EventRow } from './event-log.js'
 
@@ -28,13 +29,17 @@ export interface BatchWrites {
 }
 
 /**
- * Largest batch: one statement may bind at most 65,535 parameters (Postgres).
- * An event takes 6 and its head 4, so 5,000 × 10 = 50,000 leaves the rest for
- * the hosts' cursors and the high-water mark.
+ * Largest batch. Each column travels as one binary array parameter, so the parameter limit
+ * (65,535) no longer binds; this bounds one statement's size and the time a batch holds its rows.
  */
 export const MAX_BATCH_EVENTS = 5_000
 
-/** The statement for `w`, or undefined when there is nothing to write. */
+/**
+ * The statement for `w`, or undefined when there is nothing to write.
+ *
+ * Every row set is `unnest` over one binary array per column (storage/binary-array.ts): the text
+ * depends only on which parts are present, not on the batch size, and each column is one copy.
+ */
 export function batchCommitStatement(w: BatchWrites): CompiledQuery | undefined {
   const params: unknown[] = []
   const p = (value: unknown, type: string): string => {
@@ -43,24 +48,55 @@ export function batchCommitStatement(w: BatchWrites): CompiledQuery | undefined 
   }
   const parts: string[] = []
   if (w.events.length > 0) {
-    const rows = w.events.map((e) => `(${p(e.seq, 'int8')}, ${p(e.accountId, 'int8')}, ${p(e.kind, 'int2')}, ${p(e.frame, 'bytea')}, ${p(e.commitCid, 'bytea')}, ${p(e.timeUs, 'int8')})`)
-    parts.push(`ev as (insert into event (seq, account_id, kind, frame, commit_cid, time_us) values ${rows.join(', ')})`)
+    const n = w.events.length
+    const seqs = new Array<number>(n)
+    const accounts = new Array<number>(n)
+    const kinds = new Array<number>(n)
+    const frames = new Array<Uint8Array>(n)
+    const cids = new Array<Uint8Array | null>(n)
+    const times = new Array<number>(n)
+    for (let i = 0; i < n; i++) {
+      const e = w.events[i]!
+      seqs[i] = e.seq
+      accounts[i] = e.accountId
+      kinds[i] = e.kind
+      frames[i] = e.frame
+      cids[i] = e.commitCid
+      times[i] = e.timeUs
+    }
+    parts.push(
+      `ev as (insert into event (seq, account_id, kind, frame, commit_cid, time_us) select * from unnest(` +
+        `${p(int8Array(seqs), 'int8[]')}, ${p(int8Array(accounts), 'int8[]')}, ${p(int2Array(kinds), 'int2[]')}, ` +
+        `${p(byteaArray(frames), 'bytea[]')}, ${p(byteaArray(cids), 'bytea[]')}, ${p(int8Array(times), 'int8[]')}))`,
+    )
   }
   if (w.heads.size > 0) {
-    const rows: string[] = []
-    for (const [accountId, h] of w.heads) rows.push(`(${p(accountId, 'int8')}, ${p(h.rev, 'text')}, ${p(h.commitCid, 'bytea')}, ${p(h.dataCid, 'bytea')})`)
+    const ids: number[] = []
+    const revs: string[] = []
+    const commitCids: Uint8Array[] = []
+    const dataCids: Uint8Array[] = []
+    for (const [accountId, h] of w.heads) {
+      ids.push(accountId)
+      revs.push(h.rev)
+      commitCids.push(h.commitCid)
+      dataCids.push(h.dataCid)
+    }
     // Rows for accounts deleted meanwhile are skipped rather than failing the whole batch on the foreign key.
     parts.push(
       `heads as (insert into account_head (account_id, rev, commit_cid, data_cid)` +
-        ` select v.account_id, v.rev, v.commit_cid, v.data_cid from (values ${rows.join(', ')}) as v (account_id, rev, commit_cid, data_cid)` +
+        ` select v.account_id, v.rev, v.commit_cid, v.data_cid from unnest(${p(int8Array(ids), 'int8[]')}, ${p(textArray(revs), 'text[]')},` +
+        ` ${p(byteaArray(commitCids), 'bytea[]')}, ${p(byteaArray(dataCids), 'bytea[]')}) as v (account_id, rev, commit_cid, data_cid)` +
         ` where exists (select 1 from account a where a.id = v.account_id)` +
         ` on conflict (account_id) do update set rev = excluded.rev, commit_cid = excluded.commit_cid, data_cid = excluded.data_cid)`,
     )
   }
   if (w.cursors.size > 0) {
-    const rows: string[] = []
-    for (const [hostId, cursor] of w.cursors) rows.push(`(${p(hostId, 'int8')}, ${p(cursor, 'int8')})`)
-    parts.push(`cursors as (update host set cursor = v.cursor from (values ${rows.join(', ')}) as v (id, cursor) where host.id = v.id)`)
+    const hostIds = [...w.cursors.keys()]
+    const cursors = [...w.cursors.values()]
+    parts.push(
+      `cursors as (update host set cursor = v.cursor from unnest(${p(int8Array(hostIds), 'int8[]')}, ${p(int8Array(cursors), 'int8[]')}) as v (id, cursor)` +
+        ` where host.id = v.id)`,
+    )
   }
   if (w.highWater !== undefined) {
     parts.push(

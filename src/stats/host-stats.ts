@@ -6,6 +6,10 @@
  * Prometheus label cardinality is bounded: the first `maxHostLabels` hosts to
  * send traffic get their own label, the rest are counted under "other"; the
  * in-memory snapshot used by the API keeps every host exactly.
+ *
+ * The hot path counts into plain maps; the Prometheus counters take those
+ * counts when they are collected (a scrape), so an event costs a Map update
+ * instead of prom-client's label hashing and validation per counter.
  */
 import { Counter, type Registry } from 'prom-client'
 import type { DropReason } from '../atproto/drop-reasons.js'
@@ -29,6 +33,23 @@ interface Entry {
   lastEventAt: number
 }
 
+/** Between the host label and the second label in an unreported count's key (hostnames never hold it). */
+const SEP = '\u0000'
+
+function count(pending: Map<string, number>, key: string): void {
+  pending.set(key, (pending.get(key) ?? 0) + 1)
+}
+
+/** Adds the unreported counts to `counter` and forgets them. */
+function report(pending: Map<string, number>, counter: Counter<string>, second: string | null): void {
+  for (const [key, n] of pending) {
+    const cut = key.indexOf(SEP)
+    const host = key.slice(0, cut)
+    counter.inc(second === null ? { host } : { host, [second]: key.slice(cut + 1) }, n)
+  }
+  pending.clear()
+}
+
 export class HostStats {
   private readonly hosts = new Map<string, Entry>()
   private readonly labelled = new Set<string>()
@@ -36,38 +57,75 @@ export class HostStats {
   private readonly acceptedTotal: Counter<'host' | 'kind'>
   private readonly droppedTotal: Counter<'host' | 'reason'>
   private readonly discontinuityTotal: Counter<'host'>
+  /** Counts not yet in the Prometheus counters, by metric, keyed by host label and second label. */
+  private readonly unreported = { received: new Map<string, number>(), accepted: new Map<string, number>(), dropped: new Map<string, number>(), discontinuities: new Map<string, number>() }
 
   constructor(
     registry: Registry,
     private readonly maxHostLabels = 50,
   ) {
-    this.receivedTotal = new Counter({ name: 'relay_events_received_total', help: 'Upstream events received, by host and type', labelNames: ['host', 'kind'], registers: [registry] })
-    this.acceptedTotal = new Counter({ name: 'relay_events_accepted_total', help: 'Events accepted and sequenced, by host and type', labelNames: ['host', 'kind'], registers: [registry] })
-    this.droppedTotal = new Counter({ name: 'relay_events_dropped_total', help: 'Upstream events dropped, by host and reason', labelNames: ['host', 'reason'], registers: [registry] })
-    this.discontinuityTotal = new Counter({ name: 'relay_discontinuities_total', help: 'Valid commits whose since/prevData did not match the stored head (forwarded)', labelNames: ['host'], registers: [registry] })
+    const registers = [registry]
+    const u = this.unreported
+    // Each counter takes its unreported counts when collected (`collect` runs with the counter as `this`).
+    this.receivedTotal = new Counter({
+      name: 'relay_events_received_total',
+      help: 'Upstream events received, by host and type',
+      labelNames: ['host', 'kind'],
+      registers,
+      collect() {
+        report(u.received, this, 'kind')
+      },
+    })
+    this.acceptedTotal = new Counter({
+      name: 'relay_events_accepted_total',
+      help: 'Events accepted and sequenced, by host and type',
+      labelNames: ['host', 'kind'],
+      registers,
+      collect() {
+        report(u.accepted, this, 'kind')
+      },
+    })
+    this.droppedTotal = new Counter({
+      name: 'relay_events_dropped_total',
+      help: 'Upstream events dropped, by host and reason',
+      labelNames: ['host', 'reason'],
+      registers,
+      collect() {
+        report(u.dropped, this, 'reason')
+      },
+    })
+    this.discontinuityTotal = new Counter({
+      name: 'relay_discontinuities_total',
+      help: 'Valid commits whose since/prevData did not match the stored head (forwarded)',
+      labelNames: ['host'],
+      registers,
+      collect() {
+        report(u.discontinuities, this, null)
+      },
+    })
   }
 
   received(host: string, kind: string): void {
     const e = this.entry(host)
     e.received++
     e.lastEventAt = Date.now()
-    this.receivedTotal.inc({ host: this.label(host), kind })
+    count(this.unreported.received, `${this.label(host)}${SEP}${kind}`)
   }
 
   accepted(host: string, kind: string): void {
     this.entry(host).accepted++
-    this.acceptedTotal.inc({ host: this.label(host), kind })
+    count(this.unreported.accepted, `${this.label(host)}${SEP}${kind}`)
   }
 
   dropped(host: string, reason: DropReason): void {
     const e = this.entry(host)
     e.dropped.set(reason, (e.dropped.get(reason) ?? 0) + 1)
-    this.droppedTotal.inc({ host: this.label(host), reason })
+    count(this.unreported.dropped, `${this.label(host)}${SEP}${reason}`)
   }
 
   discontinuity(host: string): void {
     this.entry(host).discontinuities++
-    this.discontinuityTotal.inc({ host: this.label(host) })
+    count(this.unreported.discontinuities, `${this.label(host)}${SEP}`)
   }
 
   /** Keeps the most recent problem; clipped, because hosts choose much of this text and it is held per host. */

@@ -118,6 +118,44 @@ describe('decodeFrame', () => {
   })
 })
 
+describe("decodeFrame(bytes, 'shallow')", () => {
+  it('reads every real #commit/#sync: the same scalars and lengths as a full decode, nothing nested', () => {
+    let repoFrames = 0
+    for (const { t, b64 } of scenario) {
+      const full = decodeFrame(bytesOf(b64)) as MessageFrame
+      const shallow = decodeFrame(bytesOf(b64), 'shallow') as MessageFrame
+      if (t !== '#commit' && t !== '#sync') {
+        expect(shallow).toEqual(full)
+        continue
+      }
+      repoFrames++
+      expect(shallow.sizes).toEqual(full.sizes)
+      expect(shallow.sizes!.blocks).toBe((full.body.blocks as { buf: Uint8Array }).buf.length)
+      if (t === '#commit') expect(shallow.sizes!.ops).toBe((full.body.ops as unknown[]).length)
+      else expect(shallow.sizes!.ops).toBeUndefined()
+      for (const key of ['repo', 'did', 'rev', 'seq', 'since', 'time']) expect(shallow.body[key]).toEqual(full.body[key])
+      expect(shallow.body.blocks).toBeUndefined()
+      expect(shallow.body.ops).toBeUndefined()
+      expect(Buffer.from(shallow.bodyBytes)).toEqual(Buffer.from(full.bodyBytes))
+    }
+    expect(repoFrames).toBeGreaterThan(3)
+  })
+
+  it('reads non-ASCII text, and leaves out a known field that is not a scalar', () => {
+    const body = { seq: 5, repo: 'did:plc:é∑', rev: { not: 'a string' }, blocks: toBytes(new Uint8Array(3)), ops: [1, 2] }
+    const f = decodeFrame(encodeMessageFrame('#commit', body), 'shallow') as MessageFrame
+    expect(f.body).toEqual({ seq: 5, repo: 'did:plc:é∑' })
+    expect(f.sizes).toEqual({ blocks: 3, ops: 2 })
+  })
+
+  it('refuses what the full decode refuses at the top level: keys out of order, a body that is not a map', () => {
+    const header = encode({ op: 1, t: '#commit' })
+    const unordered = concat(header, new Uint8Array([0xa2, 0x63, 0x72, 0x65, 0x76, 0x01, 0x62, 0x6f, 0x70, 0x02]))
+    expect(frameError(() => decodeFrame(unordered, 'shallow')).reason).toBe('bad-frame')
+    expect(frameError(() => decodeFrame(concat(header, encode([1, 2])), 'shallow')).reason).toBe('bad-frame')
+  })
+})
+
 describe('frameWithSeq', () => {
   const seqs = [0, 1, 23, 24, 255, 256, 65_535, 65_536, 4_294_967_295, 4_294_967_296, 20_000_000_000, 2 ** 53 - 1]
 

@@ -4,6 +4,7 @@
  * cursor never stalls behind the failed event and never passes an event that
  * was neither committed nor dropped.
  */
+import { decode } from '@atcute/cbor'
 import { afterEach, describe, expect, it } from 'vitest'
 import { Registry } from 'prom-client'
 import { encodeMessageFrame } from '../../src/atproto/frame.js'
@@ -149,7 +150,7 @@ describe('upstream tickets', () => {
     h.identity.resolve = async (did, opts) => (did === victims.identity.did ? boom('identity', did) : resolve(did, opts))
     const verifier = (h.pipeline as unknown as { verifier: Verifier }).verifier
     const verify = verifier.verify.bind(verifier)
-    verifier.verify = async (req: VerifyRequest) => (req.body.repo === victims.verify.did ? boom('verify', victims.verify.did) : verify(req))
+    verifier.verify = async (req: VerifyRequest) => ((decode(req.bodyBytes) as { repo?: string }).repo === victims.verify.did ? boom('verify', victims.verify.did) : verify(req))
     const get = h.pipeline.accounts.get.bind(h.pipeline.accounts)
     h.pipeline.accounts.get = async (did) => (did === victims.state.did ? boom('state', did) : get(did))
     const submit = h.sequencer.submit.bind(h.sequencer)
