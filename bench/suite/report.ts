@@ -3,7 +3,9 @@ import { existsSync, readFileSync } from 'node:fs'
 import type { CorpusManifest } from '../corpus/store.js'
 import type { MachineInfo } from './machine.js'
 import type { JetstreamBenchResult } from '../jetstream.bench.js'
-import type { FanoutResult, FloorPhase, IngestResult, LatencyResult, ReferenceResult } from './phases.js'
+import type { IngestResult } from './ingest.js'
+import type { LatencyResult } from './latency.js'
+import type { FanoutResult, FloorPhase, ReferenceResult } from './phases.js'
 
 export interface BenchResults {
   quick: boolean
