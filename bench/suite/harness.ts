@@ -34,12 +34,13 @@ export async function withRelay<T>(
   plcUrl: string,
   fn: (relay: Relay) => Promise<T>,
   plcLimit: 'default' | 'lifted' = 'lifted',
+  env?: Record<string, string>,
 ): Promise<T> {
   const pgdb = kind === 'postgres' ? await createPostgresDatabase() : null
   const dataDir = kind === 'pglite' ? mkdtempSync(join(tmpdir(), 'atrelay-bench-pglite-')) : undefined
   let relay: Relay | undefined
   try {
-    relay = await startBenchRelay({ ...(pgdb ? { databaseUrl: pgdb.url } : { dataDir }), plcUrl, plcLimit })
+    relay = await startBenchRelay({ ...(pgdb ? { databaseUrl: pgdb.url } : { dataDir }), plcUrl, plcLimit, ...(env ? { env } : {}) })
     return await fn(relay)
   } finally {
     await relay?.stop()
@@ -57,7 +58,11 @@ export interface Sample {
   seqQueued?: number
   seq: number
   handled: number
+  /** CPU seconds: the relay process (all threads), its main thread alone (machine.ts mainThreadCpu) */
   cpu: number
+  mainCpu: number
+  /** event-loop active time so far, ms (performance.eventLoopUtilization().active) */
+  eluActiveMs: number
   machineBusy: number
   rss: number
   /** CPU seconds of this run's Postgres backends (Postgres only) */
@@ -77,11 +82,19 @@ export interface WindowStats {
   pgCores?: number
   /** relay process CPU per accepted event, µs */
   relayUsPerEvent?: number
+  /** the relay's main thread (event loop): cores, CPU per accepted event (µs), event-loop utilisation (0–1) */
+  mainCores?: number
+  mainUsPerEvent?: number
+  elu?: number
+  /** event-loop utilisation × window ÷ events, µs: the main thread's busy time, including time it was runnable but off CPU */
+  eluUsPerEvent?: number
+  /** every other thread of the relay process (verify workers, libuv pool, V8 helpers) = process − main thread, µs per event */
+  otherThreadsUsPerEvent?: number
   /** Postgres backend CPU per accepted event, µs */
   pgUsPerEvent?: number
 }
 
-
+/** Rates and CPU between two samples (CPU per event is per accepted event: seq growth). */
 export function windowBetween(samples: Sample[], a: Sample, b: Sample): WindowStats {
   void samples
   const dt = b.t - a.t
@@ -95,6 +108,15 @@ export function windowBetween(samples: Sample[], a: Sample, b: Sample): WindowSt
     machineCores: dt > 0 ? (b.machineBusy - a.machineBusy) / dt : 0,
     relayUsPerEvent: events > 0 ? ((b.cpu - a.cpu) * 1e6) / events : NaN,
   }
+  if (Number.isFinite(a.mainCpu) && Number.isFinite(b.mainCpu)) {
+    const main = b.mainCpu - a.mainCpu
+    w.mainCores = dt > 0 ? main / dt : 0
+    w.mainUsPerEvent = events > 0 ? (main * 1e6) / events : NaN
+    w.otherThreadsUsPerEvent = events > 0 ? ((b.cpu - a.cpu - main) * 1e6) / events : NaN
+  }
+  const activeMs = b.eluActiveMs - a.eluActiveMs
+  w.elu = dt > 0 ? activeMs / 1000 / dt : 0
+  w.eluUsPerEvent = events > 0 ? (activeMs * 1000) / events : NaN
   if (a.pgCpu !== undefined && b.pgCpu !== undefined) {
     w.pgCores = dt > 0 ? (b.pgCpu - a.pgCpu) / dt : 0
     w.pgUsPerEvent = events > 0 ? ((b.pgCpu - a.pgCpu) * 1e6) / events : NaN

@@ -8,13 +8,15 @@ import { sql } from 'kysely'
 import type { Relay } from '../../src/relay.js'
 import type { CorpusParams } from '../corpus/params.js'
 import { startFleet, windowBetween, withRelay, type Log, type Sample, type WindowStats } from './harness.js'
-import { loadAverage, machineCpu, processCpu } from './machine.js'
+import { CLK_TCK, cpuReading, loadAverage } from './machine.js'
 import { CpuProfiler, type ProfileSummary } from './profile.js'
-import { addHosts, ingestCounts } from './relay-under-test.js'
+import { addHosts, benchRelayVerifyWorkers, ingestCounts } from './relay-under-test.js'
 
 export interface IngestResult {
   storage: 'postgres' | 'pglite'
   plcLimit: 'default' | 'lifted'
+  /** verify worker threads the relay ran with (0 = inline) */
+  verifyWorkers?: number
   loadAvg: [number, number, number]
   totalFrames: number
   completed: boolean
@@ -83,7 +85,7 @@ function procCpuSeconds(pids: readonly number[]): number {
       // gone
     }
   }
-  return ticks / 100
+  return ticks / CLK_TCK
 }
 
 /** The backends serving this database, with the CPU they had when first seen (so a pid that goes away does not make the sum jump). */
@@ -133,6 +135,8 @@ export interface IngestOptions {
   beforeHosts?: (relay: Relay) => Promise<Record<string, unknown>>
   /** The relay's outbound PLC rate limit (default: lifted, see startBenchRelay). */
   plcLimit?: 'default' | 'lifted'
+  /** RELAY_VERIFY_WORKERS for this run (default: the relay's own default, or the bench's environment) */
+  verifyWorkers?: number
   log: Log
 }
 
@@ -154,8 +158,7 @@ export async function runIngest(o: IngestOptions): Promise<IngestResult> {
           t: (performance.now() - t0) / 1000,
           seq: relay.sequencer.currentSeq(),
           handled: c.accepted + c.dropped,
-          cpu: processCpu(),
-          machineBusy: machineCpu().busy,
+          ...cpuReading(),
           rss: process.memoryUsage.rss(),
           inFlight: relay.ingest.inFlight,
           queued: relay.ingest.queued,
@@ -203,6 +206,7 @@ export async function runIngest(o: IngestOptions): Promise<IngestResult> {
       const result: IngestResult = {
         storage: o.kind,
         plcLimit,
+        verifyWorkers: benchRelayVerifyWorkers(relay),
         loadAvg,
         totalFrames: total,
         completed: last.handled >= total,
@@ -233,9 +237,27 @@ export async function runIngest(o: IngestOptions): Promise<IngestResult> {
       }
       if (extra) result.extra = extra
       return result
-    }, plcLimit)
+    }, plcLimit, o.verifyWorkers !== undefined ? { RELAY_VERIFY_WORKERS: String(o.verifyWorkers) } : undefined)
   } finally {
     await fleet.rpc.stop()
   }
 }
 
+
+// ------------------------------------------------- (a) scaling with verify workers
+
+export interface WorkersResult {
+  cores: number
+  /** one ingest run (Postgres) per worker count, 0 (inline) to cores + 1 */
+  runs: IngestResult[]
+}
+
+/** The Postgres ingest phase once per RELAY_VERIFY_WORKERS = 0 … `max`: how the relay scales with cores. */
+export async function runWorkers(o: Omit<IngestOptions, 'kind' | 'verifyWorkers' | 'profileFile'> & { max: number; cores: number }): Promise<WorkersResult> {
+  const runs: IngestResult[] = []
+  for (let n = 0; n <= o.max; n++) {
+    o.log(`    RELAY_VERIFY_WORKERS=${n}`)
+    runs.push(await runIngest({ ...o, kind: 'postgres', verifyWorkers: n }))
+  }
+  return { cores: o.cores, runs }
+}
