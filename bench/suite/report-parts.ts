@@ -20,11 +20,13 @@ export function target(value: number | undefined, goal: number, higherIsBetter: 
 }
 
 /** Drops the corpus intends: every #sync at account creation/activation repeats the current rev (dropped as a duplicate, DESIGN §6). */
+export function dropsExpected(d: Record<string, number>, corpus: CorpusManifest): boolean {
+  return Object.keys(d).every((k) => k === 'duplicate') && (d.duplicate ?? 0) <= corpus.totals.events.sync
+}
+
 export function dropVerdict(d: Record<string, number>, corpus: CorpusManifest): string {
   const syncs = corpus.totals.events.sync
-  const other = Object.entries(d).filter(([k]) => k !== 'duplicate')
-  const dup = d.duplicate ?? 0
-  if (other.length === 0 && dup <= syncs) return `${droppedText(d)} — expected (the corpus has ${int(syncs)} \`#sync\` events, each repeating its account's current rev); **no unexpected drops**`
+  if (dropsExpected(d, corpus)) return `${droppedText(d)} — expected (the corpus has ${int(syncs)} \`#sync\` events, each repeating its account's current rev); **no unexpected drops**`
   return `${droppedText(d)} — **unexpected** (corpus #sync: ${int(syncs)})`
 }
 
@@ -80,7 +82,7 @@ export function workersSection(L: string[], w: WorkersResult, floor: FloorPhase 
     const s = x.steady
     const fl = floor?.usPerEvent ?? NaN
     L.push(
-      `| ${x.verifyWorkers ?? '?'} | ${int(s.eventsPerSec)} | ${floor ? f2(s.eventsPerSec / floor.eventsPerCpuSecond) : 'n/a'} | ${f1(s.relayUsPerEvent ?? NaN)} (${f2((s.relayUsPerEvent ?? NaN) / fl)} ×) | ${f1(s.mainUsPerEvent ?? NaN)} (${f2((s.mainUsPerEvent ?? NaN) / fl)} ×) | ${f1(s.otherThreadsUsPerEvent ?? NaN)} | ${f1(s.pgUsPerEvent ?? NaN)} | ${f2(s.relayCores)} | ${f2(s.mainCores ?? NaN)} (${pct(s.elu ?? NaN)}) | ${f2(s.machineCores)} | ${load(x.loadAvg)} | ${x.completed ? (dropVerdict(x.droppedByReason, corpus).includes('no unexpected') ? 'expected only' : `**${droppedText(x.droppedByReason)}**`) : '**deadline hit**'} |`,
+      `| ${x.verifyWorkers ?? '?'} | ${int(s.eventsPerSec)} | ${floor ? f2(s.eventsPerSec / floor.eventsPerCpuSecond) : 'n/a'} | ${f1(s.relayUsPerEvent ?? NaN)} (${f2((s.relayUsPerEvent ?? NaN) / fl)} ×) | ${f1(s.mainUsPerEvent ?? NaN)} (${f2((s.mainUsPerEvent ?? NaN) / fl)} ×) | ${f1(s.otherThreadsUsPerEvent ?? NaN)} | ${f1(s.pgUsPerEvent ?? NaN)} | ${f2(s.relayCores)} | ${f2(s.mainCores ?? NaN)} (${pct(s.elu ?? NaN)}) | ${f2(s.machineCores)} | ${load(x.loadAvg)} | ${x.completed ? (dropsExpected(x.droppedByReason, corpus) ? 'expected only' : `**${droppedText(x.droppedByReason)}**`) : '**deadline hit**'} |`,
     )
   }
   L.push('')
