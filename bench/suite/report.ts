@@ -250,7 +250,7 @@ export function renderReport(r: BenchResults): string {
   L.push('')
   L.push('```bash')
   L.push('npm ci                        # once on a fresh clone (npm run bench says so in one line when node_modules is missing)')
-  L.push('npm run bench                 # full run, writes docs/benchmarks.md (~8–10 min; the corpus is generated once, ~1–2 min, into bench/.corpus/)')
+  L.push('npm run bench                 # full run, writes docs/benchmarks.md (~8–10 min on a quiet machine, 17 min on a loaded one: the latency runs last ~corpus ÷ 50 % and ÷ 80 % of the measured rate; the corpus is generated once, ~1–2 min, into bench/.corpus/)')
   L.push('npm run bench -- --quick      # smoke test on the small corpus, a few minutes, writes scratch/bench/benchmarks-quick.md (no plclimit, no workers)')
   L.push('npm run bench -- --only ingest,latency   # a subset of phases: floor, reference, ingest, pglite, plclimit, workers, latency, fanout, jetstream, memory')
   L.push('npm run bench -- --only latency --max-rate 4000   # latency at 50 % / 80 % of a maximum measured elsewhere (without either: fixed 2,000/s)')
