@@ -6,7 +6,9 @@
  *   (e) reference   @atproto/sync Firehose with validation against one fake host (child process)
  *   (a) ingest      fleet offering as fast as the relay takes it; Postgres (with a CPU profile), then PGlite,
  *                   then Postgres again with the relay's default outbound PLC rate limit (lifted elsewhere)
- *   (b) latency     host send → consumer receive at 2,000 events/s offered
+ *   (a) workers     the Postgres ingest again with RELAY_VERIFY_WORKERS = 0, 1, … cores + 1 (not in --quick unless named)
+ *   (b) latency     host send → consumer receive at 50 % and 80 % of (a)'s rate (or --max-rate N; else 2,000/s),
+ *                   over the new-account burst and in steady state
  *   (c) fan-out     0 / 50 / 200 consumers (child process) at 1,000 events/s; relay CPU per consumer per event
  *   (d) memory      peak RSS while ingesting; 100k accounts seeded and read through the caches (child process)
  *
@@ -14,10 +16,12 @@
  * scratch/bench/benchmarks-quick.md instead, so it never replaces full results).
  *
  *   npm run bench -- --render scratch/bench/results-full.json   (re-render a saved run, e.g. after editing bench/notes.md)
- *   npm run bench [-- --quick] [-- --only floor,reference,ingest,pglite,latency,fanout,jetstream,memory] [-- --out FILE] [-- --accounts N]
+ *   npm run bench [-- --quick] [-- --only floor,reference,ingest,pglite,plclimit,workers,latency,fanout,jetstream,memory]
+ *                 [-- --out FILE] [-- --accounts N] [-- --max-rate N (latency without the ingest phase)]
  */
 import { execFileSync } from 'node:child_process'
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { availableParallelism } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
@@ -25,29 +29,17 @@ import { TEST_DATABASE_URL } from '../test/helpers/db.js'
 import { ensureCorpus } from './corpus/corpus.js'
 import { DEFAULT_PARAMS, QUICK_PARAMS, type CorpusParams } from './corpus/params.js'
 import { describeMachine, loadAverage } from './suite/machine.js'
-import { runFanout, runFloor, runIngest, runLatency, runReference, type IngestResult } from './suite/phases.js'
+import { BenchSetupError, checkPostgres, ensureReferencePeer, POSTGRES_PHASES } from './suite/preflight.js'
+import { runIngest, runWorkers, type IngestResult } from './suite/ingest.js'
+import { runLatencyLevels } from './suite/latency.js'
+import { runFanout, runFloor, runReference } from './suite/phases.js'
 import { renderReport, type BenchResults } from './suite/report.js'
 import { runJsonChild } from './suite/rpc.js'
 import type { JetstreamBenchResult } from './jetstream.bench.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
-const PHASES = ['floor', 'reference', 'ingest', 'pglite', 'plclimit', 'latency', 'fanout', 'jetstream', 'memory'] as const
+const PHASES = ['floor', 'reference', 'ingest', 'pglite', 'plclimit', 'workers', 'latency', 'fanout', 'jetstream', 'memory'] as const
 type Phase = (typeof PHASES)[number]
-
-/**
- * The reference phase runs `@atproto/sync` from the e2e peer's own install (test/peer), which a fresh
- * clone does not have until `npm test` ran: install it (cached outside the clone, so usually instant)
- * rather than fail mid-run with "Cannot find module".
- */
-function ensureReferencePeer(log: (m: string) => void): void {
-  if (existsSync(join(ROOT, 'test/peer/node_modules/@atproto/sync/package.json'))) return
-  log('reference phase needs test/peer installed: running test/peer/install.sh')
-  try {
-    execFileSync('sh', [join(ROOT, 'test/peer/install.sh')], { stdio: ['ignore', 'inherit', 'inherit'] })
-  } catch (err) {
-    throw new Error(`test/peer/install.sh failed (${(err as Error).message}); run it by hand, or skip the phase with --only`)
-  }
-}
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -57,6 +49,7 @@ async function main(): Promise<void> {
       out: { type: 'string' },
       accounts: { type: 'string' },
       render: { type: 'string' },
+      'max-rate': { type: 'string' },
     },
   })
   if (values.render) {
@@ -68,8 +61,8 @@ async function main(): Promise<void> {
     return
   }
   const quick = values.quick === true
-  // The quick run skips the second Postgres ingest (default PLC limit) to stay under 2 minutes.
-  const defaults = quick ? PHASES.filter((p) => p !== 'plclimit') : PHASES
+  // The quick run skips the extra Postgres ingests (default PLC limit, 0…N verify workers) to stay under 2 minutes.
+  const defaults = quick ? PHASES.filter((p) => p !== 'plclimit' && p !== 'workers') : PHASES
   const only = new Set((values.only ?? defaults.join(',')).split(',').map((s) => s.trim()) as Phase[])
   for (const p of only) if (!PHASES.includes(p)) throw new Error(`unknown phase ${p}; phases: ${PHASES.join(', ')}`)
   const params: Partial<CorpusParams> = quick ? QUICK_PARAMS : DEFAULT_PARAMS
@@ -79,8 +72,9 @@ async function main(): Promise<void> {
   const stamp = new Date().toISOString()
 
   log(`atrelay benchmark (${quick ? 'quick' : 'full'}), load average ${loadAverage().join(' ')}`)
-  if (only.has('reference')) ensureReferencePeer(log)
-  const machine = await describeMachine(TEST_DATABASE_URL)
+  await checkPostgres(TEST_DATABASE_URL, [...only])
+  if (only.has('reference')) ensureReferencePeer(ROOT, log)
+  const machine = await describeMachine(TEST_DATABASE_URL, [...only].some((p) => POSTGRES_PHASES.includes(p)))
   const corpus = await ensureCorpus({ params, log })
   const results: BenchResults = { quick, stamp, machine, corpus: corpus.manifest, phases: [...only] }
   const profileFile = join(ROOT, 'scratch/bench/ingest-postgres.cpuprofile')
@@ -107,14 +101,18 @@ async function main(): Promise<void> {
   results.ingestDefaultPlc = await phase('plclimit', () =>
     runIngest({ kind: 'postgres', params, deadlineMs: quick ? 30_000 : 240_000, plcLimit: 'default', log }),
   )
-  results.latency = await phase('latency', () =>
-    runLatency(quick ? { params, rate: 2000, warmMs: 300, windowMs: 900, log } : { params, rate: 2000, warmMs: 4000, windowMs: 12_000, log }),
+  results.workers = await phase('workers', () =>
+    runWorkers({ params, deadlineMs: quick ? 30_000 : 240_000, max: availableParallelism() + 1, cores: availableParallelism(), log }),
   )
-  // The same rate measured once the corpus's burst of new accounts is over (all 2,000 are created in
-  // its first seconds): what consumers see from a relay in steady state.
-  if (!quick) results.latencySteady = await phase('latency', () => runLatency({ params, rate: 2000, warmMs: 14_000, windowMs: 8_000, log }))
-  // The same below the relay's capacity on a busy 2-core machine: latency without a standing queue.
-  if (!quick) results.latencyLow = await phase('latency', () => runLatency({ params, rate: 500, warmMs: 4000, windowMs: 12_000, log }))
+  results.latency = await phase('latency', () => {
+    const measured = results.ingestPostgres?.steady.eventsPerSec
+    const flag = values['max-rate'] !== undefined ? Number(values['max-rate']) : undefined
+    if (flag !== undefined && !(flag > 0)) throw new Error(`--max-rate must be a positive number of events/s, got ${values['max-rate']}`)
+    const max = measured !== undefined && measured > 0 ? { rate: measured, source: 'ingest' as const } : flag !== undefined ? { rate: flag, source: 'flag' as const } : undefined
+    if (max?.source === 'ingest' && flag !== undefined) log(`   --max-rate ${flag} ignored: phase (a) measured ${Math.round(measured!)} events/s in this run`)
+    if (!max) log('   no maximum ingest rate in this run (phase ingest not run or failed, no --max-rate): fixed 2,000 events/s')
+    return runLatencyLevels({ params, frames: corpus.manifest.totals.frames, ...(max ? { max } : {}), log })
+  })
   results.fanout = await phase('fanout', () =>
     runFanout(
       quick
@@ -152,5 +150,11 @@ async function main(): Promise<void> {
   log(`\nwrote ${out} (${results.totalSeconds.toFixed(0)} s)`)
 }
 
-await main()
+try {
+  await main()
+} catch (err) {
+  if (!(err instanceof BenchSetupError)) throw err
+  console.error(`npm run bench: ${err.message}`)
+  process.exit(1)
+}
 process.exit(0)

@@ -1,4 +1,5 @@
 /** What the numbers were measured on, and how busy the machine was. */
+import { execFileSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { cpus, loadavg, totalmem, release } from 'node:os'
 import pg from 'pg'
@@ -13,15 +14,18 @@ export interface MachineInfo {
   secp256k1: string
 }
 
-export async function describeMachine(adminUrl: string): Promise<MachineInfo> {
-  const client = new pg.Client({ connectionString: adminUrl, connectionTimeoutMillis: 5_000 })
-  await client.connect()
+export async function describeMachine(adminUrl: string, needPostgres = true): Promise<MachineInfo> {
   let postgres = 'unknown'
+  const client = new pg.Client({ connectionString: adminUrl, connectionTimeoutMillis: 5_000 })
   try {
+    await client.connect()
     const r = await client.query<{ server_version: string }>('show server_version')
     postgres = `PostgreSQL ${r.rows[0]?.server_version ?? '?'}`
+  } catch (err) {
+    if (needPostgres) throw err
+    postgres = 'not reachable (no phase of this run needs it)'
   } finally {
-    await client.end()
+    await client.end().catch(() => undefined)
   }
   const list = cpus()
   return {
@@ -51,7 +55,7 @@ export function machineCpu(): { busy: number; total: number } {
     const f = line.trim().split(/\s+/).slice(1).map(Number)
     const idle = (f[3] ?? 0) + (f[4] ?? 0)
     const total = f.reduce((s, x) => s + x, 0)
-    return { busy: (total - idle) / 100, total: total / 100 }
+    return { busy: (total - idle) / CLK_TCK, total: total / CLK_TCK }
   } catch {
     return { busy: NaN, total: NaN }
   }
@@ -61,4 +65,45 @@ export function machineCpu(): { busy: number; total: number } {
 export function processCpu(): number {
   const u = process.cpuUsage()
   return (u.user + u.system) / 1e6
+}
+
+/** Clock ticks per second of /proc's utime/stime (`getconf CLK_TCK`; 100 on Linux unless configured otherwise). */
+export const CLK_TCK = (() => {
+  try {
+    const n = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim())
+    return Number.isFinite(n) && n > 0 ? n : 100
+  } catch {
+    return 100
+  }
+})()
+
+/**
+ * CPU seconds of this process's main thread (the event loop; its tid is the pid) alone:
+ * /proc/self/task/<pid>/schedstat (ns on CPU), else utime + stime of its stat (clock ticks); NaN off Linux.
+ */
+export function mainThreadCpu(): number {
+  const task = `/proc/self/task/${process.pid}`
+  try {
+    const ns = Number(readFileSync(`${task}/schedstat`, 'utf8').split(' ')[0])
+    if (Number.isFinite(ns)) return ns / 1e9
+  } catch {
+    // no schedstat (kernel without CONFIG_SCHED_INFO): ticks below
+  }
+  try {
+    const stat = readFileSync(`${task}/stat`, 'utf8')
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return (Number(f[11]) + Number(f[12])) / CLK_TCK
+  } catch {
+    return NaN
+  }
+}
+
+/** Milliseconds the event loop has been active (not waiting in the poll phase) since the process started. */
+export function eventLoopActiveMs(): number {
+  return performance.eventLoopUtilization().active
+}
+
+/** One reading of everything a window's CPU figures are computed from. */
+export function cpuReading(): { cpu: number; mainCpu: number; eluActiveMs: number; machineBusy: number } {
+  return { cpu: processCpu(), mainCpu: mainThreadCpu(), eluActiveMs: eventLoopActiveMs(), machineBusy: machineCpu().busy }
 }

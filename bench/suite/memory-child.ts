@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto'
 import { NativeSecp256k1Keypair } from '../../test/helpers/fast-keys.js'
 import type { Relay } from '../../src/relay.js'
 import type { CorpusParams } from '../corpus/params.js'
-import { runIngest } from './phases.js'
+import { runIngest } from './ingest.js'
 
 const B32 = 'abcdefghijklmnopqrstuvwxyz234567'
 

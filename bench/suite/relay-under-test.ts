@@ -58,7 +58,16 @@ export async function startBenchRelay(opts: BenchRelayOptions): Promise<Relay> {
     ...opts.env,
   })
   const logger = pino({ level: config.logLevel, base: { service: 'atrelay-bench' } }, pino.destination(2))
-  return startRelay(config, logger, { addressLookup: loopbackLookup, txtLookup: noTxt })
+  const relay = await startRelay(config, logger, { addressLookup: loopbackLookup, txtLookup: noTxt })
+  verifyWorkersByRelay.set(relay, config.verifyWorkers)
+  return relay
+}
+
+const verifyWorkersByRelay = new WeakMap<Relay, number>()
+
+/** The verify worker threads a bench relay was configured with (RELAY_VERIFY_WORKERS resolved; 0 = inline). */
+export function benchRelayVerifyWorkers(relay: Relay): number | undefined {
+  return verifyWorkersByRelay.get(relay)
 }
 
 export interface IngestCounts {

@@ -3,7 +3,10 @@ import { existsSync, readFileSync } from 'node:fs'
 import type { CorpusManifest } from '../corpus/store.js'
 import type { MachineInfo } from './machine.js'
 import type { JetstreamBenchResult } from '../jetstream.bench.js'
-import type { FanoutResult, FloorPhase, IngestResult, LatencyResult, ReferenceResult } from './phases.js'
+import type { IngestResult, WorkersResult } from './ingest.js'
+import type { LatencyPhase } from './latency.js'
+import type { FanoutResult, FloorPhase, ReferenceResult } from './phases.js'
+import { droppedText, f1, f2, ingestSection, int, latencyGoal, latencyLevelName, latencySections, load, pct, target, WINDOW_NAMES, workersSection } from './report-parts.js'
 
 export interface BenchResults {
   quick: boolean
@@ -16,9 +19,10 @@ export interface BenchResults {
   ingestPostgres?: IngestResult
   ingestPglite?: IngestResult
   ingestDefaultPlc?: IngestResult
-  latency?: LatencyResult
-  latencyLow?: LatencyResult
-  latencySteady?: LatencyResult
+  /** 0 … cores + 1 verify workers, Postgres */
+  workers?: WorkersResult
+  /** at 50 % and 80 % of ingestPostgres's rate (or --max-rate; else a fixed 2,000/s) */
+  latency?: LatencyPhase
   fanout?: FanoutResult
   jetstream?: JetstreamBenchResult
   memory?: IngestResult & { endRssMB: number }
@@ -28,42 +32,14 @@ export interface BenchResults {
 
 const NOTES_FILE = new URL('../notes.md', import.meta.url)
 
-const int = (x: number) => (Number.isFinite(x) ? Math.round(x).toLocaleString('en-US') : 'n/a')
-const f1 = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : 'n/a')
-const f2 = (x: number) => (Number.isFinite(x) ? x.toFixed(2) : 'n/a')
-const pct = (x: number) => (Number.isFinite(x) ? `${(x * 100).toFixed(1)} %` : '')
-const load = (l?: [number, number, number]) => (l ? l.join(' / ') : 'n/a')
-
-/** "met" or how far off, for a higher-is-better (or lower-is-better) target. */
-function target(value: number | undefined, goal: number, higherIsBetter: boolean): string {
-  if (value === undefined || !Number.isFinite(value)) return 'not measured'
-  const ok = higherIsBetter ? value >= goal : value <= goal
-  if (ok) return 'met'
-  const off = higherIsBetter ? (goal - value) / goal : (value - goal) / goal
-  return `**missed by ${(off * 100).toFixed(0)} %**`
-}
-
-/** Drops the corpus intends: every #sync at account creation/activation repeats the current rev (dropped as a duplicate, DESIGN §6). */
-function dropVerdict(d: Record<string, number>, corpus: CorpusManifest): string {
-  const syncs = corpus.totals.events.sync
-  const other = Object.entries(d).filter(([k]) => k !== 'duplicate')
-  const dup = d.duplicate ?? 0
-  if (other.length === 0 && dup <= syncs) return `${droppedText(d)} — expected (the corpus has ${int(syncs)} \`#sync\` events, each repeating its account's current rev); **no unexpected drops**`
-  return `${droppedText(d)} — **unexpected** (corpus #sync: ${int(syncs)})`
-}
-
-function droppedText(d: Record<string, number>): string {
-  const entries = Object.entries(d)
-  return entries.length === 0 ? 'none' : entries.map(([k, v]) => `${k} ${v}`).join(', ')
-}
-
 export function renderReport(r: BenchResults): string {
   const m = r.machine
   const c = r.corpus
   const L: string[] = []
   const ing = r.ingestPostgres
   const lite = r.ingestPglite
-  const lat = r.latency
+  // Results saved before latency moved to fractions of the maximum (one LatencyResult) are not rendered.
+  const lat = r.latency && Array.isArray(r.latency.levels) ? r.latency : undefined
   const fan = r.fanout
   const mem = r.memory
   const relayRate = ing?.steady.eventsPerSec
@@ -107,9 +83,24 @@ export function renderReport(r: BenchResults): string {
   L.push(`| (a) max sustained ingest, Postgres | ${ing ? `${int(ing.steady.eventsPerSec)} events/s` : 'n/a'} | ≥ 5,000 events/s: ${target(relayRate, 5000, true)} |`)
   L.push(`| (a) max sustained ingest, PGlite | ${lite ? `${int(lite.steady.eventsPerSec)} events/s` : 'n/a'} | |`)
   if (r.ingestDefaultPlc) L.push(`| (a) the same, Postgres, relay's default PLC limit (100 resolutions/s) | ${int(r.ingestDefaultPlc.steady.eventsPerSec)} events/s | |`)
-  L.push(`| (b) latency at ${int(lat?.offeredPerSec ?? 2000)} events/s, p50 / p99 | ${lat ? `${f1(lat.p50)} / ${f1(lat.p99)} ms` : 'n/a'} | p99 ≤ 100 ms: ${target(lat?.p99, 100, false)} |`)
-  if (r.latencySteady) L.push(`| (b) latency at ${int(r.latencySteady.offeredPerSec)} events/s after the new-account burst, p50 / p99 | ${f1(r.latencySteady.p50)} / ${f1(r.latencySteady.p99)} ms | p99 ≤ 100 ms: ${target(r.latencySteady.p99, 100, false)} |`)
-  if (r.latencyLow) L.push(`| (b) latency at ${int(r.latencyLow.offeredPerSec)} events/s, p50 / p99 | ${f1(r.latencyLow.p50)} / ${f1(r.latencyLow.p99)} ms | |`)
+  const fl = r.floor
+  const st = ing?.steady
+  L.push(`| (a) ingest ÷ one-core floor rate (Postgres, strict verify) | ${fl && st ? f2(st.eventsPerSec / fl.eventsPerCpuSecond) : 'n/a'} | ≥ 0.8: ${target(fl && st ? st.eventsPerSec / fl.eventsPerCpuSecond : undefined, 0.8, true)} |`)
+  if (r.workers && fl) {
+    L.push(
+      `| (a) ingest with ${r.workers.runs.map((x) => x.verifyWorkers).join(' / ')} verify workers, ÷ floor rate | ${r.workers.runs.map((x) => f2(x.steady.eventsPerSec / fl.eventsPerCpuSecond)).join(' / ')} (${r.workers.runs.map((x) => int(x.steady.eventsPerSec)).join(' / ')} events/s) | |`,
+    )
+  }
+  if (lat) {
+    for (const level of lat.levels) {
+      const goal = latencyGoal(level)
+      for (const w of ['burst', 'steady'] as const) {
+        const x = level[w]
+        if (!x) continue
+        L.push(`| (b) latency at ${latencyLevelName(level, lat)}, ${WINDOW_NAMES[w]}, p50 / p99 | ${f1(x.p50)} / ${f1(x.p99)} ms | ${goal !== undefined ? `p99 ≤ ${goal} ms: ${target(x.p99, goal, false)}` : 'not evaluated (no maximum rate)'} |`)
+      }
+    }
+  } else L.push('| (b) latency at 50 % / 80 % of max rate, p99 | n/a | ≤ 100 ms / ≤ 250 ms: not measured |')
   if (fan) {
     for (const s of fan.steps.filter((s) => s.consumers > 0)) {
       L.push(
@@ -130,42 +121,19 @@ export function renderReport(r: BenchResults): string {
   L.push(
     `| (d) peak RSS, ${mem?.extra ? int(Number(mem.extra.seededAccounts)) : '100k'} accounts known, then ingesting | ${mem ? `${int(mem.peakRssMB)} MB` : 'n/a'} | ≤ 500 MB: ${target(mem?.peakRssMB, 500, false)} |`,
   )
-  if (r.reference && ing) L.push(`| (e) relay ÷ reference consumer | ${f1(ing.steady.eventsPerSec / r.reference.framesPerSec)} × | |`)
-  if (r.floor && ing) L.push(`| (e) relay ÷ CPU floor (one core), events/s | ${f2(ing.steady.eventsPerSec / r.floor.eventsPerCpuSecond)} | |`)
-  if (r.floor && ing?.steady.relayUsPerEvent !== undefined)
-    L.push(
-      `| (e) CPU per event, relay (+ Postgres) ÷ floor | ${f1(ing.steady.relayUsPerEvent / r.floor.usPerEvent)} × (${f1((ing.steady.relayUsPerEvent + (ing.steady.pgUsPerEvent ?? 0)) / r.floor.usPerEvent)} ×) | |`,
-    )
+  const relayX = fl && st?.relayUsPerEvent !== undefined ? st.relayUsPerEvent / fl.usPerEvent : undefined
+  const withPgX = fl && st?.relayUsPerEvent !== undefined && st.pgUsPerEvent !== undefined ? (st.relayUsPerEvent + st.pgUsPerEvent) / fl.usPerEvent : undefined
+  const mainX = fl && st?.mainUsPerEvent !== undefined ? st.mainUsPerEvent / fl.usPerEvent : undefined
+  L.push(`| (e) relay CPU per event ÷ floor | ${relayX !== undefined ? `${f2(relayX)} × (${f1(st!.relayUsPerEvent!)} ÷ ${f1(fl!.usPerEvent)} µs)` : 'n/a'} | ≤ 2.0 ×: ${target(relayX, 2.0, false)} |`)
+  L.push(`| (e) relay + its Postgres backends, CPU per event ÷ floor | ${withPgX !== undefined ? `${f2(withPgX)} ×` : 'n/a'} | ≤ 2.5 ×: ${target(withPgX, 2.5, false)} |`)
+  L.push(
+    `| (e) relay main thread, CPU per event ÷ floor | ${mainX !== undefined ? `${f2(mainX)} × (${f1(st!.mainUsPerEvent!)} µs; event-loop utilisation × window ÷ events ${f1(st!.eluUsPerEvent ?? NaN)} µs = ${f2((st!.eluUsPerEvent ?? NaN) / fl!.usPerEvent)} ×)` : 'n/a'} | ≤ 0.5 ×: ${target(mainX, 0.5, false)} |`,
+  )
+  const refX = r.reference && st ? st.eventsPerSec / r.reference.framesPerSec : undefined
+  L.push(`| (e) relay ÷ \`@atproto/sync\` reference consumer | ${refX !== undefined ? `${f1(refX)} ×` : 'n/a'} | ≥ 20 ×: ${target(refX, 20, true)} |`)
   L.push('')
   if (r.failures && Object.keys(r.failures).length > 0) {
     L.push('**Phases that failed:** ' + Object.entries(r.failures).map(([k, v]) => `${k}: ${v}`).join('; '))
-    L.push('')
-  }
-
-  const ingestSection = (title: string, x: IngestResult) => {
-    L.push(`### ${title}`)
-    L.push('')
-    L.push(`Load average at start: ${load(x.loadAvg)}.`)
-    L.push('')
-    L.push('| | |')
-    L.push('|---|---|')
-    L.push(`| steady window | ${f1(x.steady.fromS)}–${f1(x.steady.toS)} s: ${int(x.steady.events)} events, **${int(x.steady.eventsPerSec)} events/s** accepted at the sequencer |`)
-    L.push(`| whole run | ${int(x.accepted)} accepted, ${int(x.dropped)} dropped of ${int(x.totalFrames)} frames in ${f1(x.seconds)} s (${int(x.overallEventsPerSec)} events/s from first commit to last)${x.completed ? '' : ' — **stopped at the deadline before the corpus was done**'} |`)
-    L.push(`| drops | ${x.completed ? dropVerdict(x.droppedByReason, c) : droppedText(x.droppedByReason)}${x.lastErrors.length ? `; last errors: ${x.lastErrors.map((e) => '`' + e.slice(0, 160) + '`').join('; ')}` : ''} |`)
-    L.push(`| events in the log | ${int(x.storedEvents)} |`)
-    L.push(`| PLC | ${int(x.internals.plcResolutions)} resolutions; ${f1(x.internals.plcLimitDelaySeconds)} s of rate-limit delay in total (${x.plcLimit === 'lifted' ? 'limit lifted' : 'default limit'}) |`)
-    L.push(
-      `| CPU in the window | relay process ${f2(x.steady.relayCores)} cores${x.steady.pgCores !== undefined ? `, its Postgres backends ${f2(x.steady.pgCores)} cores` : ''}; whole machine ${f2(x.steady.machineCores)} of ${m.cores} cores busy (relay + database + fake hosts + other users) |`,
-    )
-    L.push(
-      `| CPU per accepted event | relay process ${f1(x.steady.relayUsPerEvent ?? NaN)} µs${x.steady.pgUsPerEvent !== undefined ? ` + Postgres backends ${f1(x.steady.pgUsPerEvent)} µs = ${f1((x.steady.relayUsPerEvent ?? NaN) + x.steady.pgUsPerEvent)} µs` : ''} (floor: ${r.floor ? f1(r.floor.usPerEvent) + ' µs' : 'n/a'}) |`,
-    )
-    L.push(`| RSS | ${int(x.startRssMB)} MB at start, peak ${int(x.peakRssMB)} MB |`)
-    const i = x.internals
-    L.push(
-      `| inside the relay (whole run) | batch commit ${f1(i.commitMs)} ms for ${f1(i.batchEvents)} events on average; verify ${f2(i.verifyMs)} ms per event (wall, includes waiting for the event loop); on average ${f1(i.avgInFlight)} events processing, ${f1(i.avgQueued)} queued in ingest, ${f1(i.avgSequencerQueued)} waiting in the sequencer |`,
-    )
-    if (x.profileWindow) L.push(`| profiled window | ${f1(x.profileWindow.fromS)}–${f1(x.profileWindow.toS)} s at ${int(x.profileWindow.eventsPerSec)} events/s (profiler on) |`)
     L.push('')
   }
 
@@ -176,44 +144,13 @@ export function renderReport(r: BenchResults): string {
       'Every fake host offers its whole corpus as fast as the relay reads it. The relay verifies everything (CAR hashes, signature, strict MST inversion), writes every event with its head and host cursor to the database, and publishes it. Rate = growth of the committed seq over the window in which 10 % to 90 % of the corpus was handled (10–55 % when a profile is taken over 55–95 %).',
   )
   L.push('')
-  if (ing) ingestSection('Postgres', ing)
-  if (lite) ingestSection('PGlite (embedded, data directory on local disk)', lite)
-  if (r.ingestDefaultPlc) ingestSection("Postgres with the relay's default outbound PLC limit (100 resolutions/s)", r.ingestDefaultPlc)
+  const ctx = { corpus: c, cores: m.cores, ...(r.floor ? { floor: r.floor } : {}) }
+  if (ing) ingestSection(L, 'Postgres', ing, ctx)
+  if (lite) ingestSection(L, 'PGlite (embedded, data directory on local disk)', lite, ctx)
+  if (r.ingestDefaultPlc) ingestSection(L, "Postgres with the relay's default outbound PLC limit (100 resolutions/s)", r.ingestDefaultPlc, ctx)
+  if (r.workers) workersSection(L, r.workers, r.floor, c)
 
-  const latencySection = (x: LatencyResult) => {
-    const from = x.warmMs !== undefined && x.windowMs !== undefined ? `, measured ${f1(x.warmMs / 1000)}–${f1((x.warmMs + x.windowMs) / 1000)} s after the hosts were added` : ''
-    L.push(`### ${int(x.offeredPerSec)} events/s offered${from}`)
-    L.push('')
-    L.push(`Load average at start: ${load(x.loadAvg)}.`)
-    L.push('')
-    L.push('| p50 | p90 | p99 | max | mean | events measured | accepted in window |')
-    L.push('|---:|---:|---:|---:|---:|---:|---:|')
-    L.push(`| ${f1(x.p50)} ms | ${f1(x.p90)} ms | ${f1(x.p99)} ms | ${f1(x.max)} ms | ${f1(x.mean)} ms | ${int(x.count)} | ${int(x.window.eventsPerSec)} events/s |`)
-    L.push('')
-    if (x.existingAccounts && x.firstEventOfAccount) {
-      L.push(
-        `Split: events of accounts already seen: p50 ${f1(x.existingAccounts.p50)} ms, p99 ${f1(x.existingAccounts.p99)} ms (${int(x.existingAccounts.count)}); ` +
-          `the first \`#commit\`/\`#sync\` of an account (it waits behind the account's \`#identity\`: PLC resolution, handle check, account creation): p50 ${f1(x.firstEventOfAccount.p50)} ms, p99 ${f1(x.firstEventOfAccount.p99)} ms (${int(x.firstEventOfAccount.count)}).`,
-      )
-      L.push('')
-    }
-    L.push(
-      `Probe: ${int(x.probe.received)} frames received, ${int(x.probe.matched)} matched, ${int(x.probe.unmatched)} unmatched, ${x.probe.errors.length ? x.probe.errors.join('; ') : 'no errors'}. Drops: ${droppedText(x.dropped)}${x.lastErrors.length ? ` (last errors: ${x.lastErrors.map((e) => '`' + e.slice(0, 160) + '`').join('; ')})` : ''}.`,
-    )
-    L.push('')
-  }
-  if (lat || r.latencySteady || r.latencyLow) {
-    L.push('## (b) Latency, host send → consumer receive')
-    L.push('')
-    L.push(
-      'The fake hosts (child process) stamp every frame when they hand it to the socket; a `ws` consumer of the relay firehose in the same child matches what arrives by (DID, rev), so both ends use one clock. `#identity`/`#account` are not matched (no rev). ' +
-        'Measured after a warm-up, over a fixed window, on a fresh relay and database each time.',
-    )
-    L.push('')
-    if (lat) latencySection(lat)
-    if (r.latencySteady) latencySection(r.latencySteady)
-    if (r.latencyLow) latencySection(r.latencyLow)
-  }
+  if (lat) latencySections(L, lat)
 
   if (fan) {
     L.push(`## (c) Fan-out at ${int(fan.offeredPerSec)} events/s`)
@@ -312,13 +249,20 @@ export function renderReport(r: BenchResults): string {
   L.push('## Reproducing')
   L.push('')
   L.push('```bash')
-  L.push('npm run bench                 # full run, writes docs/benchmarks.md (~5–8 min; the corpus is generated once, ~1–2 min, into bench/.corpus/)')
-  L.push('npm run bench -- --quick      # smoke test on the small corpus, < 2 min, writes scratch/bench/benchmarks-quick.md')
-  L.push('npm run bench -- --only ingest,latency   # a subset of phases: floor, reference, ingest, pglite, plclimit, latency, fanout, jetstream, memory')
+  L.push('npm ci                        # once on a fresh clone (npm run bench says so in one line when node_modules is missing)')
+  L.push('npm run bench                 # full run, writes docs/benchmarks.md (~8–10 min on a quiet machine, 17 min on a loaded one: the latency runs last ~corpus ÷ 50 % and ÷ 80 % of the measured rate; the corpus is generated once, ~1–2 min, into bench/.corpus/)')
+  L.push('npm run bench -- --quick      # smoke test on the small corpus, a few minutes, writes scratch/bench/benchmarks-quick.md (no plclimit, no workers)')
+  L.push('npm run bench -- --only ingest,latency   # a subset of phases: floor, reference, ingest, pglite, plclimit, workers, latency, fanout, jetstream, memory')
+  L.push('npm run bench -- --only latency --max-rate 4000   # latency at 50 % / 80 % of a maximum measured elsewhere (without either: fixed 2,000/s)')
+  L.push('RELAY_VERIFY_WORKERS=0 npm run bench -- --only floor,ingest   # the relay under test with another verify-worker count (the workers phase sets its own)')
   L.push('npm run bench -- --render scratch/bench/results-full.json   # re-render this file from a saved run')
   L.push('```')
   L.push('')
-  L.push('Needs Postgres at `TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/test`; each phase creates and drops its own database) and `test/peer` installed (`bash test/peer/install.sh`) for the reference consumer. Raw results: `scratch/bench/results-*.json`.')
+  L.push(
+    'Needs Postgres at `TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/test`; each phase creates and drops its own database; checked first, in one line, when a phase of the run needs it). ' +
+      'The reference phase needs `test/peer` installed and runs `test/peer/install.sh` itself when it is not (cached outside the clone); the memory phase builds `dist/` itself; the corpus is generated on first use. ' +
+      'Raw results: `scratch/bench/results-*.json`; the CPU profile: `scratch/bench/ingest-postgres.cpuprofile`.',
+  )
   L.push('')
   return L.join('\n')
 }
