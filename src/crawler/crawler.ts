@@ -188,6 +188,14 @@ export class Crawler implements HostLifecycle {
     return [...this.conns.values()].map((c) => this.statusOf(c))
   }
 
+  /** Hostname and open time (ms) of every open connection, built from nothing but those two fields (for /metrics). */
+  *openConnections(): Generator<{ hostname: string; openSince: number }> {
+    for (const c of this.conns.values()) {
+      const openSince = c.openSince
+      if (openSince !== null) yield { hostname: c.host.hostname, openSince }
+    }
+  }
+
   connection(hostname: string): HostConnectionStatus | undefined {
     const name = hostname.toLowerCase()
     for (const c of this.conns.values()) if (c.host.hostname === name) return this.statusOf(c)
