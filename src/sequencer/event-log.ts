@@ -187,12 +187,18 @@ export class EventLog {
     return Math.floor(seq / this.partitionSize) * this.partitionSize
   }
 
+  /**
+   * Created on its own, then attached: `CREATE TABLE … PARTITION OF` takes an exclusive lock on `event`, so behind a
+   * long reader (pg_dump) it waited and every insert queued behind it; ATTACH PARTITION takes a lock that readers and
+   * inserts do not conflict with (and adds the parent's indexes to the empty table). A table left unattached by a
+   * crash between the two is attached by the next call.
+   */
   private async createPartition(start: number, end: number): Promise<void> {
     const name = `event_p${start}`
     try {
-      await sql
-        .raw(`CREATE TABLE IF NOT EXISTS ${name} PARTITION OF event FOR VALUES FROM (${start}) TO (${end})`)
-        .execute(this.db)
+      await sql.raw(`CREATE TABLE IF NOT EXISTS ${name} (LIKE event INCLUDING DEFAULTS INCLUDING CONSTRAINTS)`).execute(this.db)
+      const { rows } = await sql<{ attached: boolean }>`select exists (select 1 from pg_inherits where inhrelid = ${name}::regclass) as attached`.execute(this.db)
+      if (!rows[0]?.attached) await sql.raw(`ALTER TABLE event ATTACH PARTITION ${name} FOR VALUES FROM (${start}) TO (${end})`).execute(this.db)
       this.logger.info({ partition: name, start, end }, 'event log partition created')
     } catch (err) {
       throw new EventLogError('partition-create-failed', `cannot create partition ${name}: ${(err as Error).message}`, {

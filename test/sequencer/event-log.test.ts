@@ -1,3 +1,4 @@
+import { sql } from 'kysely'
 import pg from 'pg'
 import { Registry } from 'prom-client'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -88,8 +89,17 @@ describe('retention beside a long transaction on the event table (postgres)', ()
   let t: TestDatabase
   let s: Sequencer
   let accounts: number[]
-  let holder: pg.Client | undefined
+  const readers: pg.Client[] = []
   const registry = new Registry()
+  /** A long reader, as pg_dump is: its lock on `event` lasts until it commits. */
+  const longReader = async () => {
+    const c = new pg.Client({ connectionString: t.url })
+    readers.push(c)
+    await c.connect()
+    await c.query('begin')
+    await c.query('select count(*) from event')
+    return c
+  }
 
   beforeAll(async () => {
     t = await createTestDatabase('postgres')
@@ -98,7 +108,7 @@ describe('retention beside a long transaction on the event table (postgres)', ()
     await s.start()
   }, 60_000)
   afterAll(async () => {
-    await holder?.end()
+    for (const c of readers) await c.end()
     await s?.stop()
     await t?.cleanup()
   })
@@ -109,11 +119,7 @@ describe('retention beside a long transaction on the event table (postgres)', ()
     await t.storage.db.updateTable('event').set({ received_at: new Date(Date.now() - 3600_000) }).execute()
     const before = (await s.eventLog.partitions()).map((p) => p.start)
     expect(before.slice(0, 3)).toEqual([0, 10, 20])
-    // A long reader, as pg_dump is: its lock on `event` lasts until it commits.
-    holder = new pg.Client({ connectionString: t.url })
-    await holder.connect()
-    await holder.query('begin')
-    await holder.query('select count(*) from event')
+    const holder = await longReader()
     const retention = s.eventLog.enforceRetention()
     // Ingest keeps committing meanwhile; a DROP waiting for its lock would hold this insert until the reader ends.
     let committed = false
@@ -126,5 +132,21 @@ describe('retention beside a long transaction on the event table (postgres)', ()
     await holder.query('commit')
     expect(await s.eventLog.enforceRetention()).toBe(2) // 0..9 and 10..19; 20..29 holds the current seq
     expect((await s.eventLog.partitions())[0]!.start).toBe(20)
+  }, 60_000)
+
+  it('a new partition is attached beside the reader: commits never wait for it', async () => {
+    const before = await s.eventLog.partitions()
+    const holder = await longReader()
+    // Seqs 27..41: the sequencer needs the partitions for 40.. and 50.. meanwhile.
+    let committed = 0
+    for (let i = 0; i < 15; i++) void s.submit(commitEvent(accounts[0]!, 'did:plc:test0', rev(200 + i))).then(() => committed++)
+    await waitUntil(() => committed === 15, 'commits into new partitions while a reader holds event', 20_000)
+    await holder.query('commit')
+    const after = await s.eventLog.partitions()
+    expect(after.length).toBeGreaterThan(before.length)
+    // Attached with the parent's indexes: the seq primary key, account and time_us.
+    const { rows } = await sql<{ n: number }>`select count(*)::int as n from pg_indexes where tablename = ${after.at(-1)!.name}`.execute(t.storage.db)
+    expect(rows[0]!.n).toBe(3)
+    await expect(sql`insert into event (seq, account_id, kind, frame) select seq, account_id, kind, frame from event where seq = 41`.execute(t.storage.db)).rejects.toThrow(/duplicate key/)
   }, 60_000)
 })
