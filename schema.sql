@@ -158,3 +158,12 @@ CREATE INDEX collection_backfill_due_idx ON collection_backfill (due_at);
 ALTER TABLE event ADD COLUMN time_us bigint;
 -- a time cursor finds its seq without a scan (partitioned: one index per partition)
 CREATE INDEX event_time_us_idx ON event (time_us);
+
+-- migrate:4
+
+-- Accounts held back by their host's account limit, and accounts taken down: few rows among millions.
+-- getHostStatus and the admin host list count throttled accounts per host, a raised limit releases them
+-- in id order, the admin takedown list reads takendown ones; without these partial indexes each of those
+-- reads every account of the host (up to hundreds of thousands) or the whole table (docs/operations.md).
+CREATE INDEX account_throttled_idx ON account (host_id, id) WHERE local_status = 'throttled';
+CREATE INDEX account_takendown_idx ON account (id) WHERE local_status = 'takendown';

@@ -34,7 +34,8 @@ import { registerListReposByCollection } from './api/list-repos-by-collection.js
 import { assertNativeSecp256k1 } from './atproto/keys.js'
 import { CollectionBackfill } from './collections/backfill.js'
 import type { Config } from './config.js'
-import { Crawler } from './crawler/index.js'
+import { countConnectableHosts, Crawler } from './crawler/index.js'
+import { checkFdLimit } from './fd-limit.js'
 import { USER_AGENT } from './crawler/upstream-dial.js'
 import { registerCrawlRoutes } from './api/crawl-routes.js'
 import { Firehose } from './firehose/index.js'
@@ -267,6 +268,15 @@ export async function startRelay(config: Config, logger: Logger, overrides: Rela
     const metricsAddress = await metrics.listen(config.metricsListen)
     cleanup.push(() => metrics.close())
 
+    // Before the dials: a limit below the host count would show only as hosts failing with EMFILE.
+    checkFdLimit(
+      {
+        hosts: await countConnectableHosts(storage.db),
+        newHosts: current.requestCrawlEnabled ? current.newHostsPerDay : 0,
+        dbConnections: config.dbPoolSize + (queryStorage === storage ? 0 : config.dbQueryPoolSize),
+      },
+      logger,
+    )
     await crawler.start()
     collectionsBackfill?.start()
     cleanup.push(async () => collectionsBackfill?.stop())

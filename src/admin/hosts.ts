@@ -40,9 +40,11 @@ export class AdminHosts {
     const throttledBy = new Map(throttled.map((r) => [r.host_id, Number(r.n)]))
     const now = Date.now()
     const rateLimited = this.deps.crawler.rateLimitedHosts()
+    // One pass over the connections, not one per host: with thousands of hosts a lookup each made the list quadratic.
+    const connections = new Map(this.deps.crawler.connections().map((c) => [c.hostname, c]))
     return hosts.map((h) => {
       const events = this.deps.stats.snapshot(h.hostname)
-      const conn = this.deps.crawler.connection(h.hostname)
+      const conn = connections.get(h.hostname)
       return {
         hostname: h.hostname,
         status: h.status,

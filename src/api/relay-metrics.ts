@@ -6,33 +6,42 @@
  * to the `maxHosts` laggiest hosts, and an unlabelled maximum covers them all.
  */
 import { Gauge, type Registry } from 'prom-client'
-import type { HostStatsSnapshot } from '../stats/host-stats.js'
 
 export interface HostLagSource {
-  /** Live connections (hostname and state). */
-  connections(): { hostname: string; state: string; connectedSince: string | null }[]
+  /** Open connections: hostname and when each opened (ms). */
+  openConnections(): Iterable<{ hostname: string; openSince: number }>
 }
 
 export interface HostLagOptions {
   crawler: HostLagSource
-  stats: { snapshot(hostname: string): HostStatsSnapshot }
+  stats: { lastEventAtMs(hostname: string): number | null }
   registry: Registry
   /** Hosts given their own label (the laggiest); default 50. */
   maxHosts?: number
   now?: () => number
 }
 
-/** Seconds since each open connection last delivered an event (or opened, if it never did). */
+/**
+ * Seconds since each open connection last delivered an event (or opened, if it never did).
+ * Two number reads per host and no allocation beyond the result: a scrape walks every host twice
+ * (building each connection's status and snapshot instead cost ~30 ms per pass at 3,000 hosts).
+ */
 export function hostLagSeconds(opts: Pick<HostLagOptions, 'crawler' | 'stats' | 'now'>): { hostname: string; seconds: number }[] {
   const now = (opts.now ?? Date.now)()
   const out: { hostname: string; seconds: number }[] = []
-  for (const c of opts.crawler.connections()) {
-    if (c.state !== 'open') continue
-    const last = opts.stats.snapshot(c.hostname).lastEventAt ?? c.connectedSince
-    if (last === null) continue
-    out.push({ hostname: c.hostname, seconds: Math.max(0, (now - Date.parse(last)) / 1000) })
+  for (const c of opts.crawler.openConnections()) {
+    const last = opts.stats.lastEventAtMs(c.hostname) ?? c.openSince
+    out.push({ hostname: c.hostname, seconds: Math.max(0, (now - last) / 1000) })
   }
   return out.sort((a, b) => b.seconds - a.seconds)
+}
+
+/** The largest of hostLagSeconds, in one pass without sorting. */
+export function maxHostLagSeconds(opts: Pick<HostLagOptions, 'crawler' | 'stats' | 'now'>): number {
+  const now = (opts.now ?? Date.now)()
+  let max = 0
+  for (const c of opts.crawler.openConnections()) max = Math.max(max, (now - (opts.stats.lastEventAtMs(c.hostname) ?? c.openSince)) / 1000)
+  return max
 }
 
 export function registerHostLagMetrics(opts: HostLagOptions): void {
@@ -53,7 +62,7 @@ export function registerHostLagMetrics(opts: HostLagOptions): void {
     help: 'The largest relay_upstream_last_event_age_seconds over every connected host',
     registers: [opts.registry],
     collect() {
-      this.set(hostLagSeconds(opts)[0]?.seconds ?? 0)
+      this.set(maxHostLagSeconds(opts))
     },
   })
 }

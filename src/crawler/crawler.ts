@@ -21,6 +21,7 @@ import type { Storage } from '../storage/db.js'
 import type { Host, HostStatus } from '../storage/types.js'
 import { Admission, type AdmissionPolicy, type AdmissionResult, type HostLifecycle } from './admission.js'
 import { DEFAULT_BACKOFF, type BackoffOptions } from '../backoff.js'
+import { DialPacer } from './dial-pacing.js'
 import { HostConnection, type ConnectionFailure, type ConnectionInfo } from './host-connection.js'
 import { findHost, HostWriteError, insertHost, loadConnectableHosts, updateHost, type HostPatch } from './host-store.js'
 import type { ParsedHostname } from './hostname.js'
@@ -46,7 +47,7 @@ export interface CrawlerOptions extends AdmissionPolicy {
   rateLimitQuietMs?: number
   /** DNS resolution for every outbound connection (tests inject one). */
   addressLookup?: AddressLookup
-  /** Pause between dials at start-up, so thousands of hosts do not dial at once; 1 ms by default. */
+  /** Start-up dials are paced at one per this many ms on average, so thousands of hosts do not dial at once; 1 ms by default. */
   startStaggerMs?: number
   logger: Logger
   registry: Registry
@@ -96,11 +97,12 @@ export class Crawler implements HostLifecycle {
   async start(): Promise<void> {
     const hosts = await loadConnectableHosts(this.opts.storage.db)
     this.log.info({ hosts: hosts.length }, 'resubscribing hosts')
-    const stagger = this.opts.startStaggerMs ?? 1
+    const pacer = new DialPacer(this.opts.startStaggerMs ?? 1)
     for (const host of hosts) {
       if (this.stopping) return
       this.connect(host)
-      if (stagger > 0) await sleep(stagger)
+      const wait = pacer.dialled()
+      if (wait >= 1) await sleep(wait)
     }
   }
 
@@ -186,6 +188,14 @@ export class Crawler implements HostLifecycle {
   /** Live state of every host connection. */
   connections(): HostConnectionStatus[] {
     return [...this.conns.values()].map((c) => this.statusOf(c))
+  }
+
+  /** Hostname and open time (ms) of every open connection, built from nothing but those two fields (for /metrics). */
+  *openConnections(): Generator<{ hostname: string; openSince: number }> {
+    for (const c of this.conns.values()) {
+      const openSince = c.openSince
+      if (openSince !== null) yield { hostname: c.host.hostname, openSince }
+    }
   }
 
   connection(hostname: string): HostConnectionStatus | undefined {

@@ -130,6 +130,11 @@ export class HostConnection {
     }
   }
 
+  /** When the open connection opened (ms), null unless open: the cheap read per-scrape metrics make for every host. */
+  get openSince(): number | null {
+    return this.state === 'open' ? this.connectedSince : null
+  }
+
   rateLimitedView(): RateLimitedView | null {
     return this.rateLimited.view()
   }

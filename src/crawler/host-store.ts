@@ -11,6 +11,12 @@ export async function loadConnectableHosts(db: Kysely<Database>): Promise<Host[]
   return db.selectFrom('host').selectAll().where('status', '!=', 'banned').orderBy('id').execute()
 }
 
+/** How many hosts start-up will connect (those loadConnectableHosts returns). */
+export async function countConnectableHosts(db: Kysely<Database>): Promise<number> {
+  const row = await db.selectFrom('host').select(sql<number>`count(*)::int`.as('n')).where('status', '!=', 'banned').executeTakeFirstOrThrow()
+  return Number(row.n)
+}
+
 export interface NewHostRow {
   hostname: string
   ssl: boolean

@@ -20,5 +20,5 @@ export {
 } from './hostname.js'
 export { hostRateLimits, HostRateLimiter, SlidingWindow, type HostRateLimits, type RateLimitState } from './rate-limit.js'
 export { describeServer, DescribeServerError } from './describe-server.js'
-export { HostWriteError, type HostWriteFailure } from './host-store.js'
+export { countConnectableHosts, HostWriteError, type HostWriteFailure } from './host-store.js'
 export type { FutureCursorPolicy, HostCursorSource, IngestSink, UpstreamHost } from './types.js'

@@ -189,16 +189,19 @@ export class AccountStore {
    */
   async releaseThrottled(hostId: number): Promise<string[]> {
     const released = await this.storage.db.transaction().execute(async (trx) => {
-      const host = await trx.selectFrom('host').select(['account_limit']).where('id', '=', hostId).forUpdate().executeTakeFirst()
+      const host = await trx.selectFrom('host').select(['account_limit', 'account_count']).where('id', '=', hostId).forUpdate().executeTakeFirst()
       if (host === undefined) return []
-      const counted = await trx
+      // The host's counted accounts that are not throttled: account_count (every account but deleted ones, kept in the
+      // same transactions as the accounts) less the throttled ones, which the partial index account_throttled_idx
+      // finds without reading the host's other accounts (counting those read all 500,000 of a big host: 2.3 s under the host lock).
+      const throttled = await trx
         .selectFrom('account')
         .select(sql<number>`count(*)::int`.as('n'))
         .where('host_id', '=', hostId)
-        .where('local_status', '!=', 'throttled')
+        .where('local_status', '=', 'throttled')
         .where('upstream_status', '!=', 'deleted')
         .executeTakeFirstOrThrow()
-      const room = host.account_limit - Number(counted.n)
+      const room = host.account_limit - (host.account_count - Number(throttled.n))
       if (room <= 0) return []
       const rows = await trx
         .selectFrom('account')

@@ -17,6 +17,10 @@ import type { Database, EventKindCode } from '../storage/types.js'
 export const DEFAULT_PARTITION_SIZE = configDefault('eventPartitionSize')
 export const DEFAULT_REPLAY_WINDOW_MS = configDefault('replayWindowMs')
 const DEFAULT_RETENTION_INTERVAL_MS = 60_000
+/** How long a retention DROP may wait for its lock (inserts queue behind it meanwhile). */
+const DROP_LOCK_TIMEOUT_MS = 250
+/** Postgres lock_not_available: lock_timeout expired. */
+const LOCK_NOT_AVAILABLE = '55P03'
 
 export interface LoggedEvent {
   seq: number
@@ -82,6 +86,7 @@ export class EventLog {
   private readonly partitionsGauge: Gauge
   private readonly droppedCounter: Counter
   private readonly removedCounter: Counter
+  private readonly postponedCounter: Counter
 
   constructor(opts: EventLogOptions) {
     this.db = opts.storage.db
@@ -106,6 +111,11 @@ export class EventLog {
     this.removedCounter = new Counter({
       name: 'relay_event_log_events_removed_total',
       help: 'Events removed from the log for takedowns',
+      registers: [opts.registry],
+    })
+    this.postponedCounter = new Counter({
+      name: 'relay_event_log_partition_drops_postponed_total',
+      help: 'Retention drops that gave way to a long transaction on the event table (retried at the next pass)',
       registers: [opts.registry],
     })
   }
@@ -177,12 +187,18 @@ export class EventLog {
     return Math.floor(seq / this.partitionSize) * this.partitionSize
   }
 
+  /**
+   * Created on its own, then attached: `CREATE TABLE … PARTITION OF` takes an exclusive lock on `event`, so behind a
+   * long reader (pg_dump) it waited and every insert queued behind it; ATTACH PARTITION takes a lock that readers and
+   * inserts do not conflict with (and adds the parent's indexes to the empty table). A table left unattached by a
+   * crash between the two is attached by the next call.
+   */
   private async createPartition(start: number, end: number): Promise<void> {
     const name = `event_p${start}`
     try {
-      await sql
-        .raw(`CREATE TABLE IF NOT EXISTS ${name} PARTITION OF event FOR VALUES FROM (${start}) TO (${end})`)
-        .execute(this.db)
+      await sql.raw(`CREATE TABLE IF NOT EXISTS ${name} (LIKE event INCLUDING DEFAULTS INCLUDING CONSTRAINTS)`).execute(this.db)
+      const { rows } = await sql<{ attached: boolean }>`select exists (select 1 from pg_inherits where inhrelid = ${name}::regclass) as attached`.execute(this.db)
+      if (!rows[0]?.attached) await sql.raw(`ALTER TABLE event ATTACH PARTITION ${name} FOR VALUES FROM (${start}) TO (${end})`).execute(this.db)
       this.logger.info({ partition: name, start, end }, 'event log partition created')
     } catch (err) {
       throw new EventLogError('partition-create-failed', `cannot create partition ${name}: ${(err as Error).message}`, {
@@ -252,12 +268,36 @@ export class EventLog {
       // Partitions are dropped oldest first; stop at the first one still inside the window
       // so the retained log stays one contiguous range.
       if (expired === false) break
-      await sql.raw(`DROP TABLE IF EXISTS ${p.name}`).execute(this.db)
+      if (!(await this.dropPartition(p))) break
       dropped++
       this.droppedCounter.inc()
       this.logger.info({ partition: p.name, start: p.start, end: p.end, empty: expired === null }, 'event log partition dropped')
     }
     if (dropped > 0) await this.partitions()
     return dropped
+  }
+
+  /**
+   * Drops one partition, waiting at most DROP_LOCK_TIMEOUT_MS for its lock. The DROP needs an exclusive lock on
+   * `event` itself: queued behind a long reader (a backup, a long transaction) it would hold up every insert behind
+   * it, stalling ingest for as long as that reader runs. So it gives way instead; the next pass tries again.
+   * False when postponed.
+   */
+  private async dropPartition(p: PartitionInfo): Promise<boolean> {
+    try {
+      await this.db.transaction().execute(async (trx) => {
+        await sql.raw(`SET LOCAL lock_timeout = ${DROP_LOCK_TIMEOUT_MS}`).execute(trx)
+        await sql.raw(`DROP TABLE IF EXISTS ${p.name}`).execute(trx)
+      })
+      return true
+    } catch (err) {
+      if ((err as { code?: string }).code !== LOCK_NOT_AVAILABLE) throw err
+      this.postponedCounter.inc()
+      this.logger.warn(
+        { partition: p.name, start: p.start, end: p.end, lockTimeoutMs: DROP_LOCK_TIMEOUT_MS },
+        'event log partition drop postponed: the event table is in use by a long transaction (a backup?); retrying at the next pass',
+      )
+      return false
+    }
   }
 }

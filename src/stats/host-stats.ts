@@ -146,6 +146,11 @@ export class HostStats {
     }
   }
 
+  /** When the host last sent an event (ms), null if never: snapshot()'s lastEventAt without building a snapshot. */
+  lastEventAtMs(host: string): number | null {
+    return this.hosts.get(host)?.lastEventAt || null
+  }
+
   /** Total drops by reason across hosts (for tests and the admin overview). */
   droppedByReason(): Partial<Record<DropReason, number>> {
     const out: Partial<Record<DropReason, number>> = {}

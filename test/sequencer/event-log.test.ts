@@ -1,7 +1,10 @@
+import { sql } from 'kysely'
+import pg from 'pg'
 import { Registry } from 'prom-client'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Sequencer } from '../../src/sequencer/sequencer.js'
 import { createTestDatabase, STORAGE_KINDS, type TestDatabase } from '../helpers/db.js'
+import { waitUntil } from '../helpers/wait.js'
 import { commitEvent, createAccounts, createHost, rev, silentLogger } from './helpers.js'
 
 describe.each(STORAGE_KINDS)('event log on %s', (kind) => {
@@ -80,4 +83,70 @@ describe.each(STORAGE_KINDS)('event log on %s', (kind) => {
     expect(await s.eventLog.enforceRetention()).toBe(0) // 1040 is fresh
     expect((await s.eventLog.partitions())[0]!.start).toBe(1040)
   }, 180_000)
+})
+
+describe('retention beside a long transaction on the event table (postgres)', () => {
+  let t: TestDatabase
+  let s: Sequencer
+  let accounts: number[]
+  const readers: pg.Client[] = []
+  const registry = new Registry()
+  /** A long reader, as pg_dump is: its lock on `event` lasts until it commits. */
+  const longReader = async () => {
+    const c = new pg.Client({ connectionString: t.url })
+    readers.push(c)
+    await c.connect()
+    await c.query('begin')
+    await c.query('select count(*) from event')
+    return c
+  }
+
+  beforeAll(async () => {
+    t = await createTestDatabase('postgres')
+    accounts = await createAccounts(t.storage, await createHost(t.storage, 'pds.example.com'), 1)
+    s = new Sequencer({ storage: t.storage, initialSeq: 1, partitionSize: 10, replayWindowMs: 60_000, retentionIntervalMs: 0, maxBatchDelayMs: 1, logger: silentLogger, registry })
+    await s.start()
+  }, 60_000)
+  afterAll(async () => {
+    for (const c of readers) await c.end()
+    await s?.stop()
+    await t?.cleanup()
+  })
+
+  it('a partition drop gives way instead of queueing every insert behind a reader (a backup), and happens once it is gone', async () => {
+    // Seqs 1..25, and the partitions ahead of them created now (seq 25 covers up to 40), before the reader arrives.
+    for (let i = 0; i < 25; i++) await s.submit(commitEvent(accounts[0]!, 'did:plc:test0', rev(i)))
+    await t.storage.db.updateTable('event').set({ received_at: new Date(Date.now() - 3600_000) }).execute()
+    const before = (await s.eventLog.partitions()).map((p) => p.start)
+    expect(before.slice(0, 3)).toEqual([0, 10, 20])
+    const holder = await longReader()
+    const retention = s.eventLog.enforceRetention()
+    // Ingest keeps committing meanwhile; a DROP waiting for its lock would hold this insert until the reader ends.
+    let committed = false
+    void s.submit(commitEvent(accounts[0]!, 'did:plc:test0', rev(100))).then(() => (committed = true))
+    await waitUntil(() => committed, 'a commit while retention waits for the reader', 20_000)
+    expect(await retention).toBe(0) // postponed
+    expect((await s.eventLog.partitions()).map((p) => p.start)).toEqual(before)
+    const postponed = await registry.getSingleMetric('relay_event_log_partition_drops_postponed_total')!.get()
+    expect(postponed.values[0]!.value).toBeGreaterThan(0)
+    await holder.query('commit')
+    expect(await s.eventLog.enforceRetention()).toBe(2) // 0..9 and 10..19; 20..29 holds the current seq
+    expect((await s.eventLog.partitions())[0]!.start).toBe(20)
+  }, 60_000)
+
+  it('a new partition is attached beside the reader: commits never wait for it', async () => {
+    const before = await s.eventLog.partitions()
+    const holder = await longReader()
+    // Seqs 27..41: the sequencer needs the partitions for 40.. and 50.. meanwhile.
+    let committed = 0
+    for (let i = 0; i < 15; i++) void s.submit(commitEvent(accounts[0]!, 'did:plc:test0', rev(200 + i))).then(() => committed++)
+    await waitUntil(() => committed === 15, 'commits into new partitions while a reader holds event', 20_000)
+    await holder.query('commit')
+    const after = await s.eventLog.partitions()
+    expect(after.length).toBeGreaterThan(before.length)
+    // Attached with the parent's indexes: the seq primary key, account and time_us.
+    const { rows } = await sql<{ n: number }>`select count(*)::int as n from pg_indexes where tablename = ${after.at(-1)!.name}`.execute(t.storage.db)
+    expect(rows[0]!.n).toBe(3)
+    await expect(sql`insert into event (seq, account_id, kind, frame) select seq, account_id, kind, frame from event where seq = 41`.execute(t.storage.db)).rejects.toThrow(/duplicate key/)
+  }, 60_000)
 })
