@@ -165,5 +165,5 @@ CREATE INDEX event_time_us_idx ON event (time_us);
 -- getHostStatus and the admin host list count throttled accounts per host, a raised limit releases them
 -- in id order, the admin takedown list reads takendown ones; without these partial indexes each of those
 -- reads every account of the host (up to hundreds of thousands) or the whole table (docs/operations.md).
-CREATE INDEX account_throttled_idx ON account (host_id, id) WHERE local_status = 'throttled';
-CREATE INDEX account_takendown_idx ON account (id) WHERE local_status = 'takendown';
+CREATE INDEX IF NOT EXISTS account_throttled_idx ON account (host_id, id) WHERE local_status = 'throttled';
+CREATE INDEX IF NOT EXISTS account_takendown_idx ON account (id) WHERE local_status = 'takendown';

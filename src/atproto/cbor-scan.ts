@@ -165,7 +165,8 @@ export function keyAfter(buf: Uint8Array, prevStart: number, prevLength: number,
   return false
 }
 
-const utf8 = new TextDecoder('utf-8', { fatal: true })
+// ignoreBOM: a leading U+FEFF is kept, as @atcute/cbor's full decode keeps it, so every reader sees the same text.
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
 
 /**
  * Walks the entries of the map at the start of `buf`, checking string keys in

@@ -192,7 +192,8 @@ function scalarFrom(buf: Uint8Array, head: NonNullable<ReturnType<typeof readHea
   }
 }
 
-const utf8 = new TextDecoder('utf-8', { fatal: true })
+// ignoreBOM: a leading U+FEFF is kept, as @atcute/cbor's full decode keeps it, so every reader sees the same text.
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
 
 /** Text, or undefined if it is not valid UTF-8 (the field then counts as absent). */
 function textAt(buf: Uint8Array, start: number, length: number): string | undefined {

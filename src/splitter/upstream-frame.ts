@@ -70,7 +70,8 @@ function eventDid(body: Record<string, string | number>): string {
   return typeof did === 'string' ? did : ''
 }
 
-const utf8 = new TextDecoder('utf-8', { fatal: true })
+// ignoreBOM: a leading U+FEFF is kept, as @atcute/cbor's full decode keeps it, so every reader sees the same text.
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
 const WANTED = ['seq', 'time', 'error', 'message', 'name', 'repo', 'did'].map((name) => ({ name, bytes: new TextEncoder().encode(name) }))
 
 /**

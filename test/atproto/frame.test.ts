@@ -148,6 +148,16 @@ describe("decodeFrame(bytes, 'shallow')", () => {
     expect(f.sizes).toEqual({ blocks: 3, ops: 2 })
   })
 
+  it('keeps a leading byte-order mark, as the full decode does (the same DID and rev for ordering and for verification)', () => {
+    const body = { seq: 1, repo: '\uFEFFdid:plc:abc', rev: '\uFEFF3kaaaaaaaaa22', blocks: toBytes(new Uint8Array(1)), ops: [] }
+    const bytes = encodeMessageFrame('#commit', body)
+    const shallow = decodeFrame(bytes, 'shallow') as MessageFrame
+    const full = decodeFrame(bytes) as MessageFrame
+    expect(shallow.body.repo).toBe(full.body.repo)
+    expect(shallow.body.rev).toBe(full.body.rev)
+    expect((shallow.body.repo as string).length).toBe(12) // U+FEFF and the 11 characters of did:plc:abc
+  })
+
   it('refuses what the full decode refuses at the top level: keys out of order, a body that is not a map', () => {
     const header = encode({ op: 1, t: '#commit' })
     const unordered = concat(header, new Uint8Array([0xa2, 0x63, 0x72, 0x65, 0x76, 0x01, 0x62, 0x6f, 0x70, 0x02]))

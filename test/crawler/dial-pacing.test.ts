@@ -28,4 +28,15 @@ describe('start-up dial pacing', () => {
     expect(now).toBeLessThanOrEqual(3_003)
     expect(sleeps).toBeLessThan(1_100)
   })
+
+  it('after a long stall catches up by at most 20 dials at once, then keeps the pace', () => {
+    let now = 0
+    const pacer = new DialPacer(1, () => now)
+    pacer.dialled()
+    now += 500 // the event loop was blocked for 500 dial intervals
+    let atOnce = 0
+    while (pacer.dialled() === 0) atOnce++
+    expect(atOnce).toBeLessThanOrEqual(21) // the 20 it may be behind, and the one due now
+    expect(atOnce).toBeGreaterThanOrEqual(19)
+  })
 })
