@@ -29,10 +29,29 @@ export interface BatchWrites {
 }
 
 /**
- * Largest batch. Each column travels as one binary array parameter, so the parameter limit
- * (65,535) no longer binds; this bounds one statement's size and the time a batch holds its rows.
+ * Largest batch in events. Each column travels as one binary array parameter, so Postgres's
+ * parameter limit (65,535) no longer binds; what does is MAX_BATCH_BYTES.
  */
 export const MAX_BATCH_EVENTS = 5_000
+
+/**
+ * Largest batch in frame bytes (default; at least one event whatever its size). All of a batch's
+ * frames are one `bytea[]` value, and Postgres refuses a value (or a Bind message) over 1 GB: at
+ * 500 events of up to 5 MB a batch could pass that and then fail on every retry, holding every host.
+ */
+export const MAX_BATCH_BYTES = 64 * 1024 * 1024
+
+/** How many of `items` from the start (at most `maxEvents`) make one batch of at most `maxBytes` of frames, never fewer than one. */
+export function batchLength<T>(items: readonly T[], maxEvents: number, maxBytes: number, frameBytes: (item: T) => number): number {
+  let n = 0
+  let bytes = 0
+  while (n < items.length && n < maxEvents) {
+    bytes += frameBytes(items[n]!)
+    if (n > 0 && bytes > maxBytes) break
+    n++
+  }
+  return n
+}
 
 /**
  * The statement for `w`, or undefined when there is nothing to write.

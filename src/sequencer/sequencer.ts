@@ -19,7 +19,7 @@ import { frameWithSeq } from '../atproto/frame.js'
 import type { Storage } from '../storage/db.js'
 import { EventKind, type EventKindCode } from '../storage/types.js'
 import { BatchCommitter, SEQ_STATE_KEY, type PendingEvent } from './batch-commit.js'
-import { MAX_BATCH_EVENTS } from './batch-statement.js'
+import { batchLength, MAX_BATCH_BYTES, MAX_BATCH_EVENTS } from './batch-statement.js'
 import { EventClock } from './event-clock.js'
 import { EventLog } from './event-log.js'
 import { HostCursorTracker, type TicketMisuse, type UpstreamTicket } from './host-cursors.js'
@@ -37,6 +37,8 @@ export interface SequencerOptions {
   /** RELAY_INITIAL_SEQ: the first seq ever assigned is at least this. */
   initialSeq: number
   maxBatchEvents?: number
+  /** Frame bytes per batch (default MAX_BATCH_BYTES). */
+  maxBatchBytes?: number
   maxBatchDelayMs?: number
   /** Seqs per event-log partition. */
   partitionSize?: number
@@ -63,6 +65,7 @@ export class Sequencer implements CommittedEventSource {
   private readonly logger: Logger
   private readonly initialSeq: number
   private readonly maxBatchEvents: number
+  private readonly maxBatchBytes: number
   private readonly maxBatchDelayMs: number
   private readonly stopTimeoutMs: number
   private readonly cursors: HostCursorTracker
@@ -89,10 +92,11 @@ export class Sequencer implements CommittedEventSource {
     this.logger = opts.logger
     this.initialSeq = opts.initialSeq
     this.maxBatchEvents = opts.maxBatchEvents ?? 500
-    // A batch is one statement: its parameters must stay under Postgres's limit (batch-statement.ts).
+    // A batch is one statement, bounded in events and bytes (batch-statement.ts).
     if (!Number.isInteger(this.maxBatchEvents) || this.maxBatchEvents < 1 || this.maxBatchEvents > MAX_BATCH_EVENTS) {
       throw new RangeError(`maxBatchEvents must be an integer from 1 to ${MAX_BATCH_EVENTS}, got ${this.maxBatchEvents}`)
     }
+    this.maxBatchBytes = opts.maxBatchBytes ?? MAX_BATCH_BYTES
     this.maxBatchDelayMs = opts.maxBatchDelayMs ?? 10
     this.stopTimeoutMs = opts.stopTimeoutMs ?? 30_000
     if (!Number.isSafeInteger(opts.initialSeq) || opts.initialSeq < 0) {
@@ -288,7 +292,7 @@ export class Sequencer implements CommittedEventSource {
   /** Commits batches until nothing is queued (group commit: events arriving during a commit form the next batch). */
   private async drain(): Promise<void> {
     while (this.queue.length > 0 || this.cursors.hasUnwritten()) {
-      const batch = this.queue.slice(0, this.maxBatchEvents)
+      const batch = this.queue.slice(0, batchLength(this.queue, this.maxBatchEvents, this.maxBatchBytes, (p) => p.frame.length))
       const ok = await this.committer.commitWithRetry(batch)
       if (!ok) {
         this.rejectAll(new SequencerError('stopped', 'sequencer stopped before the event could be committed'))

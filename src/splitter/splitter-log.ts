@@ -26,7 +26,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { Logger } from 'pino'
 import { Counter, Gauge, type Registry } from 'prom-client'
 import { backoffCeiling, type BackoffOptions } from '../backoff.js'
-import { batchCommitStatement, MAX_BATCH_EVENTS } from '../sequencer/batch-statement.js'
+import { batchCommitStatement, batchLength, MAX_BATCH_BYTES, MAX_BATCH_EVENTS } from '../sequencer/batch-statement.js'
 import { EventClock } from '../sequencer/event-clock.js'
 import { EventLog, type EventRow } from '../sequencer/event-log.js'
 import type { CommittedEvent, CommittedEventSource } from '../sequencer/types.js'
@@ -289,8 +289,9 @@ export class SplitterLog implements CommittedEventSource {
         this.afterRewind(head, newest)
         continue
       }
-      let n = 0
-      while (n < this.items.length && n < this.maxBatch && (this.items[n] as Item).kind === 'event') n++
+      let events = 0
+      while (events < this.items.length && events < this.maxBatch && (this.items[events] as Item).kind === 'event') events++
+      const n = batchLength(this.items.slice(0, events), events, MAX_BATCH_BYTES, (item) => (item as { event: UpstreamEvent }).event.frame.length)
       const batch = this.items.slice(0, n).map((item) => (item as { event: UpstreamEvent }).event)
       const ok = await this.withRetry(() => this.commit(batch), { firstSeq: batch[0]?.seq, lastSeq: batch[n - 1]?.seq })
       if (ok === undefined) return

@@ -159,3 +159,33 @@ describe.each(STORAGE_KINDS)('Sequencer on %s', (kind) => {
     await expect(s.submit(commitEvent(accounts[2]!, 'did:plc:test2', rev(401)))).rejects.toBeInstanceOf(SequencerError)
   })
 })
+
+describe('Sequencer batch size in bytes', () => {
+  let t: TestDatabase
+  beforeAll(async () => {
+    t = await createTestDatabase('postgres')
+  }, 180_000)
+  afterAll(async () => {
+    await t?.cleanup()
+  })
+
+  it('closes a batch at maxBatchBytes of frames (one event even if larger), so no statement outgrows what Postgres takes', async () => {
+    const hostId = await createHost(t.storage, 'big.example.com')
+    const [account] = await createAccounts(t.storage, hostId, 1)
+    const s = makeSequencer(t, { maxBatchEvents: 100, maxBatchBytes: 20_000 })
+    const published: CommittedEvent[][] = []
+    s.onCommitted((evts) => published.push(evts))
+    await s.start()
+    // 12 frames of ~6 KB queued at once, then one of ~30 KB: at most three per batch, the large one alone.
+    const submits = Array.from({ length: 12 }, (_, i) => s.submit(commitEvent(account!, 'did:plc:big', rev(i), { padding: 6_000 })))
+    submits.push(s.submit(commitEvent(account!, 'did:plc:big', rev(12), { padding: 30_000 })))
+    await Promise.all(submits)
+    await s.stop()
+    expect(published.flat()).toHaveLength(13)
+    for (const batch of published) {
+      const bytes = batch.reduce((n, e) => n + e.frame.length, 0)
+      expect(batch.length === 1 || bytes <= 20_000).toBe(true)
+    }
+    expect(published.length).toBeGreaterThanOrEqual(5)
+  })
+})
