@@ -89,7 +89,7 @@ function areaOf(cf: CallFrame): string {
 
 /** Stages of the relay's ingest path, tested in order against every frame of a sample's stack. */
 const STAGES: [string, (cf: CallFrame) => boolean][] = [
-  ['verification (verifyCommitEvent / verifySyncEvent)', (cf) => cf.functionName === 'runVerification'],
+  ['verification (verifyCommitEvent / verifySyncEvent)', (cf) => cf.functionName === 'runVerification' || cf.functionName === 'verifyBody'],
   ['identity (DID resolution, handle checks)', (cf) => cf.url.includes('/src/identity/')],
   ['database client (kysely, pg; every caller)', (cf) => /node_modules\/(kysely|pg|pg-protocol|pg-pool)\//.test(cf.url)],
   ['upstream receive (crawler: ws frames, decodeFrame)', (cf) => cf.url.includes('/src/crawler/')],

@@ -12,6 +12,8 @@ import { pathToFileURL } from 'node:url'
 import { Worker } from 'node:worker_threads'
 import type { Logger } from 'pino'
 import type { VerifyOptions } from '../atproto/verify.js'
+import { backoffCeiling, type BackoffOptions } from '../backoff.js'
+import { verifyBody } from './verify-body.js'
 import type { Verifier, VerifyKind, VerifyOutcome, VerifyRequest } from './verify-runner.js'
 
 /** What the main thread posts to a worker: a batch of requests. */
@@ -35,6 +37,8 @@ export interface WorkerAnswers {
 /** A batch is sent at the end of the event-loop turn, or earlier once it holds this much. */
 const MAX_BATCH_REQUESTS = 256
 const MAX_BATCH_BYTES = 4 * 1024 * 1024
+/** Waits between attempts to start a replacement worker the system refused. */
+const RESPAWN_BACKOFF: BackoffOptions = { baseMs: 1_000, maxMs: 60_000 }
 
 interface Pending {
   resolve: (o: VerifyOutcome) => void
@@ -79,6 +83,12 @@ export class WorkerPoolVerifier implements Verifier {
   private closed = false
   private flushScheduled = false
   private batches = 0
+  private inlineCount = 0
+
+  /** Requests verified on this thread because no worker was alive. */
+  get verifiedInline(): number {
+    return this.inlineCount
+  }
 
   /** Messages sent to workers so far (each a batch of requests). */
   get batchesSent(): number {
@@ -137,24 +147,37 @@ export class WorkerPoolVerifier implements Verifier {
     })
     const fail = (err: Error) => {
       failedToLoad(err)
-      const outstanding = [...slot.outstanding.values()]
-      slot.outstanding.clear()
+      // Requests not sent yet go to another worker (or inline): verification is pure, nothing is lost.
+      const unsent = slot.batch.map((req, k) => ({ req, id: slot.batchIds[k]! }))
       slot.batch = []
       slot.batchIds = []
       slot.batchBytes = 0
-      for (const p of outstanding) p.reject(err)
-      if (this.closed || slot.dead) return
+      const wasDead = slot.dead
       slot.dead = true
+      const rerouted: { req: VerifyRequest; pending: Pending }[] = []
+      for (const { req, id } of unsent) {
+        const pending = slot.outstanding.get(id)
+        slot.outstanding.delete(id)
+        if (pending !== undefined) rerouted.push({ req, pending })
+      }
+      // Those in the worker's hands are failed (one of them may be what killed it); ingest retries them.
+      const inFlight = [...slot.outstanding.values()]
+      slot.outstanding.clear()
+      for (const p of inFlight) p.reject(err)
+      for (const { req, pending } of rerouted) {
+        if (this.closed) pending.reject(err)
+        else this.dispatch(req, pending)
+      }
+      if (this.closed || wasDead) return
       const wasUp = slot.up
       slot.up = false
-      // A worker that never loaded would fail again: no respawn loop, the pool reports it instead.
+      // A worker that never loaded would fail again: no respawn loop; verification goes on inline meanwhile.
       if (!wasUp) {
-        this.logger.error({ err }, 'verify worker failed to start')
+        this.logger.error({ err }, 'verify worker failed to start; verifying inline in its place')
         return
       }
       this.logger.error({ err }, 'verify worker died; starting a new one')
-      const i = this.slots.indexOf(slot)
-      if (i >= 0) this.slots[i] = this.spawn()
+      this.respawn(slot, 1)
     }
     worker.on('error', fail)
     worker.on('exit', (code) => {
@@ -165,26 +188,45 @@ export class WorkerPoolVerifier implements Verifier {
 
   verify(req: VerifyRequest): Promise<VerifyOutcome> {
     if (this.closed) return Promise.reject(new Error('verifier closed'))
-    // Least outstanding work first, among workers that are up (or still starting).
+    return new Promise<VerifyOutcome>((resolve, reject) => this.dispatch(req, { resolve, reject }))
+  }
+
+  /** To the least busy live worker, batched; inline when no worker is alive, so ingest never stalls on the pool. */
+  private dispatch(req: VerifyRequest, pending: Pending): void {
     let slot: Slot | undefined
     for (const s of this.slots) {
       if (s.dead) continue
       if (slot === undefined || s.outstanding.size < slot.outstanding.size) slot = s
     }
-    if (slot === undefined) return Promise.reject(new Error('no verify worker is running'))
+    if (slot === undefined) {
+      this.inlineCount++
+      pending.resolve(verifyBody(req.kind, req.bodyBytes, req.key, req.options))
+      return
+    }
     const id = this.nextId++
-    const target = slot
-    return new Promise<VerifyOutcome>((resolve, reject) => {
-      target.outstanding.set(id, { resolve, reject })
-      target.batch.push(req)
-      target.batchIds.push(id)
-      target.batchBytes += req.bodyBytes.length
-      if (target.batch.length >= MAX_BATCH_REQUESTS || target.batchBytes >= MAX_BATCH_BYTES) this.send(target)
-      else if (!this.flushScheduled) {
-        this.flushScheduled = true
-        setImmediate(() => this.flush())
-      }
-    })
+    slot.outstanding.set(id, pending)
+    slot.batch.push(req)
+    slot.batchIds.push(id)
+    slot.batchBytes += req.bodyBytes.length
+    if (slot.batch.length >= MAX_BATCH_REQUESTS || slot.batchBytes >= MAX_BATCH_BYTES) this.send(slot)
+    else if (!this.flushScheduled) {
+      this.flushScheduled = true
+      setImmediate(() => this.flush())
+    }
+  }
+
+  /** A new worker in `dead`'s place; if the thread cannot be created (resource limits), tried again later. */
+  private respawn(dead: Slot, attempt: number): void {
+    if (this.closed) return
+    const i = this.slots.indexOf(dead)
+    if (i < 0) return
+    try {
+      this.slots[i] = this.spawn()
+    } catch (err) {
+      const delayMs = backoffCeiling(attempt, RESPAWN_BACKOFF)
+      this.logger.error({ err, attempt, delayMs }, 'verify worker could not be started; verifying inline until it can')
+      setTimeout(() => this.respawn(dead, attempt + 1), delayMs).unref()
+    }
   }
 
   private flush(): void {

@@ -7,7 +7,8 @@ import { parentPort } from 'node:worker_threads'
 import { parseDidKey, type PublicKey } from '../atproto/keys.js'
 import type { VerifyOptions } from '../atproto/verify.js'
 import type { WorkerAnswers, WorkerBatch } from './verify-pool.js'
-import { verifyBody, type VerifyKind, type VerifyOutcome } from './verify-runner.js'
+import { verifyBody } from './verify-body.js'
+import type { VerifyKind, VerifyOutcome } from './verify-runner.js'
 
 const port = parentPort
 if (port === null) throw new Error('verify-worker must run in a worker thread')
