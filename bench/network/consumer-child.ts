@@ -17,15 +17,7 @@ import { tidToMicros } from '../../src/atproto/tid.js'
 import { decodeFrame } from '../../test/helpers/frames.js'
 import { serveRpc } from '../suite/rpc.js'
 import { wallMicros } from './fast-repo.js'
-
-export interface LatencySummary {
-  /** unix seconds (per-second) or unix minutes × 60 (per-minute) */
-  t: number
-  n: number
-  p50: number
-  p99: number
-  max: number
-}
+import { latencyBucket, type LatencySummary } from './latency.js'
 
 let url = (JSON.parse(process.argv[2] ?? '{}') as { url: string }).url
 const stats = {
@@ -49,10 +41,19 @@ const perMinute = new Map<number, number[]>()
 let ws: WebSocket | null = null
 let stopping = false
 
-function summarise(t: number, xs: number[]): LatencySummary {
+function summarise(t: number, xs: number[], histogram: boolean): LatencySummary {
   xs.sort((a, b) => a - b)
   const at = (p: number) => xs[Math.min(xs.length - 1, Math.floor(p * xs.length))]!
-  return { t, n: xs.length, p50: at(0.5), p99: at(0.99), max: xs[xs.length - 1]! }
+  const out: LatencySummary = { t, n: xs.length, p50: at(0.5), p99: at(0.99), max: xs[xs.length - 1]! }
+  if (histogram) {
+    const h = new Map<number, number>()
+    for (const x of xs) {
+      const b = latencyBucket(x)
+      h.set(b, (h.get(b) ?? 0) + 1)
+    }
+    out.h = [...h]
+  }
+  return out
 }
 
 function onMessage(data: Buffer): void {
@@ -130,9 +131,9 @@ serveRpc(
       const all = a.all === true
       const nowSec = Math.floor(wallMicros() / 1e6)
       const seconds: LatencySummary[] = []
-      for (const [t, xs] of perSecond) if (all || t < nowSec - 1) (seconds.push(summarise(t, xs)), perSecond.delete(t))
+      for (const [t, xs] of perSecond) if (all || t < nowSec - 1) (seconds.push(summarise(t, xs, true)), perSecond.delete(t))
       const minutes: LatencySummary[] = []
-      for (const [t, xs] of perMinute) if (all || t < nowSec - 61) (minutes.push(summarise(t, xs)), perMinute.delete(t))
+      for (const [t, xs] of perMinute) if (all || t < nowSec - 61) (minutes.push(summarise(t, xs, false)), perMinute.delete(t))
       return { seconds, minutes }
     },
     stats: () => ({ ...stats, accounts: lastRev.size, open: ws?.readyState === WebSocket.OPEN }),

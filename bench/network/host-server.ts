@@ -65,7 +65,8 @@ export class HostServer {
   backlog(): number {
     if (this.subs.size === 0) return this.ring.length
     let n = 0
-    for (const s of this.subs) n = Math.max(n, this.seq + 1 - Math.max(s.next, this.ringStart))
+    // unsent frames plus what sits in the socket's user-space buffer (~1.6 KB a frame)
+    for (const s of this.subs) n = Math.max(n, this.seq + 1 - Math.max(s.next, this.ringStart) + Math.ceil(s.ws.bufferedAmount / 1600))
     return n
   }
 

@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import pg from 'pg'
 import { createPostgresDatabase } from '../../test/helpers/db.js'
-import type { LatencySummary } from './consumer-child.js'
+import type { LatencySummary } from './latency.js'
 import type { HostChildArgs } from './host-child.js'
 import { activePerHost, hostSizes, identityCacheFor, type NetworkParams } from './params.js'
 import { metricSum, migrateDatabase, RelayProcess } from './relay-process.js'
@@ -166,14 +166,19 @@ export class Network {
       const hostChildren = await Promise.all(children)
       log(`  ${hostChildren.length} host processes up`)
       const logDir = join(ROOT, 'scratch/bench-network')
-      mkdirSync(logDir, { recursive: true })
+      const dataDir = join(logDir, `data-${params.label}`)
+      mkdirSync(dataDir, { recursive: true })
       const relay = new RelayProcess(
         {
           DATABASE_URL: db.url,
           RELAY_ALLOW_INSECURE_HOSTS: 'true',
           RELAY_PLC_URL: plc.ready.url as string,
           RELAY_ADMIN_PASSWORD: 'bench',
-          RELAY_DEFAULT_ACCOUNT_LIMIT: '1000000000',
+          // The trusted default: big enough for the largest fake host (a limit near 1e9 overflows int4 in
+          // src/api/host-limit-metrics.ts's "near the limit" count, see the report).
+          RELAY_DEFAULT_ACCOUNT_LIMIT: '10000000',
+          // Unused with Postgres, but /metrics reports its filesystem (and warns on every scrape if missing).
+          RELAY_DATA_DIR: dataDir,
           RELAY_NEW_HOSTS_PER_DAY: '100000',
           // The stand-in is a local mirror: the default 100/s toward plc.directory would measure the limit.
           RELAY_PLC_RATE_LIMIT: '100000',

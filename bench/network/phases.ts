@@ -178,12 +178,23 @@ export async function runTimeline(net: Network, log: (m: string) => void): Promi
   const maxFrom = net.elapsed
   await soakFor(maxFrom + p.maxRateS)
   const maxRate = { ...windowOf(net.samples, maxFrom + p.maxRateS / 3, net.elapsed), generatorBehind: (await net.hostStats()).behind - behind0 }
+  await net.setMax(false)
   log(`  max ingest: ${maxRate.eventsPerSec.toFixed(0)} events/s (relay ${maxRate.relayCores.toFixed(2)} cores, hosts ${maxRate.hostCores.toFixed(2)} cores)`)
   const soakRate = Math.max(50, Math.round(maxRate.eventsPerSec * 0.5))
   const highRate = Math.max(90, Math.round(maxRate.eventsPerSec * 0.9))
 
-  mark('soak')
+  // What the hosts queued in their sockets during the probe drains before the soak starts.
+  mark('drain')
   await net.setRate(soakRate)
+  const drainFrom = net.elapsed
+  while (net.elapsed - drainFrom < 180) {
+    await sleep(1000)
+    const last = net.seconds.slice(-3)
+    if (last.length === 3 && last.every((x) => x.p99 < 1000) && net.elapsedOfUnix(last[0]!.t) > drainFrom) break
+  }
+  log(`  drained the probe's backlog in ${(net.elapsed - drainFrom).toFixed(0)} s`)
+
+  mark('soak')
   const soakFrom = net.elapsed
   const soakS = p.soakMin * 60
   const at = (f: number) => soakFrom + Math.max(20, f * soakS)

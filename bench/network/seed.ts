@@ -3,7 +3,8 @@
  * host row per fake host (status active, cursor 0) and `accounts` accounts
  * with heads and cached identities, spread over the hosts by size. All rows
  * are made server-side (`insert … select … from generate_series`), one
- * statement per table, so 10 M accounts take minutes, not hours. The
+ * statement per table, with the tables' indexes and constraints dropped and
+ * built again after, so 10 M accounts take minutes, not hours. The
  * collections backfill's first pass is marked done (a relay that has run for
  * a while has finished it; otherwise it would describeRepo 10 M accounts).
  */
@@ -14,7 +15,7 @@ import { SEEDED_DID_SQL } from './params.js'
 export interface SeedResult {
   accounts: number
   hosts: number
-  seconds: { hosts: number; account: number; head: number; identity: number; analyze: number; total: number }
+  seconds: { hosts: number; account: number; head: number; identity: number; indexes: number; analyze: number; total: number }
   dbBytesAfter: number
 }
 
@@ -40,12 +41,18 @@ export async function seedNetwork(url: string, hostPorts: number[], sizes: numbe
     }
     await client.query(
       `insert into host (id, hostname, ssl, status, cursor, account_limit, account_count)
-       select i, 'localhost:' || p, false, 'active', 0, 1000000000, n
+       select i, 'localhost:' || p, false, 'active', 0, 10000000, n
        from unnest($1::int[], $2::int[]) with ordinality as h(p, n, i)`,
       [hostPorts, sizes],
     )
     await client.query(`select setval('host_id_seq', $1)`, [hostPorts.length])
     await client.query(`create temp table ranges as select i::bigint as host_id, lo::bigint as lo, (lo + n - 1)::bigint as hi, p from unnest($1::int[], $2::int[], $3::int[]) with ordinality as r(lo, n, p, i)`, [lo, sizes, hostPorts])
+    // Bulk load without the indexes and constraints, then build them once (same names as schema.sql):
+    // several times faster than maintaining four B-trees and a foreign key row by row.
+    await client.query(`alter table account_head drop constraint account_head_account_id_fkey, drop constraint account_head_pkey`)
+    await client.query(`drop index account_host_idx`)
+    await client.query(`alter table account drop constraint account_host_id_fkey, drop constraint account_did_key, drop constraint account_pkey`)
+    await client.query(`alter table identity drop constraint identity_pkey`)
     const tHosts = t()
     log(`    seed: ${hostPorts.length} hosts in ${((tHosts - t0) / 1000).toFixed(1)} s; accounts…`)
     await client.query(
@@ -71,6 +78,14 @@ export async function seedNetwork(url: string, hostPorts: number[], sizes: numbe
        select ${SEEDED_DID_SQL}, 'ok', '${SEEDED_KEY}', 'http://localhost:' || r.p, 'u' || g || '.seeded.test', null, now()
        from ranges r, generate_series(r.lo, r.hi) g`,
     )
+    const tLoaded = t()
+    log(`    seed: identities in ${((tLoaded - tHead) / 1000).toFixed(1)} s; indexes and constraints…`)
+    await client.query(`alter table account add constraint account_pkey primary key (id), add constraint account_did_key unique (did)`)
+    await client.query(`create index account_host_idx on account (host_id, id)`)
+    await client.query(`alter table account add constraint account_host_id_fkey foreign key (host_id) references host (id)`)
+    await client.query(`alter table account_head add constraint account_head_pkey primary key (account_id)`)
+    await client.query(`alter table account_head add constraint account_head_account_id_fkey foreign key (account_id) references account (id) on delete cascade`)
+    await client.query(`alter table identity add constraint identity_pkey primary key (did)`)
     const tIdentity = t()
     await client.query(
       `insert into relay_state (key, value) values ('collections_backfill', to_jsonb($1::bigint))
@@ -81,11 +96,11 @@ export async function seedNetwork(url: string, hostPorts: number[], sizes: numbe
     const tAnalyze = t()
     const size = await client.query<{ n: string }>('select pg_database_size(current_database()) as n')
     const s = (a: number, b: number) => Math.round((b - a) / 100) / 10
-    log(`    seed: identities in ${s(tHead, tIdentity)} s, analyze ${s(tIdentity, tAnalyze)} s`)
+    log(`    seed: indexes ${s(tLoaded, tIdentity)} s, analyze ${s(tIdentity, tAnalyze)} s`)
     return {
       accounts: total,
       hosts: hostPorts.length,
-      seconds: { hosts: s(t0, tHosts), account: s(tHosts, tAccount), head: s(tAccount, tHead), identity: s(tHead, tIdentity), analyze: s(tIdentity, tAnalyze), total: s(t0, tAnalyze) },
+      seconds: { hosts: s(t0, tHosts), account: s(tHosts, tAccount), head: s(tAccount, tHead), identity: s(tHead, tLoaded), indexes: s(tLoaded, tIdentity), analyze: s(tIdentity, tAnalyze), total: s(t0, tAnalyze) },
       dbBytesAfter: Number(size.rows[0]!.n),
     }
   } finally {
