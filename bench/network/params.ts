@@ -95,7 +95,7 @@ export function parseNetworkArgs(argv: string[]): NetworkParams & { render?: str
   p.downS = num(values['down-s'], p.downS)
   p.partitionSize = num(values['partition-size'], p.partitionSize)
   p.replayWindow = values['replay-window'] ?? p.replayWindow
-  p.hostsPerChild = Math.max(p.hostsPerChild, Math.ceil(p.hosts / 4))
+  p.hostsPerChild = Math.max(10, Math.min(1000, Math.ceil(p.hosts / 3)))
   p.label = values.label ?? (values.smoke ? 'smoke' : p.hosts === FULL.hosts && p.accounts === FULL.accounts ? 'full' : 'custom')
   if (p.hosts > p.accounts) throw new Error('--hosts exceeds --accounts')
   return values.render ? { ...p, render: values.render } : p

@@ -226,7 +226,7 @@ export async function runTimeline(net: Network, log: (m: string) => void): Promi
     mark('queries')
     const q0 = net.elapsed
     log('  query API at scale')
-    queries = await runQueries(net.relay.apiUrl, net.shape.largestHost.hostname, net.params.accounts, log)
+    queries = await runQueries(net.relay.apiUrl, net.shape.largestHost.hostname, net.params.accounts, net.params.accounts + net.shape.activeAccounts, Math.min(600, Math.max(60, soakS * 0.25)), log)
     queryWindow = windowOf(net.samples, q0, net.elapsed)
   } catch (err) {
     failures.queries = String((err as Error).stack ?? err)

@@ -198,7 +198,8 @@ export function renderNetworkReport(r: NetworkResults, charts: { file: string; t
   }
   const q = tl?.queries
   if (q) {
-    L.push(`| listRepos walk | ${int(q.listRepos.repos)} repos in ${int(q.listRepos.pages)} pages of 1,000, ${f1(q.listRepos.seconds)} s; page p50 ${f1(q.listRepos.p50Ms)} ms, p99 ${f1(q.listRepos.p99Ms)}, max ${f1(q.listRepos.maxMs)}; median by depth: ${q.listRepos.deciles.map((d) => `${int(d.depth)}: ${f1(d.medianMs)}`).join(', ')} ms |`)
+    const walk = q.listRepos.complete ? 'full walk' : `walk stopped by its ${q.listRepos.budgetS}-s budget, then ${q.listRepos.sampledPages} pages sampled by cursor up to the last account`
+    L.push(`| listRepos (${walk}) | ${int(q.listRepos.repos)} repos in ${int(q.listRepos.pages)} pages of 1,000, ${f1(q.listRepos.seconds)} s; page p50 ${f1(q.listRepos.p50Ms)} ms, p99 ${f1(q.listRepos.p99Ms)}, max ${f1(q.listRepos.maxMs)}; median page time by depth: ${q.listRepos.deciles.map((d) => `${int(d.depth)}: ${f1(d.medianMs)}`).join(', ')} ms |`)
     L.push(`| getHostStatus ${q.getHostStatus.hostname} (${int(q.getHostStatus.accountCount)} accounts) | p50 ${f1(q.getHostStatus.p50Ms)} ms, max ${f1(q.getHostStatus.maxMs)} ms (${q.getHostStatus.count} calls) |`)
     L.push(`| getRepoStatus / getLatestCommit while ingest runs | p50 ${f1(q.getRepoStatus.p50Ms)} / ${f1(q.getLatestCommit.p50Ms)} ms, p99 ${f1(q.getRepoStatus.p99Ms)} / ${f1(q.getLatestCommit.p99Ms)} ms (${q.getRepoStatus.count} each, errors ${q.getRepoStatus.errors}/${q.getLatestCommit.errors}) |`)
   }
