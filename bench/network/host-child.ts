@@ -5,6 +5,7 @@
  * a relay that was down gets the backlog replayed from each host's ring.
  * An account is created (#identity, #account, genesis #commit, #sync) the
  * first time it is picked, so new accounts keep arriving through the run.
+ * At most 2 actions per account per second (a PDS's write rate limit caps the busiest accounts).
  * Mix per action: ~98 % commits, 1.5 % handle changes (#identity after the
  * PLC stand-in has the new document), 0.5 % deactivations (reactivated on the
  * next action: #account, #identity, #sync).
@@ -113,6 +114,25 @@ async function act(i: number): Promise<number> {
   return events.length
 }
 
+/**
+ * Zipf, but no account faster than MAX_PER_ACCOUNT_PER_SEC: a PDS rate-limits writes (the Bluesky PDS allows
+ * ~5,000 points an hour, ~0.5 creates/s sustained), so even the busiest accounts of the real network post a
+ * few events a second at most. A pick inside its account's interval is drawn again (a few tries).
+ */
+const MAX_PER_ACCOUNT_PER_SEC = 2
+const lastAct = new Float64Array(accounts.length)
+let repicks = 0
+function pickAccount(): number {
+  const now = performance.now()
+  let i = picker.pick(Math.random())
+  for (let k = 0; k < 8 && now - lastAct[i]! < 1000 / MAX_PER_ACCOUNT_PER_SEC; k++) {
+    repicks++
+    i = picker.pick(Math.random())
+  }
+  lastAct[i] = now
+  return i
+}
+
 /** Frames waiting in this slice's hosts for their slowest subscriber (max mode feeds only what the relay takes). */
 function backlog(): number {
   let n = 0
@@ -138,7 +158,7 @@ async function loop(): Promise<void> {
     }
     const end = performance.now() + 50
     while (due > 0 && performance.now() < end) {
-      const n = await act(picker.pick(Math.random()))
+      const n = await act(pickAccount())
       produced += n
       due -= n
     }
@@ -171,7 +191,7 @@ serveRpc(
         sent += h.framesSent
       }
       const cpu = process.cpuUsage()
-      return { ...counts, behind, open, connections, sent, backlog: backlog(), cpuSeconds: (cpu.user + cpu.system) / 1e6, rssMB: process.memoryUsage.rss() / 2 ** 20 }
+      return { ...counts, behind, repicks, open, connections, sent, backlog: backlog(), cpuSeconds: (cpu.user + cpu.system) / 1e6, rssMB: process.memoryUsage.rss() / 2 ** 20 }
     },
   },
   async () => {

@@ -48,6 +48,7 @@ export interface HostStats {
   account: number
   sync: number
   behind: number
+  repicks: number
   open: number
   connections: number
   sent: number

@@ -58,6 +58,8 @@ export async function writeCharts(r: NetworkResults, dir: string, relDir: string
       spec: { title: 'listRepos: time per page of 1,000 by cursor depth', yTitle: 'ms', xTitle: 'accounts before the page', data: lr.points.map((x) => ({ t: x.depth, value: x.ms, series: 'page time (ms)' })), point: true },
     })
   }
+  // At most ~250 points per series: the SVGs stay small enough to commit.
+  for (const c of charts) c.spec.data = thin(c.spec.data, 250)
   const out: { file: string; title: string }[] = []
   for (const c of charts) {
     if (c.spec.data.length === 0) continue
@@ -66,4 +68,17 @@ export async function writeCharts(r: NetworkResults, dir: string, relDir: string
     out.push({ file: `${relDir}/${file}`, title: c.title })
   }
   return out
+}
+
+/** Keeps every k-th point of each series so none has more than `max`. */
+function thin(data: Series[], max: number): Series[] {
+  const counts = new Map<string, number>()
+  for (const d of data) counts.set(d.series, (counts.get(d.series) ?? 0) + 1)
+  const seen = new Map<string, number>()
+  return data.filter((d) => {
+    const k = Math.ceil((counts.get(d.series) ?? 1) / max)
+    const i = seen.get(d.series) ?? 0
+    seen.set(d.series, i + 1)
+    return i % k === 0
+  })
 }

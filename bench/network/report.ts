@@ -3,6 +3,7 @@
  * run): targets from issue 15 with met/missed, every figure, and the charts
  * (written next to it as SVG and embedded).
  */
+import { existsSync, readFileSync } from 'node:fs'
 import type { MachineInfo } from '../suite/machine.js'
 import { bucketUpperMs, type LatencySummary } from './latency.js'
 import type { ConsumerStats, HostStats, NetworkShape, Sample } from './network.js'
@@ -32,6 +33,8 @@ export interface NetworkResults {
   failures: Record<string, string>
   totalSeconds: number
 }
+
+const NOTES = new URL('./notes.md', import.meta.url)
 
 const int = (x: number | undefined | null) => (x !== undefined && x !== null && Number.isFinite(x) ? Math.round(x).toLocaleString('en-US') : 'n/a')
 const f1 = (x: number | undefined | null) => (x !== undefined && x !== null && Number.isFinite(x) ? x.toFixed(1) : 'n/a')
@@ -152,7 +155,8 @@ export function renderNetworkReport(r: NetworkResults, charts: { file: string; t
   L.push(`| CPU per event ≤ 1.25 × the small corpus's | ${f1(tl?.soakSteady.relayUsPerEvent)} µs vs ${f1(r.small?.window.relayUsPerEvent)} µs = ${f2(cpuRatio)}× | ${verdict(cpuRatio, 1.25, false)} |`)
   L.push(
     `| p99 latency at half load ≤ 100 ms outside the restart window | p99 ${f1(halfLoad.p99)} ms, p50 ${f1(halfLoad.p50)} ms over ${int(halfLoad.n)} commits of the soak outside the restart and catch-up phases; ` +
-      `per whole minute: worst p99 ${f1(worstMinuteP99)} ms, median ${f1(medianMinuteP99)} ms (${minutes.length} minutes) | ${verdict(halfLoad.p99, 100, false)} |`,
+      (minutes.length ? `per whole minute: worst p99 ${f1(worstMinuteP99)} ms, median ${f1(medianMinuteP99)} ms (${minutes.length} minutes)` : 'no whole clock minute fell inside one soak stretch') +
+      ` | ${verdict(halfLoad.p99, 100, false)} |`,
   )
   L.push(`| restart to full ingest ≤ 60 s with ${int(r.shape.hosts)} hosts | all hosts back ${f1(tl?.restartStorm?.allConnectedS)} s, at rate ${f1(tl?.restartStorm?.backAtRateS)} s after the restart | ${verdict(tl?.restartStorm?.backAtRateS, 60, false)} |`)
   L.push(`| catch-up ≥ 2 × the live rate | ${int(tl?.catchUp?.peakRate)} events/s best 10 s vs ${int(tl?.soakRate)} offered = ${f2(catchRatio)}× | ${verdict(catchRatio, 2, true)} |`)
@@ -230,5 +234,7 @@ export function renderNetworkReport(r: NetworkResults, charts: { file: string; t
   }
   L.push('Raw samples: `scratch/bench-network/results-<label>.json` (git-ignored); re-render with `npm run bench:network -- --render <file>`.')
   L.push('')
+  // Hand-written analysis (bench/network/notes.md), pasted into every report like bench/notes.md.
+  if (existsSync(NOTES)) L.push(readFileSync(NOTES, 'utf8').trim(), '')
   return L.join('\n')
 }
