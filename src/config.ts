@@ -63,6 +63,7 @@ export interface Config {
   consumerMaxLag: number
   maxFutureRevMs: number
   identityCacheSize: number
+  accountCacheSize: number
   identityTtlMs: number
   identityErrorTtlMs: number
   hostConcurrency: number
@@ -229,6 +230,7 @@ export const SETTINGS = [
   s({ env: 'RELAY_CONSUMER_MAX_LAG', key: 'consumerMaxLag', default: '100000', doc: 'Events a live consumer may fall behind before ConsumerTooSlow.', parse: int(1, 100_000_000) }),
   s({ env: 'RELAY_MAX_FUTURE_REV', key: 'maxFutureRevMs', default: `${MAX_FUTURE_REV_MS / 60_000}m`, doc: 'How far in the future a commit rev may be.', parse: parseDuration }),
   s({ env: 'RELAY_IDENTITY_CACHE_SIZE', key: 'identityCacheSize', default: '250000', doc: 'DID documents kept in memory (LRU; the identity table keeps the rest).', parse: int(1, 100_000_000) }),
+  s({ env: 'RELAY_ACCOUNT_CACHE_SIZE', key: 'accountCacheSize', default: '100000', doc: 'Accounts (status and head) kept in memory (LRU; a miss is one database read).', parse: int(1, 100_000_000) }),
   s({ env: 'RELAY_IDENTITY_TTL', key: 'identityTtlMs', default: '24h', doc: 'How long a resolved DID document is trusted.', parse: parseDuration }),
   s({ env: 'RELAY_IDENTITY_ERROR_TTL', key: 'identityErrorTtlMs', default: '2m', doc: 'How long a failed resolution is remembered.', parse: parseDuration }),
   s({ env: 'RELAY_HOST_CONCURRENCY', key: 'hostConcurrency', default: '40', doc: 'Events of one host processed at once (different DIDs).', parse: int(1, 10_000) }),

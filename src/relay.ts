@@ -187,6 +187,7 @@ export async function startRelay(config: Config, logger: Logger, overrides: Rela
       maxFutureRevMs: config.maxFutureRevMs,
       hostConcurrency: config.hostConcurrency,
       verifyWorkers: config.verifyWorkers,
+      accountCacheSize: config.accountCacheSize,
       repoStatusCheck: createRepoStatusCheck({ allowInsecure: config.allowInsecureHosts, logger: logger.child({ system: 'ingest' }) }),
       logger: logger.child({ system: 'ingest' }),
       registry,

@@ -11,7 +11,7 @@ import pg from 'pg'
 import { createPostgresDatabase } from '../../test/helpers/db.js'
 import type { LatencySummary } from './latency.js'
 import type { HostChildArgs } from './host-child.js'
-import { activePerHost, hostSizes, identityCacheFor, type NetworkParams } from './params.js'
+import { activePerHost, hostSizes, identityCacheFor, accountCacheFor, type NetworkParams } from './params.js'
 import { metricSum, migrateDatabase, RelayProcess } from './relay-process.js'
 import { ChildRpc } from '../suite/rpc.js'
 import { seedNetwork, type SeedResult } from './seed.js'
@@ -83,6 +83,7 @@ export interface NetworkShape {
   hostsOver500k: number
   hostsWith1to10: number
   identityCacheSize: number
+  accountCacheSize: number
   sizes: number[]
 }
 
@@ -123,6 +124,7 @@ export class Network {
       hostsOver500k: sizes.filter((s) => s >= 500_000).length,
       hostsWith1to10: sizes.filter((s) => s <= 10).length,
       identityCacheSize: identityCacheFor(activeTotal),
+      accountCacheSize: accountCacheFor(activeTotal),
       sizes,
     }
     log(`  network ${params.label}: ${params.hosts} hosts (largest ${sizes[0]}, ${shape.hostsOver500k} ≥ 500k, ${shape.hostsWith1to10} with 1–10), ${params.accounts} seeded, ${activeTotal} active`)
@@ -184,6 +186,7 @@ export class Network {
           // The stand-in is a local mirror: the default 100/s toward plc.directory would measure the limit.
           RELAY_PLC_RATE_LIMIT: '100000',
           RELAY_IDENTITY_CACHE_SIZE: String(shape.identityCacheSize),
+          RELAY_ACCOUNT_CACHE_SIZE: String(shape.accountCacheSize),
           RELAY_EVENT_PARTITION_SIZE: String(params.partitionSize),
           RELAY_REPLAY_WINDOW: params.replayWindow,
           LOG_LEVEL: 'warn',

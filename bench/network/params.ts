@@ -133,13 +133,15 @@ export function activePerHost(sizes: number[], active: number): number[] {
 }
 
 /**
- * Cache sizes in the proportion of the defaults to the real network: RELAY_IDENTITY_CACHE_SIZE 250,000 and the
- * account cache's fixed 100,000 (src/ingest/accounts.ts) against ~3 M daily-active accounts of ~40 M: 1/12 and
- * 1/30 of the active set. Only the identity cache has a setting; the account cache stays at its default.
+ * Cache sizes in the proportion of the defaults to the real network: RELAY_IDENTITY_CACHE_SIZE 250,000 and
+ * RELAY_ACCOUNT_CACHE_SIZE 100,000 against ~3 M daily-active accounts of ~40 M: 1/12 and 1/30 of the active set.
  */
 export const REAL_DAILY_ACTIVE = 3_000_000
 export function identityCacheFor(active: number): number {
   return Math.max(100, Math.round((active * 250_000) / REAL_DAILY_ACTIVE))
+}
+export function accountCacheFor(active: number): number {
+  return Math.max(100, Math.round((active * 100_000) / REAL_DAILY_ACTIVE))
 }
 
 /** The DID of seeded account g (1-based): did:plc: + 24 chars of md5(g) with 0,1,8,9 → w,x,y,z (base32 alphabet). */

@@ -29,7 +29,7 @@ export function registerHostLimitMetrics(opts: { registry: Registry; storage: St
           const row = await opts.storage.db
             .selectFrom('host')
             .select([
-              sql<number>`count(*) filter (where account_count * 100 >= account_limit * ${sql.lit(NEAR_ACCOUNT_LIMIT_PERCENT)})`.as('near'),
+              sql<number>`count(*) filter (where account_count::int8 * 100 >= account_limit::int8 * ${sql.lit(NEAR_ACCOUNT_LIMIT_PERCENT)})`.as('near'),
               sql<number>`count(*) filter (where account_count >= account_limit)`.as('full'),
             ])
             .where('status', '!=', 'banned')

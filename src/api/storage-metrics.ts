@@ -39,6 +39,7 @@ export function registerStorageMetrics(opts: { registry: Registry; storage: Stor
   if (!persistent) return
   let fsAt = 0
   let fs: { free: number; total: number } | undefined
+  let fsFailing = false
   new Gauge({
     name: 'relay_data_dir_filesystem_bytes',
     help: 'Free and total bytes of the filesystem holding RELAY_DATA_DIR, refreshed at most once a minute',
@@ -50,8 +51,11 @@ export function registerStorageMetrics(opts: { registry: Registry; storage: Stor
         try {
           const s = await statfs(opts.dataDir)
           fs = { free: s.bavail * s.bsize, total: s.blocks * s.bsize }
+          fsFailing = false
         } catch (err) {
-          opts.logger.warn({ err, dataDir: opts.dataDir }, 'could not read the data directory filesystem for /metrics')
+          // Once per failure, not once a minute (with PostgreSQL the directory may simply not exist).
+          if (!fsFailing) opts.logger.warn({ err, dataDir: opts.dataDir }, 'could not read the data directory filesystem for /metrics')
+          fsFailing = true
         }
       }
       if (fs) {

@@ -9,6 +9,7 @@
  */
 import { sql, type Kysely, type Transaction } from 'kysely'
 import { LRUCache } from 'lru-cache'
+import { configDefault } from '../config.js'
 import type { Storage } from '../storage/db.js'
 import type { AccountHead, Database, LocalAccountStatus, UpstreamAccountStatus } from '../storage/types.js'
 
@@ -42,7 +43,7 @@ export class AccountStore {
 
   constructor(opts: AccountStoreOptions) {
     this.storage = opts.storage
-    this.cache = new LRUCache({ max: opts.cacheSize ?? 100_000 })
+    this.cache = new LRUCache({ max: opts.cacheSize ?? configDefault('accountCacheSize') })
   }
 
   get cachedCount(): number {

@@ -58,7 +58,7 @@ export interface IngestOptions {
   repoStatusCheck?: RepoStatusCheck
   /** A stored non-active status older than this is re-checked (default 60 s). */
   statusRecheckMs?: number
-  /** Accounts kept in memory (default 100,000). */
+  /** RELAY_ACCOUNT_CACHE_SIZE: accounts kept in memory (default from config.ts). */
   accountCacheSize?: number
   /** Attempts for an event failing for a non-protocol reason before it is dropped (default 5). */
   maxAttempts?: number
@@ -109,7 +109,7 @@ export class IngestPipeline implements IngestSink {
       onJobError: (err) => opts.logger.error({ err }, 'ingest job failed unexpectedly'),
     })
     this.verifier = createVerifier(opts.verifyWorkers, opts.logger)
-    this.accounts = new AccountStore({ storage: opts.storage, ...(opts.accountCacheSize !== undefined ? { cacheSize: opts.accountCacheSize } : {}) })
+    this.accounts = new AccountStore({ storage: opts.storage, cacheSize: opts.accountCacheSize ?? configDefault('accountCacheSize') })
     this.maxAttempts = opts.maxAttempts ?? 5
     this.transientRetryBaseMs = opts.transientRetryBaseMs ?? 1_000
     this.ctx = {
