@@ -83,7 +83,8 @@ export interface NetworkShape {
   hostsOver500k: number
   hostsWith1to10: number
   identityCacheSize: number
-  accountCacheSize: number
+  /** Absent in results saved before RELAY_ACCOUNT_CACHE_SIZE existed. */
+  accountCacheSize?: number
   sizes: number[]
 }
 
