@@ -56,7 +56,7 @@ describe('monitoring files', () => {
     const host = (hostname: string, account_count: number, account_limit: number, status: 'active' | 'banned' = 'active') => ({ hostname, ssl: false, account_count, account_limit, status })
     await relay.storage.db
       .insertInto('host')
-      .values([host('near.test', 95, 100), host('full.test', 100, 100), host('banned.test', 100, 100, 'banned'), host('closed.test', 0, 0), host('roomy.test', 10, 100)])
+      .values([host('near.test', 95, 100), host('full.test', 100, 100), host('banned.test', 100, 100, 'banned'), host('closed.test', 0, 0), host('roomy.test', 10, 100), host('huge.test', 2_000_000_000, 2_000_000_000)])
       .execute()
     const text = await (await fetch(`http://127.0.0.1:${relay.metricsAddress.port}/metrics`)).text()
     exported = new Map([...text.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map((m) => [m[1]!, m[2]!]))
@@ -84,8 +84,9 @@ describe('monitoring files', () => {
     expect(Number(/^relay_database_size_bytes (\d+)/m.exec(text)?.[1])).toBeGreaterThan(1_000_000)
     expect(Number(/^relay_data_dir_filesystem_bytes\{state="total"\} (\d+)/m.exec(text)?.[1])).toBeGreaterThan(0)
     // near.test and full.test are at 90% or more; full.test is at its limit; banned and limit-0 hosts are left out.
-    expect(text).toMatch(/^relay_hosts_account_limit\{level="near"\} 2$/m)
-    expect(text).toMatch(/^relay_hosts_account_limit\{level="full"\} 1$/m)
+    // huge.test: a limit near int4's top, whose percentage overflowed int4 before the count was in int8
+    expect(text).toMatch(/^relay_hosts_account_limit\{level="near"\} 3$/m)
+    expect(text).toMatch(/^relay_hosts_account_limit\{level="full"\} 2$/m)
     expect(text).toMatch(/^relay_upstream_rate_limited_hosts 0$/m)
   })
 
