@@ -70,7 +70,7 @@ export async function renderChart(c: ChartSpec): Promise<string> {
     })
   }
   const spec = {
-    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
     title: c.title,
     width: 760,
     height: 220,
