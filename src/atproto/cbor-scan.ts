@@ -226,7 +226,8 @@ export function shallowScalars(buf: Uint8Array, limits: CborLimits): Record<stri
   return ok && !badKey ? out : null
 }
 
-function scalarAt(buf: Uint8Array, pos: number): unknown {
+/** The scalar item at `pos` (integer, valid UTF-8 text, boolean, null); undefined for anything else. */
+export function scalarAt(buf: Uint8Array, pos: number): unknown {
   const head = readHead(buf, pos)
   if (head === null) return undefined
   switch (head.major) {

@@ -7,7 +7,7 @@
  * are views into the frame: callers copy what they keep.
  */
 import { BytesWrapper, decodeFirst, encode } from '@atcute/cbor'
-import { readHead, scanItem, shallowScalars, walkCanonicalMap, SCAN_TOO_DEEP, SCAN_TOO_MANY_ITEMS, type CborLimitReason, type CborLimits } from './cbor-scan.js'
+import { readHead, scalarAt, scanItem, shallowScalars, walkCanonicalMap, SCAN_TOO_DEEP, SCAN_TOO_MANY_ITEMS, type CborLimitReason, type CborLimits } from './cbor-scan.js'
 import { FRAME_BODY_LIMITS, FRAME_HEADER_LIMITS, MAX_FRAME_BYTES, SKIPPED_BODY_LIMITS } from './limits.js'
 
 export { MAX_FRAME_BYTES }
@@ -165,7 +165,7 @@ function shallowRepoFrame(t: string, bodyBytes: Uint8Array): MessageFrame {
     else {
       for (const field of SHALLOW_SCALARS) {
         if (!keyIs(bodyBytes, keyStart, keyLength, field.bytes)) continue
-        const value = scalarFrom(bodyBytes, head)
+        const value = scalarAt(bodyBytes, valueStart)
         if (value !== undefined) body[field.name] = value
         break
       }
@@ -174,34 +174,6 @@ function shallowRepoFrame(t: string, bodyBytes: Uint8Array): MessageFrame {
   })
   if (!ok) throw new FrameError('bad-frame', 'frame body is not a map with canonical keys')
   return { op: 1, t, body, bodyBytes, sizes }
-}
-
-/** A scalar item (integer, text, boolean, null) from its head; undefined for anything else. */
-function scalarFrom(buf: Uint8Array, head: NonNullable<ReturnType<typeof readHead>>): unknown {
-  switch (head.major) {
-    case 0:
-      return Number.isSafeInteger(head.arg) ? head.arg : undefined
-    case 1:
-      return Number.isSafeInteger(head.arg) ? -1 - head.arg : undefined
-    case 3:
-      return textAt(buf, head.next, head.arg)
-    case 7:
-      return head.info === 20 ? false : head.info === 21 ? true : head.info === 22 ? null : undefined
-    default:
-      return undefined
-  }
-}
-
-// ignoreBOM: a leading U+FEFF is kept, as @atcute/cbor's full decode keeps it, so every reader sees the same text.
-const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
-
-/** Text, or undefined if it is not valid UTF-8 (the field then counts as absent). */
-function textAt(buf: Uint8Array, start: number, length: number): string | undefined {
-  try {
-    return utf8.decode(buf.subarray(start, start + length))
-  } catch {
-    return undefined
-  }
 }
 
 /**
