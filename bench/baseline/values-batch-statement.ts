@@ -1,7 +1,8 @@
 /**
  * BENCH BASELINE ONLY: the batch statement as it was before binary array parameters (one
  * `values` row of six parameters per event), kept so bench/batch-statement.bench.ts can measure
- * the two side by side. The relay uses src/sequencer/batch-statement.ts.
+ * the two side by side (events, heads, cursors; the high-water part is shared). The relay uses
+ * src/sequencer/batch-statement.ts.
  *
  * The one SQL statement that commits a sequencer batch: the events, the new
  * account heads, the host cursors and the seq high-water mark, as
@@ -15,28 +16,7 @@
  * compiled per value) cost more main-thread time than the database call.
  */
 import { CompiledQuery } from 'kysely'
-import type { AccountHead } from '../../src/storage/types.js'
-import { isEmptyCollectionWrites, type CollectionWrites } from '../../src/sequencer/collection-writes.js'
-import type { EventRow } from '../../src/sequencer/event-log.js'
-
-export interface BatchWrites {
-  events: readonly EventRow[]
-  /** One head per account (a second upsert of the same key in one statement is an error). */
-  heads: ReadonlyMap<number, AccountHead>
-  /** Host id → cursor. */
-  cursors: ReadonlyMap<number, number>
-  /** The relay seq high-water mark (the batch's last seq), if it has events. */
-  highWater?: { key: string; seq: number }
-  /** The listReposByCollection index's net changes (collection-writes.ts); arrays, so 7 parameters at most. */
-  collections?: CollectionWrites
-}
-
-/**
- * Largest batch: one statement may bind at most 65,535 parameters (Postgres).
- * An event takes 6 and its head 4, so 5,000 × 10 = 50,000 leaves the rest for
- * the hosts' cursors and the high-water mark.
- */
-export const MAX_BATCH_EVENTS = 5_000
+import { highWaterPart, type BatchWrites } from '../../src/sequencer/batch-statement.js'
 
 /** The statement for `w`, or undefined when there is nothing to write. */
 export function valuesBatchCommitStatement(w: BatchWrites): CompiledQuery | undefined {
@@ -66,46 +46,9 @@ export function valuesBatchCommitStatement(w: BatchWrites): CompiledQuery | unde
     for (const [hostId, cursor] of w.cursors) rows.push(`(${p(hostId, 'int8')}, ${p(cursor, 'int8')})`)
     parts.push(`cursors as (update host set cursor = v.cursor from (values ${rows.join(', ')}) as v (id, cursor) where host.id = v.id)`)
   }
-  if (w.highWater !== undefined) {
-    parts.push(
-      `high_water as (insert into relay_state (key, value, updated_at) values (${p(w.highWater.key, 'text')}, ${p(JSON.stringify(w.highWater.seq), 'jsonb')}, now())` +
-        ` on conflict (key) do update set value = excluded.value, updated_at = excluded.updated_at)`,
-    )
-  }
-  if (w.collections !== undefined && !isEmptyCollectionWrites(w.collections)) parts.push(...collectionParts(w.collections, p))
+  if (w.highWater !== undefined) parts.push(highWaterPart(w.highWater, p))
+  // The bench writes no collection changes: that part is the relay's own (already arrays) and not compared.
+  if (w.collections !== undefined) throw new Error('the values baseline does not write collection changes')
   if (parts.length === 0) return undefined
   return CompiledQuery.raw(`with ${parts.join(', ')} select 1`, params)
-}
-
-/** The index's CTEs: its insert and delete sets are disjoint (reduceCollectionDeltas), so their order does not matter. */
-function collectionParts(c: CollectionWrites, p: (value: unknown, type: string) => string): string[] {
-  const parts: string[] = []
-  if (c.insert.accountIds.length > 0) {
-    const names = p(c.insert.collections, 'text[]')
-    // Only names not stored yet are inserted: an insert that conflicts still takes a value from the
-    // int4 sequence, and every batch of creates would burn some.
-    parts.push(
-      `coll_names as (insert into collection (nsid) select distinct v.nsid from unnest(${names}) as v (nsid)` +
-        ` where not exists (select 1 from collection c where c.nsid = v.nsid) on conflict (nsid) do nothing returning id, nsid)`,
-      `coll_add as (insert into repo_collection (collection_id, account_id)` +
-        ` select coalesce(n.id, c.id), v.account_id from unnest(${names}, ${p(c.insert.accountIds, 'int8[]')}) as v (nsid, account_id)` +
-        ` left join coll_names n on n.nsid = v.nsid left join collection c on c.nsid = v.nsid on conflict do nothing)`,
-    )
-  }
-  if (c.remove.accountIds.length > 0) {
-    parts.push(
-      `coll_remove as (delete from repo_collection r using unnest(${p(c.remove.collections, 'text[]')}, ${p(c.remove.accountIds, 'int8[]')}) as d (nsid, account_id), collection c` +
-        ` where c.nsid = d.nsid and r.collection_id = c.id and r.account_id = d.account_id)`,
-    )
-  }
-  if (c.removeAccounts.length > 0) {
-    parts.push(`coll_remove_accounts as (delete from repo_collection where account_id = any(${p(c.removeAccounts, 'int8[]')}))`)
-  }
-  if (c.recheck.length > 0) {
-    parts.push(
-      `coll_recheck as (insert into collection_backfill (account_id, reason) select unnest(${p(c.recheck, 'int8[]')}), 'sync'` +
-        ` on conflict (account_id) do update set reason = 'sync', due_at = now(), attempts = 0)`,
-    )
-  }
-  return parts
 }

@@ -117,15 +117,18 @@ export function batchCommitStatement(w: BatchWrites): CompiledQuery | undefined 
         ` where host.id = v.id)`,
     )
   }
-  if (w.highWater !== undefined) {
-    parts.push(
-      `high_water as (insert into relay_state (key, value, updated_at) values (${p(w.highWater.key, 'text')}, ${p(JSON.stringify(w.highWater.seq), 'jsonb')}, now())` +
-        ` on conflict (key) do update set value = excluded.value, updated_at = excluded.updated_at)`,
-    )
-  }
+  if (w.highWater !== undefined) parts.push(highWaterPart(w.highWater, p))
   if (w.collections !== undefined && !isEmptyCollectionWrites(w.collections)) parts.push(...collectionParts(w.collections, p))
   if (parts.length === 0) return undefined
   return CompiledQuery.raw(`with ${parts.join(', ')} select 1`, params)
+}
+
+/** The seq high-water mark's CTE (`p` binds a parameter and returns its placeholder). */
+export function highWaterPart(highWater: { key: string; seq: number }, p: (value: unknown, type: string) => string): string {
+  return (
+    `high_water as (insert into relay_state (key, value, updated_at) values (${p(highWater.key, 'text')}, ${p(JSON.stringify(highWater.seq), 'jsonb')}, now())` +
+    ` on conflict (key) do update set value = excluded.value, updated_at = excluded.updated_at)`
+  )
 }
 
 /** The index's CTEs: its insert and delete sets are disjoint (reduceCollectionDeltas), so their order does not matter. */
