@@ -249,16 +249,53 @@ export function frameWithSeq(t: string, bodyBytes: Uint8Array, seq: number): Uin
   const header = messageHeader(t)
   const at = findSeqValue(bodyBytes)
   if (at === null) return reencodeWithSeq(header, bodyBytes, seq)
-  const seqBytes = encode(seq)
-  const out = new Uint8Array(header.length + at.start + seqBytes.length + (bodyBytes.length - at.end))
+  const seqLength = uintHeadLength(seq)
+  const out = new Uint8Array(header.length + at.start + seqLength + (bodyBytes.length - at.end))
   out.set(header, 0)
   let p = header.length
   out.set(bodyBytes.subarray(0, at.start), p)
   p += at.start
-  out.set(seqBytes, p)
-  p += seqBytes.length
+  writeUintHead(out, p, seq)
+  p += seqLength
   out.set(bodyBytes.subarray(at.end), p)
   return out
+}
+
+/** Bytes of a non-negative integer's canonical CBOR encoding (major type 0, shortest head). */
+function uintHeadLength(n: number): number {
+  return n < 24 ? 1 : n < 0x100 ? 2 : n < 0x10000 ? 3 : n < 0x100000000 ? 5 : 9
+}
+
+/**
+ * Writes `n` (a non-negative safe integer) as canonical CBOR at `out[p]`: done
+ * here because the general encoder sets up a whole encoding state (and a
+ * pooled buffer) for every seq it splices.
+ */
+function writeUintHead(out: Uint8Array, p: number, n: number): void {
+  if (n < 24) {
+    out[p] = n
+  } else if (n < 0x100) {
+    out[p] = 0x18
+    out[p + 1] = n
+  } else if (n < 0x10000) {
+    out[p] = 0x19
+    out[p + 1] = n >>> 8
+    out[p + 2] = n & 0xff
+  } else if (n < 0x100000000) {
+    out[p] = 0x1a
+    writeUint32(out, p + 1, n)
+  } else {
+    out[p] = 0x1b
+    writeUint32(out, p + 1, Math.floor(n / 0x100000000))
+    writeUint32(out, p + 5, n >>> 0)
+  }
+}
+
+function writeUint32(out: Uint8Array, p: number, n: number): void {
+  out[p] = n >>> 24
+  out[p + 1] = (n >>> 16) & 0xff
+  out[p + 2] = (n >>> 8) & 0xff
+  out[p + 3] = n & 0xff
 }
 
 function reencodeWithSeq(header: Uint8Array, bodyBytes: Uint8Array, seq: number): Uint8Array {

@@ -116,11 +116,8 @@ export class IdentityDirectory {
       }
     }
     if (!force) {
-      const hit = this.memory.get(did)
-      if (hit && hit.expiresAt > now) {
-        this.metrics.cacheHits.inc({ layer: 'memory' })
-        return hit.result
-      }
+      const hit = this.cached(did, now)
+      if (hit !== undefined) return hit
     }
     const running = this.inflight.get(did)
     if (running && (running.forced || !force)) {
@@ -128,6 +125,18 @@ export class IdentityDirectory {
       return running.promise
     }
     return this.startLoad(did, force)
+  }
+
+  /**
+   * The memory layer's answer for `did` while its TTL lasts, without waiting:
+   * what `resolve` returns first, for callers that skip a promise when the
+   * answer is at hand (every event of a known account).
+   */
+  cached(did: string, now = this.now()): IdentityResult | undefined {
+    const hit = this.memory.get(did)
+    if (hit === undefined || hit.expiresAt <= now) return undefined
+    this.metrics.memoryHit()
+    return hit.result
   }
 
   /**

@@ -3,6 +3,8 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
 
 export interface IdentityMetrics {
   cacheHits: Counter<'layer'>
+  /** A memory-layer hit: counted in a plain number (one per event) and added to `cacheHits` when scraped. */
+  memoryHit(): void
   cacheMisses: Counter
   resolutions: Counter<'method' | 'result'>
   coalesced: Counter
@@ -25,8 +27,21 @@ export function createIdentityMetrics(registry: Registry, cacheSize: () => numbe
       this.set(cacheSize())
     },
   })
+  let memoryHits = 0
   return {
-    cacheHits: new Counter({ name: 'relay_identity_cache_hits_total', help: 'Identity lookups served from a cache layer', labelNames: ['layer'], registers }),
+    cacheHits: new Counter({
+      name: 'relay_identity_cache_hits_total',
+      help: 'Identity lookups served from a cache layer',
+      labelNames: ['layer'],
+      registers,
+      collect() {
+        if (memoryHits > 0) this.inc({ layer: 'memory' }, memoryHits)
+        memoryHits = 0
+      },
+    }),
+    memoryHit: () => {
+      memoryHits++
+    },
     cacheMisses: new Counter({ name: 'relay_identity_cache_misses_total', help: 'Identity lookups that needed a resolution', registers }),
     resolutions: new Counter({ name: 'relay_identity_resolutions_total', help: 'DID resolutions by method and result', labelNames: ['method', 'result'], registers }),
     coalesced: new Counter({ name: 'relay_identity_coalesced_total', help: 'Lookups that joined a resolution already in flight', registers }),

@@ -50,6 +50,11 @@ export class AccountStore {
     return this.cache.size
   }
 
+  /** The cached account for `did`, without a database read (undefined: not in memory). */
+  peek(did: string): AccountState | undefined {
+    return this.cache.get(did)
+  }
+
   /** The account for `did`, or undefined if the relay has never accepted it. */
   async get(did: string): Promise<AccountState | undefined> {
     const hit = this.cache.get(did)

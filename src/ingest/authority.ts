@@ -21,7 +21,14 @@ export function isHostOf(identity: ResolvedIdentity, host: UpstreamHost): boolea
  * before the event is rejected: `wrong-host` or `no-identity` (a failed lookup,
  * as opposed to a definitive answer, is retried by the pipeline).
  */
-export async function requireAuthority(ctx: IngestContext, host: UpstreamHost, did: string): Promise<ResolvedIdentity> {
+export function requireAuthority(ctx: IngestContext, host: UpstreamHost, did: string): ResolvedIdentity | Promise<ResolvedIdentity> {
+  // The common case answers at once: no promise for an identity already in memory.
+  const inMemory = ctx.identity.cached(did)
+  if (inMemory !== undefined && inMemory.status === 'ok' && isHostOf(inMemory, host)) return inMemory
+  return requireAuthorityLookup(ctx, host, did)
+}
+
+async function requireAuthorityLookup(ctx: IngestContext, host: UpstreamHost, did: string): Promise<ResolvedIdentity> {
   const cached = await ctx.identity.resolve(did)
   if (cached.status === 'ok' && isHostOf(cached, host)) return cached
   const fresh = await ctx.identity.resolve(did, { forceRefresh: true })
@@ -35,7 +42,14 @@ export async function requireAuthority(ctx: IngestContext, host: UpstreamHost, d
  * authority): created here if new (throttled past the host's limit), or
  * moved here from its previous host.
  */
-export async function accountOnHost(ctx: IngestContext, host: UpstreamHost, did: string): Promise<AccountState> {
+export function accountOnHost(ctx: IngestContext, host: UpstreamHost, did: string): AccountState | Promise<AccountState> {
+  // A cached account already on this host is the common case: answered without a promise.
+  const inMemory = ctx.accounts.peek(did)
+  if (inMemory !== undefined && inMemory.hostId === host.id) return inMemory
+  return accountOnHostLookup(ctx, host, did)
+}
+
+async function accountOnHostLookup(ctx: IngestContext, host: UpstreamHost, did: string): Promise<AccountState> {
   const existing = await ctx.accounts.get(did)
   if (existing === undefined) {
     const created = await ctx.accounts.create(did, host.id)
@@ -64,10 +78,15 @@ function isStale(ctx: IngestContext, acct: AccountState): boolean {
  * #commit/#sync only flow for accounts active both locally and upstream. A
  * stale non-active upstream status is confirmed with the host first.
  */
-export async function requireActive(ctx: IngestContext, host: UpstreamHost, acct: AccountState): Promise<void> {
+export function requireActive(ctx: IngestContext, host: UpstreamHost, acct: AccountState): void | Promise<void> {
   if (acct.localStatus === 'takendown') throw new IngestDrop('takendown', `${acct.did} is taken down by the relay`)
   if (acct.localStatus === 'throttled') throw new IngestDrop('throttled', `${acct.did} is throttled (host account limit)`)
   if (acct.upstreamStatus === 'active') return
+  return requireActiveUpstream(ctx, host, acct)
+}
+
+/** Not active upstream: a stale status is confirmed with the host before the event is dropped. */
+async function requireActiveUpstream(ctx: IngestContext, host: UpstreamHost, acct: AccountState): Promise<void> {
   if (ctx.repoStatusCheck !== undefined && isStale(ctx, acct)) {
     const seen = await ctx.repoStatusCheck(host, acct.did)
     if (seen === null) {

@@ -15,6 +15,8 @@ import type { Verifier } from './verify-runner.js'
 
 export interface IngestIdentity {
   resolve(did: string, opts?: { forceRefresh?: boolean }): Promise<IdentityResult>
+  /** What `resolve` would answer from memory at once, or undefined when it would have to look. */
+  cached(did: string): IdentityResult | undefined
   /** Resolves afresh after an `#identity`, replacing what the caches hold. */
   refresh(did: string): Promise<IdentityResult>
   verifyHandle(did: string, handle: string): Promise<boolean>

@@ -174,10 +174,24 @@ export class IngestPipeline implements IngestSink {
     return this.scheduler.enqueue(host.id, did, () => this.run(kind, host, frame, ticket, did))
   }
 
-  /** One event's job; where ingest ends, its ticket must be resolved (a bug otherwise: reported and dropped). */
+  /**
+   * One event's job: runs the handler; protocol drops are final, other failures
+   * are retried a few times with backoff. Where ingest ends, the ticket must be
+   * resolved (a bug otherwise: reported and dropped). One async function per
+   * event, not a wrapper around another: each level costs promises per event.
+   */
   private async run(kind: EventKind, host: UpstreamHost, frame: MessageFrame, ticket: UpstreamTicket | null, did: string): Promise<void> {
     try {
-      await this.process(kind, host, frame, ticket, did)
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await this.handle(kind, host, frame, ticket, did)
+          return
+        } catch (err) {
+          const delayMs = this.afterFailure(err, attempt, host, ticket, did)
+          if (delayMs === null) return
+          await sleep(delayMs, undefined, { ref: false })
+        }
+      }
     } finally {
       if (ticket !== null && this.ctx.sequencer.settleTicket(ticket, 'internal-error')) {
         this.ctx.stats.dropped(host.hostname, 'internal-error')
@@ -200,47 +214,39 @@ export class IngestPipeline implements IngestSink {
     }
   }
 
-  /** Runs the handler; protocol drops are final, other failures are retried a few times with backoff. */
-  private async process(kind: EventKind, host: UpstreamHost, frame: MessageFrame, ticket: UpstreamTicket | null, did: string): Promise<void> {
+  /** After a failed attempt: drops or defers the event (null), or the wait before the next attempt. */
+  private afterFailure(err: unknown, attempt: number, host: UpstreamHost, ticket: UpstreamTicket | null, did: string): number | null {
     const seq = ticket?.seq ?? null
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await this.handle(kind, host, frame, ticket, did)
-        return
-      } catch (err) {
-        if (ticket !== null && !ticket.open) {
-          // The sequencer already has it (committed, or deferred when it stopped): nothing to retry or drop.
-          this.ctx.logger.error({ err, host: host.hostname, did, seq, state: ticket.state }, 'event failed after the sequencer took it')
-          return
-        }
-        if (err instanceof IngestDrop) {
-          this.drop(host, ticket, err.reason, err.message, did)
-          return
-        }
-        if (this.stopped || (err instanceof SequencerError && err.reason !== 'invalid-event')) {
-          // Shutting down: deferred, so it is fetched again after restart.
-          ticket?.defer('stopping')
-          this.ctx.logger.warn({ err, host: host.hostname, did, seq }, 'event not processed: shutting down')
-          return
-        }
-        // A transient outside failure (PLC timing out) gets longer waits than an internal hiccup:
-        // the identity layer allows one forced re-resolution per DID every few seconds.
-        const transient = err instanceof TransientIngestError
-        if (attempt >= this.maxAttempts) {
-          this.ctx.logger.error({ err, host: host.hostname, did, seq, attempts: attempt }, 'event keeps failing; dropped')
-          this.drop(host, ticket, transient ? err.reason : 'internal-error', (err as Error).message, did)
-          return
-        }
-        this.ctx.metrics.retries.inc()
-        this.ctx.logger.warn({ err, host: host.hostname, did, seq, attempt }, 'event failed; retrying')
-        // The account may have changed under the failed attempt: re-read it next time.
-        this.accounts.forget(did)
-        const delayMs = transient
-          ? backoffCeiling(attempt, { baseMs: this.transientRetryBaseMs, ...TRANSIENT_RETRY_GROWTH })
-          : backoffCeiling(attempt, INTERNAL_RETRY_BACKOFF)
-        await sleep(delayMs, undefined, { ref: false })
-      }
+    if (ticket !== null && !ticket.open) {
+      // The sequencer already has it (committed, or deferred when it stopped): nothing to retry or drop.
+      this.ctx.logger.error({ err, host: host.hostname, did, seq, state: ticket.state }, 'event failed after the sequencer took it')
+      return null
     }
+    if (err instanceof IngestDrop) {
+      this.drop(host, ticket, err.reason, err.message, did)
+      return null
+    }
+    if (this.stopped || (err instanceof SequencerError && err.reason !== 'invalid-event')) {
+      // Shutting down: deferred, so it is fetched again after restart.
+      ticket?.defer('stopping')
+      this.ctx.logger.warn({ err, host: host.hostname, did, seq }, 'event not processed: shutting down')
+      return null
+    }
+    // A transient outside failure (PLC timing out) gets longer waits than an internal hiccup:
+    // the identity layer allows one forced re-resolution per DID every few seconds.
+    const transient = err instanceof TransientIngestError
+    if (attempt >= this.maxAttempts) {
+      this.ctx.logger.error({ err, host: host.hostname, did, seq, attempts: attempt }, 'event keeps failing; dropped')
+      this.drop(host, ticket, transient ? err.reason : 'internal-error', (err as Error).message, did)
+      return null
+    }
+    this.ctx.metrics.retries.inc()
+    this.ctx.logger.warn({ err, host: host.hostname, did, seq, attempt }, 'event failed; retrying')
+    // The account may have changed under the failed attempt: re-read it next time.
+    this.accounts.forget(did)
+    return transient
+      ? backoffCeiling(attempt, { baseMs: this.transientRetryBaseMs, ...TRANSIENT_RETRY_GROWTH })
+      : backoffCeiling(attempt, INTERNAL_RETRY_BACKOFF)
   }
 
   private drop(host: UpstreamHost, ticket: UpstreamTicket | null, reason: DropReason, message: string, did: string | undefined): void {

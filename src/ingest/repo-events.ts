@@ -43,9 +43,14 @@ export async function handleRepoEvent(
 ): Promise<void> {
   const upstreamSeq = ticket?.seq ?? null
   const rev = precheckRepoEvent(kind, frame)
-  const identity = await requireAuthority(ctx, host, did)
-  const acct = await accountOnHost(ctx, host, did)
-  await requireActive(ctx, host, acct)
+  // Each step answers synchronously when its state is in memory; awaiting only real promises
+  // saves a microtask turn per step for almost every event.
+  const authority = requireAuthority(ctx, host, did)
+  const identity = authority instanceof Promise ? await authority : authority
+  const onHost = accountOnHost(ctx, host, did)
+  const acct = onHost instanceof Promise ? await onHost : onHost
+  const active = requireActive(ctx, host, acct)
+  if (active instanceof Promise) await active
 
   // Replays and retransmissions: silent, counted.
   if (acct.head !== null && rev <= acct.head.rev) {

@@ -215,7 +215,17 @@ export class KeyedScheduler {
     } catch (err) {
       promise = Promise.reject(err)
     }
-    promise.catch(this.opts.onJobError).finally(() => this.finish(q, job))
+    // One reaction per job (not catch + finally: two more promises per event).
+    promise.then(
+      () => this.finish(q, job),
+      (err: unknown) => {
+        try {
+          this.opts.onJobError(err)
+        } finally {
+          this.finish(q, job)
+        }
+      },
+    )
   }
 
   private finish(q: KeyQueue, job: Job): void {
