@@ -31,6 +31,7 @@ export interface Config {
   databaseReadUrl: string | undefined
   dataDir: string
   dbPoolSize: number
+  dbSocket: 'auto' | 'off'
   dbQueryPoolSize: number
   dbQueryQueue: number
   dbQueryWaitMs: number
@@ -190,6 +191,7 @@ export const SETTINGS = [
   s({ env: 'RELAY_DATA_DIR', key: 'dataDir', default: './data', doc: 'Directory for the embedded PGlite database (created if missing).', parse: text }),
   s({ env: 'DATABASE_READ_URL', key: 'databaseReadUrl', default: undefined, doc: 'PostgreSQL URL for public API queries, e.g. a read replica. Unset: DATABASE_URL (still a separate pool).', parse: (raw, env) => (raw ? url(['postgres:', 'postgresql:'])(raw, env) : undefined) }),
   s({ env: 'RELAY_DB_POOL_SIZE', key: 'dbPoolSize', default: '20', doc: 'PostgreSQL pool for ingest, the sequencer, requestCrawl and admin (never used by public queries).', parse: int(1, 1000) }),
+  s({ env: 'RELAY_DB_SOCKET', key: 'dbSocket', default: 'auto', doc: 'auto: a DATABASE_URL (or DATABASE_READ_URL) on a loopback address uses the same server\'s Unix socket when one is found in /var/run/postgresql or /tmp and answers as the same server (cheaper per event than loopback TCP); off: always the URL as given.', parse: oneOf(['auto', 'off'] as const) }),
   s({ env: 'RELAY_DB_QUERY_POOL_SIZE', key: 'dbQueryPoolSize', default: '10', doc: 'PostgreSQL pool for public API queries, and how many run at once (on PGlite: how many may queue on its one connection).', parse: int(1, 1000) }),
   s({ env: 'RELAY_DB_QUERY_QUEUE', key: 'dbQueryQueue', default: '200', doc: 'Public queries (and requestCrawls) that may wait for a free slot; beyond it they get 503.', parse: int(0, 1_000_000) }),
   s({ env: 'RELAY_DB_QUERY_WAIT', key: 'dbQueryWaitMs', default: '2s', doc: 'How long a public query (or requestCrawl) waits for a free slot before 503.', parse: parseDuration }),

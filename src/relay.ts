@@ -45,6 +45,7 @@ import { createRepoStatusCheck, HostStats, IngestPipeline } from './ingest/index
 import { RelayAdmin } from './relay-admin.js'
 import { Sequencer } from './sequencer/index.js'
 import { openQueryStorage, openStorage, type Storage } from './storage/db.js'
+import { chooseDatabaseUrl } from './storage/local-socket.js'
 import { migrate } from './storage/migrate.js'
 import { RuntimeSettings } from './storage/runtime-settings.js'
 
@@ -100,7 +101,7 @@ export async function startRelay(config: Config, logger: Logger, overrides: Rela
   logger.info(opening.fields, opening.message)
   const openedAt = Date.now()
   const storage = await openStorage({
-    databaseUrl: config.databaseUrl,
+    databaseUrl: await chooseDatabaseUrl(config.databaseUrl, config.dbSocket, logger, 'ingest'),
     dataDir: config.dataDir,
     poolSize: config.dbPoolSize,
     onPoolError: (err) => logger.warn({ err }, 'idle database connection failed'),
@@ -113,7 +114,7 @@ export async function startRelay(config: Config, logger: Logger, overrides: Rela
   try {
     const applied = await migrate(storage)
     const queryStorage = await openQueryStorage(storage, {
-      databaseUrl: config.databaseReadUrl ?? config.databaseUrl,
+      databaseUrl: await chooseDatabaseUrl(config.databaseReadUrl ?? config.databaseUrl, config.dbSocket, logger, 'query'),
       poolSize: config.dbQueryPoolSize,
       onPoolError: (err) => logger.warn({ err, pool: 'query' }, 'idle database connection failed'),
     })

@@ -25,6 +25,7 @@ import { Firehose, SUBSCRIBE_REPOS_PATH } from '../firehose/index.js'
 import { JetLogReader, JetstreamServer, registerJetstreamRoutes } from '../jetstream/index.js'
 import { VERSION } from '../package-root.js'
 import { openStorage, type Storage } from '../storage/db.js'
+import { chooseDatabaseUrl } from '../storage/local-socket.js'
 import { migrate } from '../storage/migrate.js'
 import { registerSplitterMetrics } from './metrics.js'
 import { SyncProxy } from './proxy.js'
@@ -62,7 +63,7 @@ export async function startSplitter(config: Config, logger: Logger, overrides: S
   const upstreams = config.splitterFallback === undefined ? [primary] : [primary, config.splitterFallback]
 
   const storage = await openStorage({
-    databaseUrl: config.databaseUrl,
+    databaseUrl: await chooseDatabaseUrl(config.databaseUrl, config.dbSocket, logger, 'ingest'),
     dataDir: config.dataDir,
     poolSize: config.dbPoolSize,
     onPoolError: (err) => logger.warn({ err }, 'idle database connection failed'),
