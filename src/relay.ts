@@ -105,6 +105,7 @@ export async function startRelay(config: Config, logger: Logger, overrides: Rela
     dataDir: config.dataDir,
     poolSize: config.dbPoolSize,
     onPoolError: (err) => logger.warn({ err }, 'idle database connection failed'),
+    logger,
   })
   const cleanup: (() => Promise<void>)[] = [() => storage.close()]
   const unwind = async () => {

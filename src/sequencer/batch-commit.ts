@@ -142,7 +142,8 @@ export class BatchCommitter {
       collections: reduceCollectionDeltas(batch.map((p) => ({ accountId: p.evt.accountId, delta: p.evt.collections }))),
     })
     const started = performance.now()
-    if (statement !== undefined) await this.storage.db.executeQuery(statement)
+    // Prepared once per connection: the text depends only on which parts the batch has.
+    if (statement !== undefined) await this.storage.executeRepeated(statement)
     this.mCommitSeconds.observe((performance.now() - started) / 1000)
     this.cursors.persisted(cursorWrites)
   }

@@ -331,7 +331,7 @@ export class SplitterLog implements CommittedEventSource {
       commitCid: null,
     }))
     const statement = batchCommitStatement({ events: rows, heads: new Map(), cursors: new Map(), highWater: { key: SPLITTER_SEQ_KEY, seq: last.seq } })
-    if (statement !== undefined) await this.storage.db.executeQuery(statement)
+    if (statement !== undefined) await this.storage.executeRepeated(statement)
     return true
   }
 

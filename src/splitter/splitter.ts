@@ -67,6 +67,7 @@ export async function startSplitter(config: Config, logger: Logger, overrides: S
     dataDir: config.dataDir,
     poolSize: config.dbPoolSize,
     onPoolError: (err) => logger.warn({ err }, 'idle database connection failed'),
+    logger,
   })
   const cleanup: (() => Promise<void>)[] = [() => storage.close()]
   try {
