@@ -2,9 +2,10 @@
  * The two cache layers in front of resolution: a bounded in-memory LRU, and
  * the `identity` table so a restart does not re-resolve every DID.
  */
-import { sql } from 'kysely'
+import { CompiledQuery } from 'kysely'
 import { LRUCache } from 'lru-cache'
 import { parseDidKey } from '../atproto/keys.js'
+import { int8Array, textArray } from '../storage/binary-array.js'
 import type { Storage } from '../storage/db.js'
 import type { IdentityRow } from '../storage/types.js'
 import { parsePdsEndpoint, type IdentityResult } from './did-doc.js'
@@ -95,8 +96,18 @@ interface PendingSave {
   waiters: { resolve: () => void; reject: (err: unknown) => void }[]
 }
 
-/** Rows per upsert statement (7 parameters each). */
+/** Rows per upsert statement. */
 const SAVE_BATCH = 500
+
+/** An older resolution never overwrites a newer one. Times travel as ms (int8) and become timestamptz here. */
+const UPSERT_IDENTITIES =
+  'insert into identity (did, status, signing_key, pds_endpoint, handle, error, fetched_at)' +
+  ' select v.did, v.status, v.signing_key, v.pds_endpoint, v.handle, v.error, to_timestamp(v.fetched_ms / 1000.0)' +
+  ' from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int8[])' +
+  ' as v (did, status, signing_key, pds_endpoint, handle, error, fetched_ms)' +
+  ' on conflict (did) do update set status = excluded.status, signing_key = excluded.signing_key, pds_endpoint = excluded.pds_endpoint,' +
+  ' handle = excluded.handle, error = excluded.error, fetched_at = excluded.fetched_at' +
+  ' where identity.fetched_at <= excluded.fetched_at'
 
 /** Reads and writes the `identity` table. */
 export class IdentityStore {
@@ -155,23 +166,19 @@ export class IdentityStore {
     }
   }
 
+  /** One statement of fixed text (one array per column), prepared once per connection: its cost does not grow with parameters. */
   private async upsert(rows: IdentityRowValues[]): Promise<void> {
-    await this.storage.db
-      .insertInto('identity')
-      .values(rows)
-      .onConflict((oc) =>
-        oc
-          .column('did')
-          .doUpdateSet({
-            status: (eb) => eb.ref('excluded.status'),
-            signing_key: (eb) => eb.ref('excluded.signing_key'),
-            pds_endpoint: (eb) => eb.ref('excluded.pds_endpoint'),
-            handle: (eb) => eb.ref('excluded.handle'),
-            error: (eb) => eb.ref('excluded.error'),
-            fetched_at: (eb) => eb.ref('excluded.fetched_at'),
-          })
-          .where('identity.fetched_at', '<=', sql<Date>`excluded.fetched_at`),
-      )
-      .execute()
+    const column = <K extends keyof IdentityRowValues>(key: K) => rows.map((r) => r[key])
+    await this.storage.executeRepeated(
+      CompiledQuery.raw(UPSERT_IDENTITIES, [
+        textArray(column('did')),
+        textArray(column('status')),
+        textArray(column('signing_key')),
+        textArray(column('pds_endpoint')),
+        textArray(column('handle')),
+        textArray(column('error')),
+        int8Array(rows.map((r) => r.fetched_at.getTime())),
+      ]),
+    )
   }
 }

@@ -94,12 +94,12 @@ export function byteaArray(values: readonly (Uint8Array | null)[]): Buffer {
   return out
 }
 
-/** `text[]` (UTF-8). */
-export function textArray(values: readonly string[]): Buffer {
-  return byteaArrayOf(OID.text, values.map((s) => Buffer.from(s, 'utf8')))
+/** `text[]` (UTF-8); null elements are SQL NULL. */
+export function textArray(values: readonly (string | null)[]): Buffer {
+  return byteaArrayOf(OID.text, values.map((s) => (s === null ? null : Buffer.from(s, 'utf8'))))
 }
 
-function byteaArrayOf(oid: number, values: readonly Uint8Array[]): Buffer {
+function byteaArrayOf(oid: number, values: readonly (Uint8Array | null)[]): Buffer {
   const out = byteaArray(values)
   out.writeInt32BE(oid, 8)
   return out
