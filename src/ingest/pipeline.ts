@@ -118,7 +118,7 @@ export class IngestPipeline implements IngestSink {
       sequencer: opts.sequencer,
       stats: opts.stats,
       logger: opts.logger,
-      metrics: createIngestMetrics(opts.registry, { inFlight: () => this.scheduler.running, queued: () => this.scheduler.queued }),
+      metrics: createIngestMetrics(opts.registry, { inFlight: () => this.scheduler.running, queued: () => this.scheduler.queued }, this.verifier.mode),
       verifier: this.verifier,
       lenient: opts.lenient,
       maxFutureRevMs: opts.maxFutureRevMs ?? MAX_FUTURE_REV_MS,
