@@ -9,6 +9,7 @@
  */
 import { sql, type Kysely, type Transaction } from 'kysely'
 import { LRUCache } from 'lru-cache'
+import { cidEquals } from '../atproto/cid.js'
 import { configDefault } from '../config.js'
 import type { Storage } from '../storage/db.js'
 import type { AccountHead, Database, LocalAccountStatus, UpstreamAccountStatus } from '../storage/types.js'
@@ -265,6 +266,20 @@ class PackedHead implements AccountHead {
   get dataCid(): Uint8Array {
     return latin1Bytes(this.cids, this.commitLength, this.cids.length)
   }
+
+  /** dataCid equals `cid`, compared in place (the continuity check runs for every #commit). */
+  dataCidEquals(cid: Uint8Array): boolean {
+    const start = this.commitLength
+    if (this.cids.length - start !== cid.length) return false
+    for (let i = 0; i < cid.length; i++) if (this.cids.charCodeAt(start + i) !== cid[i]) return false
+    return true
+  }
+}
+
+/** Whether `head`'s data CID is `cid` (null: none given). */
+export function headDataIs(head: AccountHead, cid: Uint8Array | null): boolean {
+  if (cid === null) return false
+  return head instanceof PackedHead ? head.dataCidEquals(cid) : cidEquals(head.dataCid, cid)
 }
 
 function packHead(rev: string, commitCid: Uint8Array, dataCid: Uint8Array): AccountHead {

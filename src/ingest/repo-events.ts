@@ -3,12 +3,12 @@
  * verification (with one forced identity refresh on a bad signature), chain
  * continuity, then the body goes to the sequencer unchanged with the new head.
  */
-import { cidEquals } from '../atproto/cid.js'
 import type { MessageFrame } from '../atproto/frame.js'
 import { MAX_COMMIT_BLOCKS_BYTES, MAX_COMMIT_OPS, MAX_SYNC_BLOCKS_BYTES } from '../atproto/limits.js'
 import { isValidTid } from '../atproto/syntax.js'
 import type { ResolvedIdentity } from '../identity/did-doc.js'
 import type { AccountHead } from '../storage/types.js'
+import { headDataIs } from './accounts.js'
 import { accountOnHost, isHostOf, requireActive, requireAuthority } from './authority.js'
 import { collectionDelta } from './collections.js'
 import type { IngestContext } from './context.js'
@@ -91,7 +91,7 @@ export async function handleRepoEvent(
 }
 
 function isDiscontinuous(stored: AccountHead, outcome: Extract<VerifyOutcome, { ok: true }>): boolean {
-  return outcome.since !== stored.rev || !cidEquals(outcome.prevData, stored.dataCid)
+  return outcome.since !== stored.rev || !headDataIs(stored, outcome.prevData)
 }
 
 /**
