@@ -3,15 +3,15 @@
  * of bodies, decodes each one (bounded), verifies it with the given did:key,
  * and posts back the trimmed outcomes, a few ms of work at a time.
  */
-import { parentPort } from 'node:worker_threads'
+import { parentPort, type MessagePort } from 'node:worker_threads'
 import { parseDidKey, type PublicKey } from '../atproto/keys.js'
 import type { VerifyOptions } from '../atproto/verify.js'
 import type { WorkerAnswers, WorkerBatch } from './verify-pool.js'
 import { verifyBody } from './verify-body.js'
 import type { VerifyKind, VerifyOutcome } from './verify-runner.js'
 
-const port = parentPort
-if (port === null) throw new Error('verify-worker must run in a worker thread')
+if (parentPort === null) throw new Error('verify-worker must run in a worker thread')
+const port: MessagePort = parentPort
 
 // Parsed keys, bounded (insertion order evicts the oldest).
 const keys = new Map<string, PublicKey>()
@@ -39,6 +39,30 @@ function handle(kind: VerifyKind, bodyBytes: Uint8Array, didKey: string, options
   return verifyBody(kind, bodyBytes, key, options)
 }
 
+/**
+ * Posts answers with every CID of the message in one transferred buffer (the
+ * outcomes hold views into it): cloned one by one, each CID would become an
+ * ArrayBuffer of its own on the main thread, three per event, for its GC to sweep.
+ */
+function post(answers: WorkerAnswers): void {
+  let size = 0
+  for (const o of answers.outcomes) if (o.ok) size += o.commitCid.length + o.dataCid.length + (o.prevData?.length ?? 0)
+  const shared = new Uint8Array(size)
+  let at = 0
+  const place = (bytes: Uint8Array): Uint8Array => {
+    shared.set(bytes, at)
+    at += bytes.length
+    return shared.subarray(at - bytes.length, at)
+  }
+  for (const o of answers.outcomes) {
+    if (!o.ok) continue
+    o.commitCid = place(o.commitCid)
+    o.dataCid = place(o.dataCid)
+    if (o.prevData !== null) o.prevData = place(o.prevData)
+  }
+  port.postMessage(answers, [shared.buffer])
+}
+
 port.on('message', (batch: WorkerBatch) => {
   const bytes = new Uint8Array(batch.bytes)
   let answers: WorkerAnswers = { ids: [], outcomes: [] }
@@ -51,12 +75,12 @@ port.on('message', (batch: WorkerBatch) => {
     start = end
     const now = performance.now()
     if (now - lastPost >= ANSWER_EVERY_MS && i + 1 < batch.ids.length) {
-      port.postMessage(answers)
+      post(answers)
       answers = { ids: [], outcomes: [] }
       lastPost = now
     }
   }
-  if (answers.ids.length > 0) port.postMessage(answers)
+  if (answers.ids.length > 0) post(answers)
 })
 
 port.postMessage({ ready: true })
