@@ -245,14 +245,23 @@ function findSeqValue(body: Uint8Array): { start: number; end: number } | null {
  * result stays canonical); a body without a `seq` integer is re-encoded.
  */
 export function frameWithSeq(t: string, bodyBytes: Uint8Array, seq: number): Uint8Array {
+  return frameWithSeqAfter(0, t, bodyBytes, seq)
+}
+
+/**
+ * `frameWithSeq`, written `headroom` bytes into a buffer of its own (returned
+ * whole: the frame is `subarray(headroom)`), so a transport header can go in
+ * front of it without copying the frame.
+ */
+export function frameWithSeqAfter(headroom: number, t: string, bodyBytes: Uint8Array, seq: number): Uint8Array {
   if (!Number.isSafeInteger(seq) || seq < 0) throw new RangeError(`invalid seq ${seq}`)
   const header = messageHeader(t)
   const at = findSeqValue(bodyBytes)
-  if (at === null) return reencodeWithSeq(header, bodyBytes, seq)
+  if (at === null) return withHeadroom(headroom, reencodeWithSeq(header, bodyBytes, seq))
   const seqLength = uintHeadLength(seq)
-  const out = new Uint8Array(header.length + at.start + seqLength + (bodyBytes.length - at.end))
-  out.set(header, 0)
-  let p = header.length
+  const out = new Uint8Array(headroom + header.length + at.start + seqLength + (bodyBytes.length - at.end))
+  out.set(header, headroom)
+  let p = headroom + header.length
   out.set(bodyBytes.subarray(0, at.start), p)
   p += at.start
   writeUintHead(out, p, seq)
@@ -296,6 +305,13 @@ function writeUint32(out: Uint8Array, p: number, n: number): void {
   out[p + 1] = (n >>> 16) & 0xff
   out[p + 2] = (n >>> 8) & 0xff
   out[p + 3] = n & 0xff
+}
+
+function withHeadroom(headroom: number, frame: Uint8Array): Uint8Array {
+  if (headroom === 0) return frame
+  const out = new Uint8Array(headroom + frame.length)
+  out.set(frame, headroom)
+  return out
 }
 
 function reencodeWithSeq(header: Uint8Array, bodyBytes: Uint8Array, seq: number): Uint8Array {

@@ -243,7 +243,7 @@ export class Firehose {
     const entries: RingEntry[] = new Array(events.length)
     for (let i = 0; i < events.length; i++) {
       const e = events[i] as CommittedEvent
-      const entry: RingEntry = { seq: e.seq, accountId: e.accountId, wire: wsFrame(e.frame), removed: false }
+      const entry: RingEntry = { seq: e.seq, accountId: e.accountId, wire: e.wire ?? wsFrame(e.frame), removed: false }
       entries[i] = entry
       this.ring.push(entry)
     }

@@ -31,6 +31,8 @@ export interface PendingEvent {
   timeUs: number
   kind: EventKindCode
   frame: Uint8Array
+  /** `frame` as one unmasked binary WebSocket message (header + frame, one buffer). */
+  wire: Buffer
   resolve: (seq: number) => void
   reject: (err: Error) => void
 }

@@ -15,7 +15,8 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { Logger } from 'pino'
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
 import type { DropReason } from '../atproto/drop-reasons.js'
-import { frameWithSeq } from '../atproto/frame.js'
+import { frameWithSeqAfter } from '../atproto/frame.js'
+import { MAX_WS_HEADER_BYTES, writeWsHeader } from '../http/ws-frame-header.js'
 import type { Storage } from '../storage/db.js'
 import { EventKind, type EventKindCode } from '../storage/types.js'
 import { BatchCommitter, SEQ_STATE_KEY, type PendingEvent } from './batch-commit.js'
@@ -191,8 +192,13 @@ export class Sequencer implements CommittedEventSource {
       return Promise.reject(new SequencerError('invalid-event', `unknown event kind ${String(evt.kind)}`))
     }
     let frame: Uint8Array
+    let wire: Buffer
     try {
-      frame = frameWithSeq(evt.t, evt.body, this.assigned + 1)
+      // Built once with room in front for the WebSocket header: consumers get this buffer as it is.
+      const buf = frameWithSeqAfter(MAX_WS_HEADER_BYTES, evt.t, evt.body, this.assigned + 1)
+      frame = buf.subarray(MAX_WS_HEADER_BYTES)
+      const start = writeWsHeader(buf, MAX_WS_HEADER_BYTES, frame.length)
+      wire = Buffer.from(buf.buffer, buf.byteOffset + start, buf.length - start)
     } catch (err) {
       return Promise.reject(err as Error)
     }
@@ -201,7 +207,7 @@ export class Sequencer implements CommittedEventSource {
     // Jetstream's cursor: assigned once with the seq.
     const timeUs = this.clock.next()
     return new Promise<number>((resolve, reject) => {
-      this.queue.push({ evt, seq, timeUs, kind, frame, resolve, reject })
+      this.queue.push({ evt, seq, timeUs, kind, frame, wire, resolve, reject })
       this.schedule()
     })
   }
@@ -314,7 +320,7 @@ export class Sequencer implements CommittedEventSource {
     for (let i = 0; i < batch.length; i++) {
       const p = batch[i] as PendingEvent
       if (p.evt.ticket !== undefined) this.cursors.committed(p.evt.ticket)
-      events[i] = { seq: p.seq, timeUs: p.timeUs, accountId: p.evt.accountId, did: p.evt.did, kind: p.kind, t: p.evt.t, frame: p.frame }
+      events[i] = { seq: p.seq, timeUs: p.timeUs, accountId: p.evt.accountId, did: p.evt.did, kind: p.kind, t: p.evt.t, frame: p.frame, wire: p.wire }
       p.resolve(p.seq)
     }
     for (const listener of this.listeners) {

@@ -32,6 +32,8 @@ export interface CommittedEvent {
   t: string
   /** The complete outbound frame (header + body with the relay seq). */
   frame: Uint8Array
+  /** `frame` as one unmasked binary WebSocket message, when its source built one (the sequencer does); else the firehose builds it. */
+  wire?: Buffer
   /** Jetstream's lazily built JSON and compressed frames of this event, shared by its subscribers (src/jetstream owns it). */
   jetstream?: unknown
 }

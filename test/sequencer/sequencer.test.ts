@@ -1,6 +1,7 @@
 import { sql } from 'kysely'
 import { Registry } from 'prom-client'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { wsFrame } from '../../src/firehose/ring.js'
 import { decodeFrame } from '../../src/atproto/frame.js'
 import { Sequencer, SEQ_STATE_KEY } from '../../src/sequencer/sequencer.js'
 import type { CommittedEvent } from '../../src/sequencer/types.js'
@@ -71,6 +72,8 @@ describe.each(STORAGE_KINDS)('Sequencer on %s', (kind) => {
       expect(f.body.seq).toBe(row.seq)
       expect(f.body.rev).toBe(rev(i))
       expect(Buffer.from(row.frame).equals(Buffer.from(flat[i]!.frame))).toBe(true)
+      // The WebSocket message built with it is exactly what ws would frame around it.
+      expect(flat[i]!.wire?.equals(wsFrame(flat[i]!.frame))).toBe(true)
       expect(row.kind).toBe(1)
     }
     // The head of each account is its newest commit.
