@@ -51,16 +51,38 @@ export interface Head {
 
 /** Reads one CBOR initial byte and its argument; null if truncated, indefinite or not minimally encoded. */
 export function readHead(buf: Uint8Array, pos: number): Head | null {
+  return readHeadAt(buf, pos) >= 0 ? { major: lastHead.major, info: lastHead.info, arg: lastHead.arg, next: lastHead.next } : null
+}
+
+/**
+ * The head `readHeadAt` read last. One per thread and overwritten by the next
+ * read: the hot paths (every key and value of every frame body) read heads
+ * without allocating an object each; copy what must outlive the next read.
+ */
+export const lastHead: Head = { major: 0, info: 0, arg: 0, next: 0 }
+
+/** `readHead` into `lastHead`, returning its major type; −1 (and `lastHead` unspecified) where `readHead` gives null. */
+export function readHeadAt(buf: Uint8Array, pos: number): number {
   const b = buf[pos]
-  if (b === undefined) return null
+  if (b === undefined) return -1
   const major = b >> 5
   const info = b & 0x1f
-  if (info < 24) return { major, info, arg: info, next: pos + 1 }
+  if (info < 24) {
+    lastHead.major = major
+    lastHead.info = info
+    lastHead.arg = info
+    lastHead.next = pos + 1
+    return major
+  }
   const len = argumentBytes(info)
-  if (len === 0 || pos + 1 + len > buf.length) return null
+  if (len === 0 || pos + 1 + len > buf.length) return -1
   const arg = readArgument(buf, pos + 1, len)
-  if (major !== 7 && arg < minimumFor(len)) return null
-  return { major, info, arg, next: pos + 1 + len }
+  if (major !== 7 && arg < minimumFor(len)) return -1
+  lastHead.major = major
+  lastHead.info = info
+  lastHead.arg = arg
+  lastHead.next = pos + 1 + len
+  return major
 }
 
 function argumentBytes(info: number): number {
@@ -83,11 +105,13 @@ function minimumFor(len: number): number {
  * indefinite length, reserved info, non-minimal argument), SCAN_TOO_DEEP or
  * SCAN_TOO_MANY_ITEMS. Never allocates beyond a `maxDepth`-sized stack.
  */
+const scanStack: number[] = []
+
 export function scanItem(buf: Uint8Array, pos: number, limits: CborLimits): number {
   const len = buf.length
   const { maxDepth, maxItems } = limits
-  // remaining[d] = items still to read in the container at depth d + 1
-  const remaining: number[] = []
+  // remaining[d] = items still to read in the container at depth d + 1 (one array reused: scanItem never re-enters)
+  const remaining = scanStack
   let depth = 0
   let items = 0
   for (;;) {
@@ -180,21 +204,23 @@ export function walkCanonicalMap(
   limits: CborLimits,
   visit: (keyStart: number, keyLength: number, valueStart: number, valueEnd: number) => boolean,
 ): boolean {
-  const head = readHead(buf, 0)
-  if (head === null || head.major !== 5) return false
-  let pos = head.next
+  if (readHeadAt(buf, 0) !== 5) return false
+  const entries = lastHead.arg
+  let pos = lastHead.next
   let prevStart = 0
   let prevLength = -1
-  for (let i = 0; i < head.arg; i++) {
-    const key = readHead(buf, pos)
-    if (key === null || key.major !== 3) return false
-    const keyEnd = key.next + key.arg
-    if (keyEnd > buf.length || !keyAfter(buf, prevStart, prevLength, key.next, key.arg)) return false
-    prevStart = key.next
-    prevLength = key.arg
+  for (let i = 0; i < entries; i++) {
+    // lastHead is read before `visit`, which may read heads of its own.
+    if (readHeadAt(buf, pos) !== 3) return false
+    const keyStart = lastHead.next
+    const keyLength = lastHead.arg
+    const keyEnd = keyStart + keyLength
+    if (keyEnd > buf.length || !keyAfter(buf, prevStart, prevLength, keyStart, keyLength)) return false
+    prevStart = keyStart
+    prevLength = keyLength
     const valueEnd = scanItem(buf, keyEnd, limits)
     if (valueEnd < 0) return false
-    if (!visit(key.next, key.arg, keyEnd, valueEnd)) return true
+    if (!visit(keyStart, keyLength, keyEnd, valueEnd)) return true
     pos = valueEnd
   }
   return true
@@ -228,9 +254,9 @@ export function shallowScalars(buf: Uint8Array, limits: CborLimits): Record<stri
 
 /** The scalar item at `pos` (integer, valid UTF-8 text, boolean, null); undefined for anything else. */
 export function scalarAt(buf: Uint8Array, pos: number): unknown {
-  const head = readHead(buf, pos)
-  if (head === null) return undefined
-  switch (head.major) {
+  const major = readHeadAt(buf, pos)
+  const head = lastHead
+  switch (major) {
     case 0:
       return Number.isSafeInteger(head.arg) ? head.arg : undefined
     case 1:

@@ -7,7 +7,7 @@
  * are views into the frame: callers copy what they keep.
  */
 import { BytesWrapper, decodeFirst, encode } from '@atcute/cbor'
-import { readHead, scalarAt, scanItem, shallowScalars, walkCanonicalMap, SCAN_TOO_DEEP, SCAN_TOO_MANY_ITEMS, type CborLimitReason, type CborLimits } from './cbor-scan.js'
+import { lastHead, readHeadAt, scalarAt, scanItem, shallowScalars, walkCanonicalMap, SCAN_TOO_DEEP, SCAN_TOO_MANY_ITEMS, type CborLimitReason, type CborLimits } from './cbor-scan.js'
 import { FRAME_BODY_LIMITS, FRAME_HEADER_LIMITS, MAX_FRAME_BYTES, SKIPPED_BODY_LIMITS } from './limits.js'
 
 export { MAX_FRAME_BYTES }
@@ -158,10 +158,11 @@ function shallowRepoFrame(t: string, bodyBytes: Uint8Array): MessageFrame {
   const body: Record<string, unknown> = {}
   const sizes: RepoBodySizes = { blocks: undefined, ops: undefined }
   const ok = walkCanonicalMap(bodyBytes, FRAME_BODY_LIMITS, (keyStart, keyLength, valueStart) => {
-    const head = readHead(bodyBytes, valueStart)
-    if (head === null) return true
-    if (head.major === 2 && keyIs(bodyBytes, keyStart, keyLength, BLOCKS_KEY)) sizes.blocks = head.arg
-    else if (head.major === 4 && keyIs(bodyBytes, keyStart, keyLength, OPS_KEY)) sizes.ops = head.arg
+    const major = readHeadAt(bodyBytes, valueStart)
+    if (major < 0) return true
+    const arg = lastHead.arg
+    if (major === 2 && keyIs(bodyBytes, keyStart, keyLength, BLOCKS_KEY)) sizes.blocks = arg
+    else if (major === 4 && keyIs(bodyBytes, keyStart, keyLength, OPS_KEY)) sizes.ops = arg
     else {
       for (const field of SHALLOW_SCALARS) {
         if (!keyIs(bodyBytes, keyStart, keyLength, field.bytes)) continue
@@ -233,7 +234,7 @@ function findSeqValue(body: Uint8Array): { start: number; end: number } | null {
   const ok = walkCanonicalMap(body, FRAME_BODY_LIMITS, (keyStart, keyLength, valueStart, valueEnd) => {
     if (keyLength !== 3 || body[keyStart] !== 0x73 || body[keyStart + 1] !== 0x65 || body[keyStart + 2] !== 0x71) return true
     // Only a non-negative integer is spliced; anything else goes through re-encoding.
-    if (readHead(body, valueStart)?.major === 0) found = { start: valueStart, end: valueEnd }
+    if (readHeadAt(body, valueStart) === 0) found = { start: valueStart, end: valueEnd }
     return false
   })
   return ok ? found : null

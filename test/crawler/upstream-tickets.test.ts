@@ -146,13 +146,18 @@ describe('upstream tickets', () => {
       }
       received(hostname, kind)
     }
+    // Each victim's state is also kept out of the in-memory answers, so every event of it goes through the failing call.
     const resolve = h.identity.resolve.bind(h.identity)
     h.identity.resolve = async (did, opts) => (did === victims.identity.did ? boom('identity', did) : resolve(did, opts))
+    const cached = h.identity.cached.bind(h.identity)
+    h.identity.cached = (did, now) => (did === victims.identity.did ? undefined : cached(did, now))
     const verifier = (h.pipeline as unknown as { verifier: Verifier }).verifier
     const verify = verifier.verify.bind(verifier)
     verifier.verify = async (req: VerifyRequest) => ((decode(req.bodyBytes) as { repo?: string }).repo === victims.verify.did ? boom('verify', victims.verify.did) : verify(req))
     const get = h.pipeline.accounts.get.bind(h.pipeline.accounts)
     h.pipeline.accounts.get = async (did) => (did === victims.state.did ? boom('state', did) : get(did))
+    const peek = h.pipeline.accounts.peek.bind(h.pipeline.accounts)
+    h.pipeline.accounts.peek = (did) => (did === victims.state.did ? undefined : peek(did))
     const submit = h.sequencer.submit.bind(h.sequencer)
     h.sequencer.submit = (evt: AcceptedEvent) => (evt.did === victims.submit.did ? boom('submit', evt.did) : submit(evt))
 

@@ -4,13 +4,14 @@
  * built with room for it.
  */
 import { describe, expect, it } from 'vitest'
-import { Sender } from 'ws'
 import { encode, toBytes } from '@atcute/cbor'
 import { frameWithSeq, frameWithSeqAfter } from '../../src/atproto/frame.js'
+import { wsFrameParts } from '../../src/firehose/ring.js'
 import { MAX_WS_HEADER_BYTES, wsHeaderLength, writeWsHeader } from '../../src/http/ws-frame-header.js'
 
+/** What ws itself frames (Sender.frame, through the firehose ring's wrapper). */
 function wsFramed(payload: Buffer, opcode: 1 | 2): Buffer {
-  return Buffer.concat(Sender.frame(payload, { fin: true, rsv1: false, opcode, mask: false, readOnly: true }))
+  return Buffer.concat(wsFrameParts(payload, opcode === 1 ? 'text' : 'binary'))
 }
 
 describe('writeWsHeader', () => {
