@@ -1,7 +1,9 @@
 /**
  * Firehose benchmark (`npm run bench:firehose`):
  *   1. sequencer commit throughput with ~4.5 KB frames on local Postgres (target >= 8,000 events/s)
- *   2. fan-out server CPU per consumer per event, clients in a child process (target <= 2 µs)
+ *   2. fan-out server CPU per consumer per event, clients in a child process (target <= 2 µs), and
+ *      the same publishing with no consumer (the bench's own publishing loop and framing, included
+ *      in the figure above), so the part that grows with consumers shows
  *   3. replay rate from the log to one consumer (target >= 20,000 events/s)
  * Creates and drops its own database. Env: BENCH_DATABASE_URL (admin URL, default
  * postgres://postgres@127.0.0.1:5432/postgres), BENCH_EVENTS, BENCH_CONSUMERS, BENCH_FANOUT_SECONDS,
@@ -54,6 +56,11 @@ async function main(): Promise<void> {
       results[`fan-out ${size} B`] =
         `${fan.cpuPerMsg.toFixed(2)} µs server CPU per consumer per event (${fan.userPerMsg.toFixed(2)} user + ${fan.systemPerMsg.toFixed(2)} kernel; ${consumers} consumers, ` +
         `${fmt(fan.delivered)} msgs/s delivered, ${fmt(fan.eventsPerSec)} events/s published, target <= 2 µs)`
+      const idle = await benchFanout(0, fanoutSeconds, size, fanoutRate)
+      const idlePerMsg = idle.cpuPerEvent / consumers
+      results[`  no consumer ${size} B`] =
+        `${idlePerMsg.toFixed(2)} µs (the same publishing with no consumer: ${idle.cpuPerEvent.toFixed(1)} µs per event ÷ ${consumers}); ` +
+        `per consumer beyond it ${(fan.cpuPerMsg - idlePerMsg).toFixed(2)} µs`
     }
   } finally {
     await storage.close()
@@ -222,7 +229,7 @@ async function benchFanout(consumers: number, seconds: number, frameSize: number
   const firehose = new Firehose({ sequencer: source, eventLog: { readRange: async () => [], oldestSeq: async () => undefined }, maxConsumerLag: 1e9, logger, registry })
   const { server, url } = await listen(firehose)
   const clients = new ClientProcess(url, consumers)
-  await clients.opened()
+  if (consumers > 0) await clients.opened()
   const bodies = Array.from({ length: 64 }, (_, i) => bodyOfFrameSize(`did:plc:bench${i}`, '3kabcdefghi22', frameSize))
   // Publish at a fixed rate (the network peaks near 2,000 events/s), in small batches as a sequencer would.
   const run = async (ms: number) => {
@@ -254,6 +261,7 @@ async function benchFanout(consumers: number, seconds: number, frameSize: number
   await firehose.close()
   server.close()
   return {
+    cpuPerEvent: (cpu.user + cpu.system) / (source.seq - seq0),
     cpuPerMsg: (cpu.user + cpu.system) / sent,
     userPerMsg: cpu.user / sent,
     systemPerMsg: cpu.system / sent,

@@ -62,6 +62,9 @@ export interface Config {
   initialSeq: number
   replayWindowMs: number
   consumerMaxLag: number
+  consumerMinRate: number
+  consumerSlowWindowMs: number
+  firehoseFlushIntervalMs: number
   maxFutureRevMs: number
   identityCacheSize: number
   accountCacheSize: number
@@ -130,6 +133,15 @@ export function parseDuration(raw: string, env: string): number {
   const m = /^(\d+)(ms|s|m|h|d)$/.exec(raw.trim())
   if (!m) throw new ConfigError(env, `expected a duration like 72h, 5m, 30s or 250ms, got "${raw}"`)
   return Number(m[1]) * DURATION_UNITS[m[2]!]!
+}
+
+/** A duration (parseDuration) from `minMs` to `maxMs`. */
+function duration(minMs: number, maxMs: number) {
+  return (raw: string, env: string): number => {
+    const ms = parseDuration(raw, env)
+    if (ms < minMs || ms > maxMs) throw new ConfigError(env, `expected a duration from ${minMs} ms to ${maxMs} ms, got "${raw}"`)
+    return ms
+  }
 }
 
 /** ":2470", "127.0.0.1:2470", "[::1]:2470" → host and port. */
@@ -229,7 +241,10 @@ export const SETTINGS = [
   s({ env: 'RELAY_INITIAL_SEQ', key: 'initialSeq', default: '1', doc: 'Floor for the relay seq (start above a relay being replaced).', parse: int(1, Number.MAX_SAFE_INTEGER) }),
   s({ env: 'RELAY_REPLAY_WINDOW', key: 'replayWindowMs', default: '72h', doc: 'How long events stay available for cursor replay.', parse: parseDuration }),
   s({ env: 'RELAY_EVENT_PARTITION_SIZE', key: 'eventPartitionSize', default: '5000000', doc: 'Seqs per event-log partition; retention drops whole partitions, so small relays want smaller ones.', parse: int(1000, 1_000_000_000) }),
-  s({ env: 'RELAY_CONSUMER_MAX_LAG', key: 'consumerMaxLag', default: '100000', doc: 'Events a live consumer may fall behind before ConsumerTooSlow.', parse: int(1, 100_000_000) }),
+  s({ env: 'RELAY_CONSUMER_MAX_LAG', key: 'consumerMaxLag', default: '100000', doc: 'Events a consumer that was live may fall behind before its read rate is judged (RELAY_CONSUMER_MIN_RATE); within it, it is never cut off.', parse: int(1, 100_000_000) }),
+  s({ env: 'RELAY_CONSUMER_MIN_RATE', key: 'consumerMinRate', default: '100', doc: 'Events/s a firehose consumer or Jetstream subscriber beyond its max lag must keep reading; one slower for RELAY_CONSUMER_SLOW_WINDOW gets ConsumerTooSlow, one that keeps reading keeps going (from the ring, then the event log).', parse: int(1, 100_000_000) }),
+  s({ env: 'RELAY_CONSUMER_SLOW_WINDOW', key: 'consumerSlowWindowMs', default: '1m', doc: 'How long a reader beyond its max lag may read below RELAY_CONSUMER_MIN_RATE before it is closed (1s to 1h).', parse: duration(1_000, 3_600_000) }),
+  s({ env: 'RELAY_FIREHOSE_FLUSH_INTERVAL', key: 'firehoseFlushIntervalMs', default: '10ms', doc: 'At most one live firehose write per consumer per this interval: events committed meanwhile wait (at most this long) and go out as one write; 0ms writes each committed batch at once (0ms to 1s).', parse: duration(0, 1_000) }),
   s({ env: 'RELAY_MAX_FUTURE_REV', key: 'maxFutureRevMs', default: `${MAX_FUTURE_REV_MS / 60_000}m`, doc: 'How far in the future a commit rev may be.', parse: parseDuration }),
   s({ env: 'RELAY_IDENTITY_CACHE_SIZE', key: 'identityCacheSize', default: '250000', doc: 'DID documents kept in memory (LRU; the identity table keeps the rest).', parse: int(1, 100_000_000) }),
   s({ env: 'RELAY_ACCOUNT_CACHE_SIZE', key: 'accountCacheSize', default: '100000', doc: 'Accounts (status and head) kept in memory (LRU; a miss is one database read).', parse: int(1, 100_000_000) }),
@@ -239,7 +254,7 @@ export const SETTINGS = [
   s({ env: 'RELAY_COLLECTIONS_BACKFILL', key: 'collectionsBackfill', default: 'true', doc: 'Fill the listReposByCollection index from each account\'s PDS (describeRepo) for what ingest has not seen: accounts known before the index, and repos after a #sync.', parse: bool }),
   s({ env: 'RELAY_COLLECTIONS_BACKFILL_RATE', key: 'collectionsBackfillRate', default: '5', doc: 'describeRepo requests per second per host for that backfill (bursts of twice that).', parse: int(1, 10_000) }),
   s({ env: 'RELAY_JETSTREAM', key: 'jetstream', default: 'true', doc: 'Serve Jetstream on the API port: v1 at /subscribe, v2 subscribeEvents and getZstdDictionary.', parse: bool }),
-  s({ env: 'RELAY_JETSTREAM_MAX_LAG', key: 'jetstreamMaxLag', default: '500000', doc: 'Events a Jetstream subscriber that was live may fall behind before it is closed (a backfill from a cursor reads the log at its own pace).', parse: int(1, 100_000_000) }),
+  s({ env: 'RELAY_JETSTREAM_MAX_LAG', key: 'jetstreamMaxLag', default: '500000', doc: 'Events a Jetstream subscriber that was live may fall behind before its read rate is judged like a consumer\'s (RELAY_CONSUMER_MIN_RATE, RELAY_CONSUMER_SLOW_WINDOW); a backfill from a cursor reads the log at its own pace.', parse: int(1, 100_000_000) }),
   s({ env: 'RELAY_JETSTREAM_RING_SIZE', key: 'jetstreamRingSize', default: '20000', doc: 'Recent events Jetstream keeps in memory (at most 64 MiB); subscribers further behind read the event log.', parse: int(1, 10_000_000) }),
   // `atrelay splitter` only (src/splitter/): a fan-out copy of another relay's firehose.
   s({ env: 'RELAY_SPLITTER_UPSTREAM', key: 'splitterUpstream', default: undefined, doc: 'Splitter mode: the relay to fan out (https://, wss://, http:// or ws://; --upstream on the command line).', parse: (raw, env) => (raw ? url(['https:', 'wss:', 'http:', 'ws:'])(raw, env) : undefined) }),

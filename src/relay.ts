@@ -164,6 +164,9 @@ export async function startRelay(config: Config, logger: Logger, overrides: Rela
       sequencer,
       eventLog: sequencer.eventLog,
       maxConsumerLag: config.consumerMaxLag,
+      minConsumerRate: config.consumerMinRate,
+      slowWindowMs: config.consumerSlowWindowMs,
+      flushIntervalMs: config.firehoseFlushIntervalMs,
       logger: logger.child({ system: 'firehose' }),
       registry,
     })
@@ -174,6 +177,8 @@ export async function startRelay(config: Config, logger: Logger, overrides: Rela
           log: new JetLogReader(storage.db),
           ringSize: config.jetstreamRingSize,
           maxLag: config.jetstreamMaxLag,
+          minRate: config.consumerMinRate,
+          slowWindowMs: config.consumerSlowWindowMs,
           logger: logger.child({ system: 'jetstream' }),
           registry,
         })

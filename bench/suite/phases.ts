@@ -85,21 +85,29 @@ export interface FanoutStep {
 
 /**
  * Accumulates the process CPU time spent inside the firehose's (private) broadcast, which
- * frames each committed batch once and writes it to every live socket: the fan-out cost
+ * frames each committed batch once, and its fanOut, which writes the held batches to every
+ * live socket (from broadcast, or from the pacing timer, live-batch.ts): the fan-out cost
  * itself, without the ingest work around it. Measurement only.
  */
 function instrumentBroadcast(relay: Relay): { cpuSeconds: () => number } {
-  const fh = relay.firehose as unknown as { broadcast?: (events: unknown[]) => void }
-  const original = fh.broadcast
-  if (typeof original !== 'function') throw new Error('bench: Firehose.broadcast not found; cannot instrument fan-out')
+  const fh = relay.firehose as unknown as Record<'broadcast' | 'fanOut', ((entries: unknown[]) => void) | undefined>
   let total = 0
-  fh.broadcast = function (this: unknown, events: unknown[]) {
-    const t0 = process.cpuUsage()
-    try {
-      original.call(this, events)
-    } finally {
-      const d = process.cpuUsage(t0)
-      total += (d.user + d.system) / 1e6
+  let depth = 0
+  for (const name of ['broadcast', 'fanOut'] as const) {
+    const original = fh[name]
+    if (typeof original !== 'function') throw new Error(`bench: Firehose.${name} not found; cannot instrument fan-out`)
+    fh[name] = function (this: unknown, entries: unknown[]) {
+      // fanOut runs inside broadcast when nothing is held: count the outermost call only.
+      const t0 = depth++ === 0 ? process.cpuUsage() : undefined
+      try {
+        original.call(this, entries)
+      } finally {
+        depth--
+        if (t0 !== undefined) {
+          const d = process.cpuUsage(t0)
+          total += (d.user + d.system) / 1e6
+        }
+      }
     }
   }
   return { cpuSeconds: () => total }

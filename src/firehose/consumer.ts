@@ -5,6 +5,7 @@
 import type { Socket } from 'node:net'
 import type WebSocket from 'ws'
 import type { LoggedEvent } from '../sequencer/event-log.js'
+import { ReadProgress } from './slow-reader.js'
 
 /** One page read from the event log for a catching-up consumer. */
 export interface LogPage {
@@ -36,8 +37,10 @@ export class Consumer {
   state: ConsumerState = 'catchup'
   /** The seq of the last event written to the socket (or skipped as not applicable). */
   lastSent: number
-  /** Once live, falling too far behind is ConsumerTooSlow; a first backfill from a cursor is not. */
+  /** Once live, falling too far behind and reading too slowly is ConsumerTooSlow; a first backfill from a cursor is not. */
   reachedLive = false
+  /** Its read rate while beyond the lag (slow-reader.ts). */
+  readonly progress = new ReadProgress()
   pumping = false
   eventsSent = 0
   bytesSent = 0

@@ -5,7 +5,7 @@
  * like the drop reasons.
  */
 export const CUT_OFF_REASON_MEANINGS = {
-  'too-slow': 'the consumer fell too far behind (its buffer passed the high-water mark): ConsumerTooSlow',
+  'too-slow': 'the consumer, once live, was more than RELAY_CONSUMER_MAX_LAG events behind and read below RELAY_CONSUMER_MIN_RATE for RELAY_CONSUMER_SLOW_WINDOW: ConsumerTooSlow',
   'future-cursor': 'the consumer asked for a cursor ahead of the newest seq: FutureCursor',
   unresponsive: 'the consumer did not answer pings',
   error: 'replaying the backlog to the consumer failed (logged)',

@@ -6,12 +6,15 @@
  * whose socket buffer passes the high-water mark stops receiving broadcast
  * writes and catches up on its own, pulling from the in-memory ring and then
  * the event log as its socket drains; it rejoins the live set when it reaches
- * the head. One that falls more than `maxConsumerLag` seqs behind after
- * having been live gets `ConsumerTooSlow` and is closed. Slow consumers never
- * delay others, and each holds at most about `highWaterBytes` of memory.
+ * the head. One that, after having been live, is more than `maxConsumerLag`
+ * seqs behind and has read slower than `minConsumerRate` for `slowWindowMs`
+ * gets `ConsumerTooSlow` and is closed (slow-reader.ts); one that is behind but
+ * keeps reading keeps going. Slow consumers never delay others, and each holds
+ * at most about `highWaterBytes` of memory.
  *
  * This file owns the consumer set, the live fan-out and the cut-offs; request admission is
- * `subscribe-request.ts`, the per-consumer replay/catch-up loop `catch-up.ts`.
+ * `subscribe-request.ts`, the per-consumer replay/catch-up loop `catch-up.ts`, the pacing
+ * of live writes `live-batch.ts`.
  */
 import type { IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
@@ -20,12 +23,15 @@ import type { Logger } from 'pino'
 import { Counter, Gauge, type Registry } from 'prom-client'
 import WebSocket, { WebSocketServer } from 'ws'
 import { encodeErrorFrame } from '../atproto/frame.js'
+import { configDefault } from '../config.js'
 import type { CommittedEvent, CommittedEventSource } from '../sequencer/types.js'
 import { CatchUp, goLive, type ReplaySource } from './catch-up.js'
 import { Consumer, type ConsumerInfo } from './consumer.js'
 import { answerRaw } from '../http/raw-response.js'
 import type { CutOffReason } from './cut-off-reasons.js'
+import { LiveBatcher } from './live-batch.js'
 import { DEFAULT_RING_MAX_BYTES, FrameRing, wsFrame, type RingEntry } from './ring.js'
+import { SlowReaderPolicy, type SlowVerdict } from './slow-reader.js'
 import { admitSubscribeRequest } from './subscribe-request.js'
 
 export { SUBSCRIBE_REPOS_PATH } from './subscribe-request.js'
@@ -38,8 +44,14 @@ export interface FirehoseOptions {
   ringSize?: number
   /** Byte bound on the ring's frames (default 32 MiB); the oldest go first when either bound is reached. */
   ringMaxBytes?: number
-  /** RELAY_CONSUMER_MAX_LAG: seqs a (once live) consumer may fall behind before ConsumerTooSlow. */
+  /** RELAY_CONSUMER_MAX_LAG: seqs a (once live) consumer may fall behind before its read rate is judged. */
   maxConsumerLag: number
+  /** RELAY_CONSUMER_MIN_RATE: seqs/s a consumer beyond the lag must keep reading, or ConsumerTooSlow. */
+  minConsumerRate?: number
+  /** RELAY_CONSUMER_SLOW_WINDOW: how long it may read below that rate before it is closed. */
+  slowWindowMs?: number
+  /** RELAY_FIREHOSE_FLUSH_INTERVAL: at most one live write per consumer per this interval (0: one per committed batch). */
+  flushIntervalMs?: number
   /** Socket bytes buffered in user space before a consumer is switched to catch-up. */
   highWaterBytes?: number
   /** Idle consumers are pinged this often; one that never answers is dropped after two intervals. */
@@ -60,7 +72,8 @@ export const CONSUMER_PING_INTERVAL_MS = 30_000
 export class Firehose {
   private readonly source: CommittedEventSource
   private ring: FrameRing
-  private readonly maxLag: number
+  private readonly slowReaders: SlowReaderPolicy
+  private readonly live: LiveBatcher
   private readonly highWater: number
   private readonly pingIntervalMs: number
   private readonly closeGraceMs: number
@@ -70,6 +83,7 @@ export class Firehose {
   private readonly connected = new Map<number, Consumer>()
   private readonly unsubscribe: (() => void) | undefined
   private readonly pingTimer: NodeJS.Timeout
+  private readonly slowTimer: NodeJS.Timeout
   private nextId = 0
   private closed = false
 
@@ -81,14 +95,19 @@ export class Firehose {
   constructor(opts: FirehoseOptions) {
     this.source = opts.sequencer
     this.ring = new FrameRing(opts.ringSize ?? 10_000, opts.ringMaxBytes ?? DEFAULT_RING_MAX_BYTES)
-    this.maxLag = opts.maxConsumerLag
     this.highWater = opts.highWaterBytes ?? 1 << 20
     this.pingIntervalMs = opts.pingIntervalMs ?? CONSUMER_PING_INTERVAL_MS
     this.closeGraceMs = opts.closeGraceMs ?? 2_000
     this.logger = opts.logger
-    if (!Number.isSafeInteger(this.maxLag) || this.maxLag < 1) {
-      throw new RangeError(`maxConsumerLag must be a positive integer, got ${this.maxLag}`)
+    if (!Number.isSafeInteger(opts.maxConsumerLag) || opts.maxConsumerLag < 1) {
+      throw new RangeError(`maxConsumerLag must be a positive integer, got ${opts.maxConsumerLag}`)
     }
+    this.slowReaders = new SlowReaderPolicy({
+      maxLag: opts.maxConsumerLag,
+      minRate: opts.minConsumerRate ?? configDefault('consumerMinRate'),
+      windowMs: opts.slowWindowMs ?? configDefault('consumerSlowWindowMs'),
+    })
+    this.live = new LiveBatcher(opts.flushIntervalMs ?? configDefault('firehoseFlushIntervalMs'), (entries) => this.fanOut(entries))
     this.wss = new WebSocketServer({
       noServer: true,
       perMessageDeflate: false,
@@ -138,6 +157,8 @@ export class Firehose {
     this.unsubscribe = typeof unsub === 'function' ? unsub : undefined
     this.pingTimer = setInterval(() => this.pingIdle(), this.pingIntervalMs)
     this.pingTimer.unref()
+    this.slowTimer = setInterval(() => this.cutOffSlow(), this.slowReaders.checkIntervalMs)
+    this.slowTimer.unref()
   }
 
   /** Called by the HTTP server for upgrade requests to subscribeRepos. Validates the cursor before upgrading. */
@@ -169,6 +190,7 @@ export class Firehose {
    */
   resetStream(): void {
     this.ring = new FrameRing(this.ring.capacity, this.ring.maxBytes)
+    this.live.clear()
     for (const c of this.connected.values()) {
       if (c.state === 'closed') continue
       c.state = 'closed'
@@ -183,7 +205,9 @@ export class Firehose {
     if (this.closed) return
     this.closed = true
     clearInterval(this.pingTimer)
+    clearInterval(this.slowTimer)
     this.unsubscribe?.()
+    this.live.clear()
     const closing = [...this.connected.values()].map(
       (c) =>
         new Promise<void>((resolve) => {
@@ -247,6 +271,12 @@ export class Firehose {
       entries[i] = entry
       this.ring.push(entry)
     }
+    // In the ring now (catching-up consumers see them at once); written to the live set by the batcher.
+    this.live.add(entries)
+  }
+
+  /** Writes entries (in seq order, already in the ring) to every live consumer. */
+  private fanOut(entries: RingEntry[]): void {
     const first = (entries[0] as RingEntry).seq
     const head = (entries[entries.length - 1] as RingEntry).seq
     const now = Date.now()
@@ -254,49 +284,53 @@ export class Firehose {
     let sentBytes = 0
     // The whole batch as one buffer, built once for every consumer that takes all of it: one write
     // (one syscall) per consumer per batch instead of one per event. Only where it fits under the
-    // high-water mark, so a socket still never holds more than that plus one frame.
+    // high-water mark, so a socket still never holds more than that plus one frame. Entries taken
+    // down while held by the batcher are left out, as catch-up leaves them out.
     let batchWire: Buffer | undefined
     let batchBytes = 0
-    for (const e of entries) batchBytes += e.wire.length
+    let batchEvents = 0
+    for (const e of entries) {
+      if (e.removed) continue
+      batchBytes += e.wire.length
+      batchEvents++
+    }
     for (const c of this.connected.values()) {
-      if (c.state === 'live') {
-        if (c.ws.readyState !== WebSocket.OPEN) {
-          c.state = 'closed'
-          continue
-        }
-        const socket = c.socket
-        if (c.lastSent < first && socket.writableLength + batchBytes <= this.highWater) {
-          batchWire ??= entries.length === 1 ? (entries[0] as RingEntry).wire : Buffer.concat(entries.map((e) => e.wire))
-          socket.write(batchWire)
-          c.lastSent = head
-          c.eventsSent += entries.length
-          c.lastWriteAt = now
-          sentEvents += entries.length
-          sentBytes += batchBytes
-          continue
-        }
-        let i = 0
-        socket.cork()
-        for (; i < entries.length; i++) {
-          const entry = entries[i] as RingEntry
-          // Already sent while catching up from the log just before going live.
-          if (entry.seq <= c.lastSent) continue
-          if (socket.writableLength > this.highWater) break
-          socket.write(entry.wire)
-          c.lastSent = entry.seq
-          c.eventsSent++
-          sentEvents++
-          sentBytes += entry.wire.length
-        }
-        socket.uncork()
+      if (c.state !== 'live') continue
+      if (c.ws.readyState !== WebSocket.OPEN) {
+        c.state = 'closed'
+        continue
+      }
+      const socket = c.socket
+      if (c.lastSent < first && socket.writableLength + batchBytes <= this.highWater) {
+        batchWire ??= entries.length === 1 && batchEvents === 1 ? (entries[0] as RingEntry).wire : Buffer.concat(entries.filter((e) => !e.removed).map((e) => e.wire))
+        if (batchBytes > 0) socket.write(batchWire)
+        c.lastSent = head
+        c.eventsSent += batchEvents
         c.lastWriteAt = now
-        if (i < entries.length) {
-          // The socket is not keeping up: stop buffering for it, it pulls from the ring as it drains.
-          c.state = 'catchup'
-          void this.catchUp.pump(c)
-        }
-      } else if (c.state === 'catchup' && c.reachedLive && head - c.lastSent > this.maxLag) {
-        this.cutOff(c, 'too-slow', head)
+        sentEvents += batchEvents
+        sentBytes += batchBytes
+        continue
+      }
+      let i = 0
+      socket.cork()
+      for (; i < entries.length; i++) {
+        const entry = entries[i] as RingEntry
+        // Already sent while catching up from the log just before going live.
+        if (entry.seq <= c.lastSent) continue
+        if (socket.writableLength > this.highWater) break
+        c.lastSent = entry.seq
+        if (entry.removed) continue
+        socket.write(entry.wire)
+        c.eventsSent++
+        sentEvents++
+        sentBytes += entry.wire.length
+      }
+      socket.uncork()
+      c.lastWriteAt = now
+      if (i < entries.length) {
+        // The socket is not keeping up: stop buffering for it, it pulls from the ring as it drains.
+        c.state = 'catchup'
+        void this.catchUp.pump(c)
       }
     }
     if (sentEvents > 0) {
@@ -305,15 +339,29 @@ export class Firehose {
     }
   }
 
-  private cutOff(c: Consumer, reason: 'too-slow', head: number): void {
+  /** Closes once-live consumers that are beyond the lag and have read below the floor rate for the window. */
+  private cutOffSlow(): void {
+    const head = this.source.currentSeq()
+    const now = Date.now()
+    for (const c of this.connected.values()) {
+      if (c.state === 'live') c.progress.reset()
+      else if (c.state === 'catchup' && c.reachedLive) {
+        const verdict = this.slowReaders.judge(c.progress, c.lastSent, head, now)
+        if (verdict.slow) this.cutOff(c, verdict)
+      }
+    }
+  }
+
+  private cutOff(c: Consumer, verdict: SlowVerdict & { slow: true }): void {
     if (c.state === 'closed') return
     c.state = 'closed'
-    this.countCutOff(reason)
-    const lag = head - c.lastSent
-    this.logger.warn({ consumer: c.id, remoteAddress: c.remoteAddress, lag, seq: c.lastSent }, 'firehose consumer too slow; closing')
+    this.countCutOff('too-slow')
+    const { lag, rate, seconds } = verdict
+    this.logger.warn({ consumer: c.id, remoteAddress: c.remoteAddress, lag, rate: Math.round(rate), seconds, seq: c.lastSent }, 'firehose consumer too slow; closing')
     // Appended behind whatever is buffered; the socket is destroyed after the grace period either way,
     // so a stalled consumer holds at most its high-water mark plus this frame.
-    c.send(wsFrame(encodeErrorFrame('ConsumerTooSlow', `consumer fell ${lag} events behind`)))
+    const message = `consumer fell ${lag} events behind and read ${Math.round(rate)} events/s for ${Math.round(seconds)} s (floor ${this.slowReaders.minRate})`
+    c.send(wsFrame(encodeErrorFrame('ConsumerTooSlow', message)))
     c.ws.close(1008, 'ConsumerTooSlow')
     setTimeout(() => c.ws.terminate(), this.closeGraceMs).unref()
   }

@@ -5,7 +5,7 @@
  * firehose's cut-off reasons.
  */
 export const JETSTREAM_CUT_OFF_REASON_MEANINGS = {
-  'too-slow': 'the subscriber, once live, fell more than RELAY_JETSTREAM_MAX_LAG events behind the newest seq',
+  'too-slow': 'the subscriber, once live, was more than RELAY_JETSTREAM_MAX_LAG events behind the newest seq and read below RELAY_CONSUMER_MIN_RATE for RELAY_CONSUMER_SLOW_WINDOW',
   'bad-hello': 'with requireHello, the first message was not a valid options_update',
   'no-hello': 'with requireHello, no options_update arrived within the hello deadline (30 s)',
   'bad-options': 'an options_update message was invalid (bad JSON, collections or DIDs, or over the limits)',

@@ -3,7 +3,8 @@
  * (firehose.ts pingIdle, same interval): a subscriber nothing was written to for an
  * interval is pinged; one that has not answered two intervals after its ping is
  * unresponsive. A subscriber whose socket still holds unsent bytes is not judged
- * here: it is not reading, which is the `too-slow` limit's business (maxLag).
+ * here: it is not reading, which is the `too-slow` policy's business (maxLag and the
+ * floor rate, firehose/slow-reader.ts).
  */
 import type { Subscriber } from './subscriber.js'
 

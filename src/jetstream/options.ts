@@ -11,8 +11,12 @@ export interface JetstreamOptions {
   ringSize: number
   /** Byte bound on the ring (frames, then built messages). */
   ringMaxBytes?: number
-  /** RELAY_JETSTREAM_MAX_LAG: events a once-live subscriber may fall behind before it is closed. */
+  /** RELAY_JETSTREAM_MAX_LAG: events a once-live subscriber may fall behind before its read rate is judged. */
   maxLag: number
+  /** RELAY_CONSUMER_MIN_RATE: seqs/s a subscriber beyond the lag must keep reading, or it is closed (too-slow). */
+  minRate?: number
+  /** RELAY_CONSUMER_SLOW_WINDOW: how long it may read below that rate first. */
+  slowWindowMs?: number
   /** Bytes buffered for a socket before its pump waits for it to drain. */
   highWaterBytes?: number
   /** Events per log read while replaying. */

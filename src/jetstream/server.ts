@@ -8,8 +8,9 @@
  * and writes while its socket stays under the high-water mark; when it
  * reaches the head it waits for the next commit. Nothing is queued per
  * subscriber, so a slow reader costs no memory beyond one page; it is closed
- * (`too-slow`) only if, after having been live, it falls `maxLag` events
- * behind. Idle subscribers are pinged (heartbeat.ts, `unresponsive`), and a
+ * (`too-slow`) only if, after having been live, it is more than `maxLag` events
+ * behind and has read slower than `minRate` for `slowWindowMs` (the firehose's
+ * policy, firehose/slow-reader.ts). Idle subscribers are pinged (heartbeat.ts, `unresponsive`), and a
  * requireHello one must say hello in time (`no-hello`).
  *
  * Each event's messages (JSON) and their text and zstd frames are built once,
@@ -24,7 +25,9 @@ import type { Logger } from 'pino'
 import type { Registry } from 'prom-client'
 import WebSocket, { WebSocketServer } from 'ws'
 import { XrpcError } from '../atproto/xrpc-error.js'
+import { configDefault } from '../config.js'
 import { CONSUMER_PING_INTERVAL_MS } from '../firehose/firehose.js'
+import { SlowReaderPolicy } from '../firehose/slow-reader.js'
 import { answerRaw } from '../http/raw-response.js'
 import { closeReason } from '../http/ws-close.js'
 import { Semaphore } from '../semaphore.js'
@@ -56,7 +59,8 @@ export class JetstreamServer {
   private ring: JetRing
   private readonly ringSize: number
   private readonly ringMaxBytes: number
-  private readonly maxLag: number
+  private readonly slowReaders: SlowReaderPolicy
+  private readonly slowTimer: NodeJS.Timeout
   private readonly pageSize: number
   private readonly closeGraceMs: number
   private readonly pingIntervalMs: number
@@ -79,14 +83,17 @@ export class JetstreamServer {
   constructor(opts: JetstreamOptions) {
     this.source = opts.source
     this.log = opts.log
-    this.maxLag = opts.maxLag
     this.pageSize = opts.pageSize ?? 500
     this.closeGraceMs = opts.closeGraceMs ?? 2_000
     this.pingIntervalMs = opts.pingIntervalMs ?? CONSUMER_PING_INTERVAL_MS
     this.helloTimeoutMs = opts.helloTimeoutMs ?? HELLO_TIMEOUT_MS
     this.logReads = new Semaphore(opts.maxConcurrentLogReads ?? 2)
     this.logger = opts.logger
-    if (!Number.isSafeInteger(this.maxLag) || this.maxLag < 1) throw new RangeError(`maxLag must be a positive integer, got ${this.maxLag}`)
+    this.slowReaders = new SlowReaderPolicy({
+      maxLag: opts.maxLag,
+      minRate: opts.minRate ?? configDefault('consumerMinRate'),
+      windowMs: opts.slowWindowMs ?? configDefault('consumerSlowWindowMs'),
+    })
     this.ringSize = opts.ringSize
     this.ringMaxBytes = opts.ringMaxBytes ?? 64 * 1024 * 1024
     this.ring = new JetRing(this.ringSize, this.ringMaxBytes, this.source.currentSeq())
@@ -120,6 +127,8 @@ export class JetstreamServer {
     this.unsubscribe = typeof unsub === 'function' ? (unsub as () => void) : undefined
     this.pingTimer = setInterval(() => pingIdle(this.subscribers.values(), this.pingIntervalMs, Date.now(), (s) => this.dropUnresponsive(s)), this.pingIntervalMs)
     this.pingTimer.unref()
+    this.slowTimer = setInterval(() => this.cutOffSlow(), this.slowReaders.checkIntervalMs)
+    this.slowTimer.unref()
   }
 
   /** Every connected subscriber, for operators and tests. */
@@ -205,6 +214,7 @@ export class JetstreamServer {
     this.closed = true
     this.unsubscribe?.()
     clearInterval(this.pingTimer)
+    clearInterval(this.slowTimer)
     const closing = [...this.subscribers.values()].map(
       (s) =>
         new Promise<void>((resolve) => {
@@ -280,13 +290,21 @@ export class JetstreamServer {
         if (removed > 0) this.logger.info({ did: e.did, seq: e.seq, removed }, 'jetstream: taken-down account events dropped from memory')
       }
     }
-    const head = (events[events.length - 1] as CommittedEvent).seq
+    for (const s of this.subscribers.values()) s.signal()
+  }
+
+  /** Closes once-live subscribers beyond the lag that have read below the floor rate for the window. */
+  private cutOffSlow(): void {
+    const head = this.source.currentSeq()
+    const now = Date.now()
     for (const s of this.subscribers.values()) {
-      if (s.reachedLive && s.state === 'catchup' && head - s.lastSeq > this.maxLag) {
+      if (s.state === 'live') s.progress.reset()
+      else if (s.state === 'catchup' && s.reachedLive) {
+        const verdict = this.slowReaders.judge(s.progress, s.lastSeq, head, now)
+        if (!verdict.slow) continue
+        this.logger.warn({ subscriber: s.id, remoteAddress: s.remoteAddress, lag: verdict.lag, rate: Math.round(verdict.rate), seconds: verdict.seconds, seq: s.lastSeq }, 'jetstream subscriber too slow; closing')
         this.cutOff(s, 'too-slow', 1008, 'ConsumerTooSlow')
-        continue
       }
-      s.signal()
     }
   }
 
@@ -355,9 +373,9 @@ export class JetstreamServer {
     if (s.state === 'closed') return
     s.state = 'closed'
     this.metrics.countCutOff(reason)
-    if (reason === 'too-slow') {
-      this.logger.warn({ subscriber: s.id, remoteAddress: s.remoteAddress, seq: s.lastSeq }, 'jetstream subscriber too slow; closing')
-      if (s.wire === 'v2') this.sendControl(s, `{"$type":"error","error":"ConsumerTooSlow","message":"fell more than ${this.maxLag} events behind"}`)
+    if (reason === 'too-slow' && s.wire === 'v2') {
+      const message = `fell more than ${this.slowReaders.maxLag} events behind and read below ${this.slowReaders.minRate} events/s for ${Math.round(this.slowReaders.windowMs / 1000)} s`
+      this.sendControl(s, `{"$type":"error","error":"ConsumerTooSlow","message":"${message}"}`)
     }
     s.ws.close(code, closeReason(text))
     s.signal()

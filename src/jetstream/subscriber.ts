@@ -1,6 +1,7 @@
 /** One Jetstream subscriber: a position in the stream, a filter and a socket; no queue (the pull model, server.ts). */
 import type { Socket } from 'node:net'
 import type WebSocket from 'ws'
+import { ReadProgress } from '../firehose/slow-reader.js'
 import type { JetFilter } from './filter.js'
 import type { JetEvent, JetWire } from './jet-event.js'
 import type { SubscriberState, WireEncoding } from './metrics.js'
@@ -12,6 +13,8 @@ export class Subscriber {
   /** The seq of the last event passed (sent or filtered out). */
   lastSeq: number
   reachedLive = false
+  /** Its read rate while beyond the lag (firehose/slow-reader.ts). */
+  readonly progress = new ReadProgress()
   /** Events of a log page not yet written (the socket filled up mid-page). */
   pending: JetEvent[] = []
   wake: (() => void) | undefined

@@ -92,6 +92,9 @@ export async function startSplitter(config: Config, logger: Logger, overrides: S
       sequencer: log,
       eventLog: log.eventLog,
       maxConsumerLag: config.consumerMaxLag,
+      minConsumerRate: config.consumerMinRate,
+      slowWindowMs: config.consumerSlowWindowMs,
+      flushIntervalMs: config.firehoseFlushIntervalMs,
       logger: logger.child({ system: 'firehose' }),
       registry,
     })
@@ -103,6 +106,8 @@ export async function startSplitter(config: Config, logger: Logger, overrides: S
           log: new JetLogReader(storage.db),
           ringSize: config.jetstreamRingSize,
           maxLag: config.jetstreamMaxLag,
+          minRate: config.consumerMinRate,
+          slowWindowMs: config.consumerSlowWindowMs,
           logger: logger.child({ system: 'jetstream' }),
           registry,
         })

@@ -79,6 +79,23 @@ describe('configuration', () => {
     expect(() => loadConfig({ RELAY_VERIFY_WORKERS: '65' })).toThrow(/RELAY_VERIFY_WORKERS/)
   })
 
+  it('bounds the slow-reader cut-off and the live-write pacing', () => {
+    const defaults = loadConfig({})
+    expect([defaults.consumerMinRate, defaults.consumerSlowWindowMs, defaults.firehoseFlushIntervalMs]).toEqual([100, 60_000, 10])
+    const set = loadConfig({ RELAY_CONSUMER_MIN_RATE: '500', RELAY_CONSUMER_SLOW_WINDOW: '30s', RELAY_FIREHOSE_FLUSH_INTERVAL: '0ms' })
+    expect([set.consumerMinRate, set.consumerSlowWindowMs, set.firehoseFlushIntervalMs]).toEqual([500, 30_000, 0])
+    for (const [variable, bad] of [
+      ['RELAY_CONSUMER_MIN_RATE', '0'],
+      ['RELAY_CONSUMER_SLOW_WINDOW', '500ms'],
+      ['RELAY_CONSUMER_SLOW_WINDOW', '2h'],
+      ['RELAY_FIREHOSE_FLUSH_INTERVAL', '2s'],
+      ['RELAY_FIREHOSE_FLUSH_INTERVAL', '10'],
+    ] as const) {
+      expect(() => loadConfig({ [variable]: bad }), `${variable}=${bad}`).toThrow(ConfigError)
+      expect(() => loadConfig({ [variable]: bad }), `${variable}=${bad}`).toThrow(variable)
+    }
+  })
+
   it('parses durations and listen addresses', () => {
     expect(parseDuration('250ms', 'X')).toBe(250)
     expect(parseDuration('1d', 'X')).toBe(86_400_000)

@@ -43,10 +43,10 @@ function car(blocks: { cid: Uint8Array; bytes: Uint8Array }[]): Uint8Array {
 }
 
 let counter = 0
-/** A #commit body with one create op whose ~4 KB post record is in the CAR. */
-function commitWithRecord(did: string): { body: Uint8Array; revision: string } {
+/** A #commit body with one create op whose post record (~4 KB unless told) is in the CAR. */
+function commitWithRecord(did: string, textLength = 4000): { body: Uint8Array; revision: string } {
   const revision = rev(++counter)
-  const record = encode({ $type: 'app.bsky.feed.post', text: `post ${counter} `.padEnd(4000, 'x'), createdAt: '2026-12-02T00:00:00.000Z' })
+  const record = encode({ $type: 'app.bsky.feed.post', text: `post ${counter} `.padEnd(textLength, 'x'), createdAt: '2026-12-02T00:00:00.000Z' })
   const cid = cidForCbor(record)
   const commit = encode({ did, version: 3, rev: revision, data: new CidLinkWrapper(fakeCid(`d${counter}`)), prev: null, sig: toBytes(new Uint8Array(64)) })
   const commitCid = cidForCbor(commit)
@@ -94,12 +94,12 @@ describe('Jetstream slow readers (postgres)', () => {
   let accounts: number[]
   const registry = new Registry()
 
-  async function produce(n: number): Promise<number[]> {
+  async function produce(n: number, textLength?: number): Promise<number[]> {
     const submits: Promise<number>[] = []
     for (let i = 0; i < n; i++) {
       const k = i % accounts.length
       const did = `did:plc:slow${k}`
-      const { body, revision } = commitWithRecord(did)
+      const { body, revision } = commitWithRecord(did, textLength)
       submits.push(sequencer.submit({ accountId: accounts[k]!, did, kind: 'commit', t: '#commit', body, head: { rev: revision, commitCid: fakeCid(`c${counter}`), dataCid: fakeCid(`d${counter}`) } }))
     }
     return Promise.all(submits)
@@ -116,7 +116,8 @@ describe('Jetstream slow readers (postgres)', () => {
     await sequencer.start()
     await produce(300) // in the log before Jetstream starts: replayed from the log, not the ring
     // A small ring, small pages and a small high-water mark force the log → ring → live path and the cut-off.
-    jetstream = new JetstreamServer({ source: sequencer, log: new JetLogReader(t.storage.db), ringSize: 64, pageSize: 50, maxLag: 500, highWaterBytes: 64 * 1024, closeGraceMs: CLOSE_GRACE_MS, logger: silentLogger, registry })
+    // A stalled subscriber is closed a window (1 s here) after it is beyond the lag.
+    jetstream = new JetstreamServer({ source: sequencer, log: new JetLogReader(t.storage.db), ringSize: 64, pageSize: 50, maxLag: 500, slowWindowMs: 1_000, highWaterBytes: 64 * 1024, closeGraceMs: CLOSE_GRACE_MS, logger: silentLogger, registry })
     server = createServer((_req, res) => res.end())
     server.on('upgrade', (req, socket, head) => jetstream.handleUpgrade(req, socket, head))
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
@@ -158,8 +159,9 @@ describe('Jetstream slow readers (postgres)', () => {
     }
     clearInterval(sampler)
     expect(fast.rkeys).toEqual(Array.from({ length: produced }, (_, i) => rev(i + 1)))
-    const cut = (await registry.getSingleMetric('relay_jetstream_cut_off_total')!.get()).values
-    expect(cut.find((v) => v.labels.reason === 'too-slow')?.value).toBe(1)
+    const tooSlow = async () => (await registry.getSingleMetric('relay_jetstream_cut_off_total')!.get()).values.find((v) => v.labels.reason === 'too-slow')?.value
+    await waitUntil(async () => (await tooSlow()) !== undefined, 'the stalled subscriber cut off', 20_000)
+    expect(await tooSlow()).toBe(1)
     // Per socket: the high-water mark plus one page (50 messages of ~4.4 KB).
     expect(maxBuffered).toBeLessThan(64 * 1024 + 51 * 4500)
     // ~26 MB went through; a relay queueing for the stalled subscriber would have kept most of it.
@@ -171,5 +173,64 @@ describe('Jetstream slow readers (postgres)', () => {
     // What it did get is an unbroken prefix.
     expect(slow.rkeys).toEqual(Array.from({ length: slow.rkeys.length }, (_, i) => rev(i + 1)))
     fast.ws.terminate()
+  }, 180_000)
+  it('a subscriber beyond the lag that keeps reading above the floor rate is not cut off and gets every message in order', async () => {
+    // Its own server: a small lag, a floor (5/s) far below the paced reader's ~50-140 messages/s, and a
+    // window (5 s) well over the time the loopback buffers (megabytes) take to show the relay the reader's
+    // progress: ~16 KB messages, so ten of them are ~160 KB read per step.
+    const ownRegistry = new Registry()
+    const paced = new JetstreamServer({ source: sequencer, log: new JetLogReader(t.storage.db), ringSize: 64, pageSize: 50, maxLag: 100, minRate: 5, slowWindowMs: 5_000, highWaterBytes: 64 * 1024, closeGraceMs: CLOSE_GRACE_MS, logger: silentLogger, registry: ownRegistry })
+    const ownServer = createServer((_req, res) => res.end())
+    ownServer.on('upgrade', (req, socket, head) => paced.handleUpgrade(req, socket, head))
+    await new Promise<void>((resolve) => ownServer.listen(0, '127.0.0.1', resolve))
+    try {
+      const start = sequencer.currentSeq()
+      const client = await KeyClient.connect(`ws://127.0.0.1:${(ownServer.address() as AddressInfo).port}/subscribe`)
+      await waitUntil(() => paced.subscriberInfo()[0]?.state === 'live', 'the subscriber live', 10_000)
+      const info = () => paced.subscriberInfo()[0]
+      // ws's own pause (ws does not resume it behind the test's back); the kernel's buffers fill first.
+      client.ws.pause()
+      for (let round = 0; round < 100; round++) {
+        await produce(50, 16_000)
+        const s = info()
+        if (s !== undefined && s.state === 'catchup' && s.lag > 1_000) break
+      }
+      expect(info()?.state).toBe('catchup')
+      expect(info()?.lag).toBeGreaterThan(1_000)
+      const head = sequencer.currentSeq()
+      // Read 10 messages, pause ~100 ms, again: at most ~140/s (ws may deliver the rest of a 64 KiB read, ~4 more),
+      // so over a window's worth of reading beyond the lag, and far above the floor.
+      let budget = 0
+      client.ws.on('message', () => {
+        if (--budget <= 0) client.ws.pause()
+      })
+      let beyondSince: number | undefined
+      let longestBeyondMs = 0
+      const deadline = Date.now() + 120_000
+      while (client.rkeys.length < head - start) {
+        if (Date.now() > deadline) throw new Error(`paced subscriber did not reach ${head}: has ${client.rkeys.length} of ${head - start}`)
+        const s = info()
+        expect(s?.state).not.toBe('closed')
+        if (s !== undefined && s.state === 'catchup' && s.lag > 100) {
+          beyondSince ??= Date.now()
+          longestBeyondMs = Math.max(longestBeyondMs, Date.now() - beyondSince)
+        } else beyondSince = undefined
+        budget = 10
+        client.ws.resume()
+        await waitUntil(() => client.ws.isPaused || client.rkeys.length >= head - start, 'the next few messages', 20_000)
+        await new Promise((r) => setTimeout(r, 100)) // pacing the reader, not waiting for a condition
+      }
+      client.ws.resume()
+      // Judged beyond the lag for more than a window (the old rule closed it at once), and kept.
+      expect(longestBeyondMs).toBeGreaterThan(5_000)
+      expect(client.rkeys).toEqual(Array.from({ length: head - start }, (_, i) => rev(start + i + 1)))
+      expect(client.closeCode).toBeUndefined()
+      const cut = (await ownRegistry.getSingleMetric('relay_jetstream_cut_off_total')!.get()).values
+      expect(cut.find((v) => v.labels.reason === 'too-slow')?.value ?? 0).toBe(0)
+      client.ws.terminate()
+    } finally {
+      await paced.close()
+      await new Promise<void>((resolve) => ownServer.close(() => resolve()))
+    }
   }, 180_000)
 })
