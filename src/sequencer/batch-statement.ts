@@ -131,33 +131,36 @@ export function highWaterPart(highWater: { key: string; seq: number }, p: (value
   )
 }
 
-/** The index's CTEs: its insert and delete sets are disjoint (reduceCollectionDeltas), so their order does not matter. */
+/**
+ * The index's CTEs: its insert and delete sets are disjoint (reduceCollectionDeltas), so their order does not matter.
+ * Binary arrays like every other column: a JS array would be turned into array-literal text by pg.
+ */
 function collectionParts(c: CollectionWrites, p: (value: unknown, type: string) => string): string[] {
   const parts: string[] = []
   if (c.insert.accountIds.length > 0) {
-    const names = p(c.insert.collections, 'text[]')
+    const names = p(textArray(c.insert.collections), 'text[]')
     // Only names not stored yet are inserted: an insert that conflicts still takes a value from the
     // int4 sequence, and every batch of creates would burn some.
     parts.push(
       `coll_names as (insert into collection (nsid) select distinct v.nsid from unnest(${names}) as v (nsid)` +
         ` where not exists (select 1 from collection c where c.nsid = v.nsid) on conflict (nsid) do nothing returning id, nsid)`,
       `coll_add as (insert into repo_collection (collection_id, account_id)` +
-        ` select coalesce(n.id, c.id), v.account_id from unnest(${names}, ${p(c.insert.accountIds, 'int8[]')}) as v (nsid, account_id)` +
+        ` select coalesce(n.id, c.id), v.account_id from unnest(${names}, ${p(int8Array(c.insert.accountIds), 'int8[]')}) as v (nsid, account_id)` +
         ` left join coll_names n on n.nsid = v.nsid left join collection c on c.nsid = v.nsid on conflict do nothing)`,
     )
   }
   if (c.remove.accountIds.length > 0) {
     parts.push(
-      `coll_remove as (delete from repo_collection r using unnest(${p(c.remove.collections, 'text[]')}, ${p(c.remove.accountIds, 'int8[]')}) as d (nsid, account_id), collection c` +
+      `coll_remove as (delete from repo_collection r using unnest(${p(textArray(c.remove.collections), 'text[]')}, ${p(int8Array(c.remove.accountIds), 'int8[]')}) as d (nsid, account_id), collection c` +
         ` where c.nsid = d.nsid and r.collection_id = c.id and r.account_id = d.account_id)`,
     )
   }
   if (c.removeAccounts.length > 0) {
-    parts.push(`coll_remove_accounts as (delete from repo_collection where account_id = any(${p(c.removeAccounts, 'int8[]')}))`)
+    parts.push(`coll_remove_accounts as (delete from repo_collection where account_id = any(${p(int8Array(c.removeAccounts), 'int8[]')}))`)
   }
   if (c.recheck.length > 0) {
     parts.push(
-      `coll_recheck as (insert into collection_backfill (account_id, reason) select unnest(${p(c.recheck, 'int8[]')}), 'sync'` +
+      `coll_recheck as (insert into collection_backfill (account_id, reason) select unnest(${p(int8Array(c.recheck), 'int8[]')}), 'sync'` +
         ` on conflict (account_id) do update set reason = 'sync', due_at = now(), attempts = 0)`,
     )
   }
