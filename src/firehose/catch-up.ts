@@ -146,6 +146,14 @@ export class CatchUp {
       c.lastSent = Math.max(c.lastSent, headBefore)
       return
     }
+    // A reader that keeps reading is never cut off for being behind, so it can fall out of the
+    // replay window: say so, as a cursor older than the window is told, rather than skip silently.
+    const first = rows[0] as LoggedEvent
+    if (first.seq > afterSeq + 1 && (await this.passedByRetention(c, afterSeq))) {
+      this.logger.warn({ consumer: c.id, seq: afterSeq, oldest: first.seq }, 'firehose consumer fell out of the replay window')
+      c.send(wsFrame(encodeInfoFrame('OutdatedCursor', 'fell behind the replay window; continuing from the oldest retained event')))
+    }
+    if (c.state !== 'catchup') return
     let events = 0
     let bytes = 0
     c.socket.cork()
@@ -166,6 +174,12 @@ export class CatchUp {
       next.catch(() => undefined) // awaited (and reported) by the next round
       c.prefetch = next
     }
+  }
+
+  /** Whether retention dropped events after `afterSeq` (a gap can also be a takedown's removed events). */
+  private async passedByRetention(c: Consumer, afterSeq: number): Promise<boolean> {
+    const oldest = await this.withLogRead(() => this.log.oldestSeq())
+    return c.state === 'catchup' && oldest !== undefined && oldest > afterSeq + 1
   }
 
   private readPage(afterSeq: number): Promise<LogPage> {

@@ -99,15 +99,13 @@ export class Firehose {
     this.pingIntervalMs = opts.pingIntervalMs ?? CONSUMER_PING_INTERVAL_MS
     this.closeGraceMs = opts.closeGraceMs ?? 2_000
     this.logger = opts.logger
-    if (!Number.isSafeInteger(opts.maxConsumerLag) || opts.maxConsumerLag < 1) {
-      throw new RangeError(`maxConsumerLag must be a positive integer, got ${opts.maxConsumerLag}`)
-    }
+    // Validates the lag, rate and window (RangeError).
     this.slowReaders = new SlowReaderPolicy({
       maxLag: opts.maxConsumerLag,
       minRate: opts.minConsumerRate ?? configDefault('consumerMinRate'),
       windowMs: opts.slowWindowMs ?? configDefault('consumerSlowWindowMs'),
     })
-    this.live = new LiveBatcher(opts.flushIntervalMs ?? configDefault('firehoseFlushIntervalMs'), (entries) => this.fanOut(entries))
+    this.live = new LiveBatcher(opts.flushIntervalMs ?? configDefault('firehoseFlushIntervalMs'), (entries) => this.fanOutOrCatchUp(entries))
     this.wss = new WebSocketServer({
       noServer: true,
       perMessageDeflate: false,
@@ -275,6 +273,25 @@ export class Firehose {
     this.live.add(entries)
   }
 
+  /**
+   * fanOut, which the batcher may call from its timer, outside the sequencer's listener
+   * loop that catches a listener's throw. If it throws, no live consumer may skip what
+   * it missed: each one pulls from the ring (where every entry already is) from its own
+   * last seq instead of taking the next batch blindly.
+   */
+  private fanOutOrCatchUp(entries: RingEntry[]): void {
+    try {
+      this.fanOut(entries)
+    } catch (err) {
+      this.logger.error({ err, seq: entries[entries.length - 1]?.seq }, 'firehose live write failed; live consumers catch up from the ring')
+      for (const c of this.connected.values()) {
+        if (c.state !== 'live') continue
+        c.state = 'catchup'
+        void this.catchUp.pump(c)
+      }
+    }
+  }
+
   /** Writes entries (in seq order, already in the ring) to every live consumer. */
   private fanOut(entries: RingEntry[]): void {
     const first = (entries[0] as RingEntry).seq
@@ -341,15 +358,7 @@ export class Firehose {
 
   /** Closes once-live consumers that are beyond the lag and have read below the floor rate for the window. */
   private cutOffSlow(): void {
-    const head = this.source.currentSeq()
-    const now = Date.now()
-    for (const c of this.connected.values()) {
-      if (c.state === 'live') c.progress.reset()
-      else if (c.state === 'catchup' && c.reachedLive) {
-        const verdict = this.slowReaders.judge(c.progress, c.lastSent, head, now)
-        if (verdict.slow) this.cutOff(c, verdict)
-      }
-    }
+    this.slowReaders.sweep(this.connected.values(), (c) => c.lastSent, this.source.currentSeq(), Date.now(), (c, verdict) => this.cutOff(c, verdict))
   }
 
   private cutOff(c: Consumer, verdict: SlowVerdict & { slow: true }): void {

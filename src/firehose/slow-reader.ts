@@ -38,6 +38,14 @@ export class ReadProgress {
 
 export type SlowVerdict = { slow: false } | { slow: true; lag: number; rate: number; seconds: number }
 
+/** What a sweep needs of a firehose consumer or a Jetstream subscriber. */
+export interface JudgedReader {
+  readonly state: string
+  /** It has been live once: a first backfill from a cursor is never judged. */
+  readonly reachedLive: boolean
+  readonly progress: ReadProgress
+}
+
 export class SlowReaderPolicy {
   readonly maxLag: number
   readonly minRate: number
@@ -55,6 +63,20 @@ export class SlowReaderPolicy {
   /** How often readers should be judged: often enough that a window is not overrun by much. */
   get checkIntervalMs(): number {
     return Math.max(50, Math.min(1_000, Math.floor(this.windowMs / 4)))
+  }
+
+  /**
+   * One sweep over the readers: a live one starts afresh, one catching up after
+   * having been live is judged at `position(reader)`; `onSlow` gets each found slow.
+   */
+  sweep<R extends JudgedReader>(readers: Iterable<R>, position: (r: R) => number, head: number, now: number, onSlow: (r: R, verdict: SlowVerdict & { slow: true }) => void): void {
+    for (const r of readers) {
+      if (r.state === 'live') r.progress.reset()
+      else if (r.state === 'catchup' && r.reachedLive) {
+        const verdict = this.judge(r.progress, position(r), head, now)
+        if (verdict.slow) onSlow(r, verdict)
+      }
+    }
   }
 
   /**

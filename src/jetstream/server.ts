@@ -295,17 +295,10 @@ export class JetstreamServer {
 
   /** Closes once-live subscribers beyond the lag that have read below the floor rate for the window. */
   private cutOffSlow(): void {
-    const head = this.source.currentSeq()
-    const now = Date.now()
-    for (const s of this.subscribers.values()) {
-      if (s.state === 'live') s.progress.reset()
-      else if (s.state === 'catchup' && s.reachedLive) {
-        const verdict = this.slowReaders.judge(s.progress, s.lastSeq, head, now)
-        if (!verdict.slow) continue
-        this.logger.warn({ subscriber: s.id, remoteAddress: s.remoteAddress, lag: verdict.lag, rate: Math.round(verdict.rate), seconds: verdict.seconds, seq: s.lastSeq }, 'jetstream subscriber too slow; closing')
-        this.cutOff(s, 'too-slow', 1008, 'ConsumerTooSlow')
-      }
-    }
+    this.slowReaders.sweep(this.subscribers.values(), (s) => s.lastSeq, this.source.currentSeq(), Date.now(), (s, verdict) => {
+      this.logger.warn({ subscriber: s.id, remoteAddress: s.remoteAddress, lag: verdict.lag, rate: Math.round(verdict.rate), seconds: verdict.seconds, seq: s.lastSeq }, 'jetstream subscriber too slow; closing')
+      this.cutOff(s, 'too-slow', 1008, 'ConsumerTooSlow')
+    })
   }
 
   /** The subscriber's one loop: write what follows its position, wait when it is at the head or its socket is full. */

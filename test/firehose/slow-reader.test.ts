@@ -62,13 +62,14 @@ describe('LiveBatcher', () => {
 
   it('writes the first batch after a quiet interval at once and holds the next ones for one write, in order', async () => {
     const writes: number[][] = []
-    const b = new LiveBatcher(50, (entries) => writes.push(entries.map((e) => e.seq)))
+    // Long enough that the three synchronous adds below cannot straddle it on a loaded machine.
+    const b = new LiveBatcher(1_000, (entries) => writes.push(entries.map((e) => e.seq)))
     b.add([entry(1)])
     expect(writes).toEqual([[1]])
     b.add([entry(2), entry(3)])
     b.add([entry(4)])
     expect(writes).toEqual([[1]]) // held, synchronously
-    await waitUntil(() => writes.length === 2, 'the held batch', 5_000)
+    await waitUntil(() => writes.length === 2, 'the held batch', 10_000)
     expect(writes).toEqual([[1], [2, 3, 4]])
     b.clear()
   })
