@@ -8,9 +8,12 @@
  *
  * Switching is safe only when the socket leads to the very server the URL
  * does: a loopback port can be a tunnel to another server while a local one
- * owns the socket. So both are asked who they are (postmaster start time and
- * the database's oid); any difference, or any failure over the socket (its
- * pg_hba rules often differ: peer vs password), keeps TCP and says why.
+ * owns the socket, and a world-writable directory such as /tmp could hold a
+ * socket planted by another user. So only the directories the server itself
+ * reports (`unix_socket_directories`, asked over TCP) are used, and both paths
+ * are asked who they are (postmaster start time and the database's oid); any
+ * difference, or any failure over the socket (its pg_hba rules often differ:
+ * peer vs password), keeps TCP and says why.
  */
 import { stat } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -18,9 +21,6 @@ import pg from 'pg'
 import type { Logger } from 'pino'
 
 export type DbSocketMode = 'auto' | 'off'
-
-/** Where Debian/Ubuntu packages and PostgreSQL's own default put the socket. */
-export const DEFAULT_SOCKET_DIRS = ['/var/run/postgresql', '/tmp']
 
 const LOOPBACK = new Set(['localhost', '127.0.0.1', '[::1]', '::1'])
 
@@ -33,8 +33,9 @@ export interface DbConnectionChoice {
 
 export interface LocalSocketOptions {
   mode: DbSocketMode
-  /** Directories searched for `.s.PGSQL.<port>`, in order. */
+  /** Tests: directories searched for `.s.PGSQL.<port>` instead of those the server reports. */
   dirs?: string[]
+  /** Connecting and each query over either path (default 5 s): a socket that accepts and goes silent cannot hold up start-up. */
   connectTimeoutMs?: number
 }
 
@@ -45,20 +46,20 @@ export async function preferLocalSocket(databaseUrl: string, opts: LocalSocketOp
   if (url.searchParams.has('host')) return tcp('the URL names its host in ?host=')
   if (!LOOPBACK.has(url.hostname)) return tcp(`${url.hostname} is not a loopback address`)
   const port = url.port || '5432'
-  const dir = await findSocketDir(opts.dirs ?? DEFAULT_SOCKET_DIRS, port)
-  if (dir === undefined) return tcp(`no .s.PGSQL.${port} socket found`)
-  const socketUrl = new URL(databaseUrl)
-  socketUrl.searchParams.set('host', dir)
   const timeout = opts.connectTimeoutMs ?? 5_000
   // TCP first: a failure there is the relay's own start-up error, reported as it always was.
   const overTcp = await serverIdentity(databaseUrl, timeout)
-  let overSocket: string
+  const dir = await findSocketDir(opts.dirs ?? overTcp.socketDirs, port)
+  if (dir === undefined) return tcp(`no .s.PGSQL.${port} socket found`)
+  const socketUrl = new URL(databaseUrl)
+  socketUrl.searchParams.set('host', dir)
+  let overSocket: ServerIdentity
   try {
     overSocket = await serverIdentity(socketUrl.toString(), timeout)
   } catch (err) {
     return tcp(`the socket in ${dir} refused: ${(err as Error).message}`)
   }
-  if (overSocket !== overTcp) return tcp(`the socket in ${dir} leads to another server or database`)
+  if (overSocket.id !== overTcp.id) return tcp(`the socket in ${dir} leads to another server or database`)
   return { url: socketUrl.toString(), via: 'socket', detail: dir }
 }
 
@@ -73,15 +74,29 @@ async function findSocketDir(dirs: string[], port: string): Promise<string | und
   return undefined
 }
 
-/** The server's start time and the database's oid: equal only for the same database of the same running server. */
-async function serverIdentity(connectionString: string, connectionTimeoutMillis: number): Promise<string> {
-  const client = new pg.Client({ connectionString, connectionTimeoutMillis })
+interface ServerIdentity {
+  /** The server's start time and the database's oid: equal only for the same database of the same running server. */
+  id: string
+  /** Where the server says it keeps its sockets (absolute paths only; `@abstract` names are not files). */
+  socketDirs: string[]
+}
+
+async function serverIdentity(connectionString: string, timeoutMs: number): Promise<ServerIdentity> {
+  const client = new pg.Client({ connectionString, connectionTimeoutMillis: timeoutMs, query_timeout: timeoutMs })
   await client.connect()
   try {
-    const res = await client.query<{ id: string }>(
-      `select pg_postmaster_start_time()::text || '/' || (select oid from pg_database where datname = current_database())::text as id`,
+    const res = await client.query<{ id: string; dirs: string }>(
+      `select pg_postmaster_start_time()::text || '/' || (select oid from pg_database where datname = current_database())::text as id,` +
+        ` current_setting('unix_socket_directories') as dirs`,
     )
-    return res.rows[0]?.id ?? ''
+    const row = res.rows[0]
+    return {
+      id: row?.id ?? '',
+      socketDirs: (row?.dirs ?? '')
+        .split(',')
+        .map((d) => d.trim())
+        .filter((d) => d.startsWith('/')),
+    }
   } finally {
     await client.end()
   }

@@ -56,6 +56,8 @@ describe('preferLocalSocket', () => {
     // inet_server_addr() is null exactly when the connection is not over TCP/IP.
     const over = await one<{ addr: string | null; db: string }>(choice.url, 'select inet_server_addr()::text as addr, current_database() as db')
     expect(over).toEqual({ addr: null, db: new URL(db.url).pathname.slice(1) })
+    // Left to itself it searches only the directories the server reports, and finds the same socket.
+    expect(await preferLocalSocket(db.url, { mode: 'auto' })).toEqual({ ...choice, detail: serverSocketDirs[0] })
   })
 
   it('keeps TCP when switched off, for a non-loopback host, and for a URL that names its own host', async () => {
