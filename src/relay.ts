@@ -100,8 +100,9 @@ export async function startRelay(config: Config, logger: Logger, overrides: Rela
   const opening = describeStorage(config)
   logger.info(opening.fields, opening.message)
   const openedAt = Date.now()
+  const ingestUrl = await chooseDatabaseUrl(config.databaseUrl, config.dbSocket, logger, 'ingest')
   const storage = await openStorage({
-    databaseUrl: await chooseDatabaseUrl(config.databaseUrl, config.dbSocket, logger, 'ingest'),
+    databaseUrl: ingestUrl,
     dataDir: config.dataDir,
     poolSize: config.dbPoolSize,
     onPoolError: (err) => logger.warn({ err }, 'idle database connection failed'),
@@ -115,7 +116,8 @@ export async function startRelay(config: Config, logger: Logger, overrides: Rela
   try {
     const applied = await migrate(storage)
     const queryStorage = await openQueryStorage(storage, {
-      databaseUrl: await chooseDatabaseUrl(config.databaseReadUrl ?? config.databaseUrl, config.dbSocket, logger, 'query'),
+      // The primary again unless a replica is named: then the ingest pool's choice holds for it too.
+      databaseUrl: config.databaseReadUrl !== undefined ? await chooseDatabaseUrl(config.databaseReadUrl, config.dbSocket, logger, 'query') : ingestUrl,
       poolSize: config.dbQueryPoolSize,
       onPoolError: (err) => logger.warn({ err, pool: 'query' }, 'idle database connection failed'),
     })

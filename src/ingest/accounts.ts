@@ -51,8 +51,8 @@ export class AccountStore {
     return this.cache.size
   }
 
-  /** The cached account for `did`, without a database read (undefined: not in memory). */
-  peek(did: string): AccountState | undefined {
+  /** The cached account for `did`, without a database read (undefined: not in memory). Counts as a use for the LRU, as `get` does. */
+  inMemory(did: string): AccountState | undefined {
     return this.cache.get(did)
   }
 

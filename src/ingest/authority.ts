@@ -25,12 +25,15 @@ export function requireAuthority(ctx: IngestContext, host: UpstreamHost, did: st
   // The common case answers at once: no promise for an identity already in memory.
   const inMemory = ctx.identity.cached(did)
   if (inMemory !== undefined && inMemory.status === 'ok' && isHostOf(inMemory, host)) return inMemory
-  return requireAuthorityLookup(ctx, host, did)
+  return requireAuthorityLookup(ctx, host, did, inMemory !== undefined)
 }
 
-async function requireAuthorityLookup(ctx: IngestContext, host: UpstreamHost, did: string): Promise<ResolvedIdentity> {
-  const cached = await ctx.identity.resolve(did)
-  if (cached.status === 'ok' && isHostOf(cached, host)) return cached
+/** `cachedDisagrees`: memory already answered, and not with this host: straight to the forced refresh. */
+async function requireAuthorityLookup(ctx: IngestContext, host: UpstreamHost, did: string, cachedDisagrees: boolean): Promise<ResolvedIdentity> {
+  if (!cachedDisagrees) {
+    const cached = await ctx.identity.resolve(did)
+    if (cached.status === 'ok' && isHostOf(cached, host)) return cached
+  }
   const fresh = await ctx.identity.resolve(did, { forceRefresh: true })
   if (fresh.status !== 'ok') throw unresolvedIdentity(did, fresh)
   if (!isHostOf(fresh, host)) throw new IngestDrop('wrong-host', `${did} is hosted at ${fresh.pdsHost}, not ${host.hostname}`)
@@ -44,7 +47,7 @@ async function requireAuthorityLookup(ctx: IngestContext, host: UpstreamHost, di
  */
 export function accountOnHost(ctx: IngestContext, host: UpstreamHost, did: string): AccountState | Promise<AccountState> {
   // A cached account already on this host is the common case: answered without a promise.
-  const inMemory = ctx.accounts.peek(did)
+  const inMemory = ctx.accounts.inMemory(did)
   if (inMemory !== undefined && inMemory.hostId === host.id) return inMemory
   return accountOnHostLookup(ctx, host, did)
 }

@@ -3,8 +3,10 @@
  * is bound once to plain numbers, so an observation is a bucket search and
  * three additions; prom-client's Histogram checks and hashes the labels on
  * every call, which at full ingest was ~1.5 % of the main thread for one
- * histogram. Registered on the same Registry and exposed exactly as
- * prom-client's own histograms (cumulative `_bucket{le}`, `_sum`, `_count`).
+ * histogram. Registered on the same Registry and exposed in prom-client's
+ * format (cumulative `_bucket{le}`, `_sum`, `_count`, `le` first). Unlike
+ * prom-client, a bound series is exposed (zero) from the moment it is bound,
+ * and a registry reset zeroes it rather than dropping it until observed.
  */
 import type { Metric, Registry } from 'prom-client'
 

@@ -93,8 +93,9 @@ const PREPARED_STATEMENT_LOST = new Set(['26000', '42P05'])
  * first time it runs there. Measured on the batch commit (70 events of 1.6 KB
  * per batch, bench/notes.md): the Postgres backend's CPU per event 42 → 26 µs,
  * the relay's 29 → 23 µs. A transaction pooler (pgbouncer) can break named
- * statements; the first such error switches them off for good, and the caller
- * retries as it retries any failed statement.
+ * statements; the first such error switches them off for good and is thrown:
+ * the batch commit and the splitter's log retry it as any failed batch, the
+ * identity group commit fails that save (the row is written at the next resolution).
  */
 function preparedRunner(pool: pg.Pool, db: Kysely<Database>, logger: Logger | undefined): (query: CompiledQuery) => Promise<void> {
   const names = new Map<string, string>()

@@ -156,8 +156,8 @@ describe('upstream tickets', () => {
     verifier.verify = async (req: VerifyRequest) => ((decode(req.bodyBytes) as { repo?: string }).repo === victims.verify.did ? boom('verify', victims.verify.did) : verify(req))
     const get = h.pipeline.accounts.get.bind(h.pipeline.accounts)
     h.pipeline.accounts.get = async (did) => (did === victims.state.did ? boom('state', did) : get(did))
-    const peek = h.pipeline.accounts.peek.bind(h.pipeline.accounts)
-    h.pipeline.accounts.peek = (did) => (did === victims.state.did ? undefined : peek(did))
+    const inMemory = h.pipeline.accounts.inMemory.bind(h.pipeline.accounts)
+    h.pipeline.accounts.inMemory = (did) => (did === victims.state.did ? undefined : inMemory(did))
     const submit = h.sequencer.submit.bind(h.sequencer)
     h.sequencer.submit = (evt: AcceptedEvent) => (evt.did === victims.submit.did ? boom('submit', evt.did) : submit(evt))
 
