@@ -42,6 +42,62 @@ afterAll(async () => {
   rmSync(scratch, { recursive: true, force: true })
 })
 
+/**
+ * A stand-in that speaks just enough of the PostgreSQL wire protocol (trust
+ * start-up, one simple query) to answer the identity probe as another server would.
+ */
+function fakePostgres(row: string[]): Server {
+  const message = (type: string, body: Buffer): Buffer => {
+    const head = Buffer.alloc(5)
+    head.write(type, 0, 'latin1')
+    head.writeInt32BE(body.length + 4, 1)
+    return Buffer.concat([head, body])
+  }
+  const int32 = (n: number) => {
+    const b = Buffer.alloc(4)
+    b.writeInt32BE(n)
+    return b
+  }
+  const int16 = (n: number) => {
+    const b = Buffer.alloc(2)
+    b.writeInt16BE(n)
+    return b
+  }
+  const ready = message('Z', Buffer.from('I'))
+  return createServer((socket) => {
+    let started = false
+    let pending = Buffer.alloc(0)
+    socket.on('data', (chunk) => {
+      pending = Buffer.concat([pending, chunk])
+      for (;;) {
+        if (!started) {
+          if (pending.length < 4 || pending.length < pending.readInt32BE(0)) return
+          pending = pending.subarray(pending.readInt32BE(0))
+          started = true
+          socket.write(Buffer.concat([message('R', int32(0)), ready]))
+          continue
+        }
+        if (pending.length < 5 || pending.length < 1 + pending.readInt32BE(1)) return
+        const type = String.fromCharCode(pending[0]!)
+        pending = pending.subarray(1 + pending.readInt32BE(1))
+        if (type === 'X') return void socket.end()
+        if (type !== 'Q') continue
+        const fields = row.map((_, i) => Buffer.concat([Buffer.from(`c${i}\0`), int32(0), int16(0), int32(25), int16(-1), int32(-1), int16(0)]))
+        const cells = row.map((v) => Buffer.concat([int32(Buffer.byteLength(v)), Buffer.from(v)]))
+        socket.write(
+          Buffer.concat([
+            message('T', Buffer.concat([int16(row.length), ...fields])),
+            message('D', Buffer.concat([int16(row.length), ...cells])),
+            message('C', Buffer.from('SELECT 1\0')),
+            ready,
+          ]),
+        )
+      }
+    })
+    socket.on('error', () => undefined)
+  })
+}
+
 describe('preferLocalSocket', () => {
   it('moves a loopback URL to the server’s own socket, and the connection really is a socket', async () => {
     const choice = await preferLocalSocket(db.url, { mode: 'auto', dirs: [join(scratch, 'missing'), ...serverSocketDirs] })
@@ -84,6 +140,18 @@ describe('preferLocalSocket', () => {
       expect(choice.via).toBe('tcp')
       expect(choice.url).toBe(db.url)
       expect(choice.detail).toMatch(new RegExp(`^the socket in ${dir} refused: `))
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()))
+    }
+  })
+
+  it('keeps TCP when the socket answers as another server', async () => {
+    const dir = mkdtempSync(join(scratch, 'other-'))
+    const server = fakePostgres(['2020-01-01 00:00:00+00/1', ''])
+    await new Promise<void>((resolve) => server.listen(join(dir, `.s.PGSQL.${port}`), resolve))
+    try {
+      const choice = await preferLocalSocket(db.url, { mode: 'auto', dirs: [dir], connectTimeoutMs: 2_000 })
+      expect(choice).toEqual({ url: db.url, via: 'tcp', detail: `the socket in ${dir} leads to another server or database` })
     } finally {
       await new Promise<void>((resolve) => server.close(() => resolve()))
     }
