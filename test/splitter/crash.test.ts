@@ -101,7 +101,10 @@ describe('splitter process: kill -9 and restarts', () => {
     const combined = (): FirehoseEvent[] => [...first.events, ...second.events]
     await ledger.expectAllForwarded({ of: (did: string) => combined().filter((e) => e.did === did) }, 60_000)
     // The second child connected at its start and again after the relay restarted, each time from its cursor (never live).
-    const connects = child.lines.filter((l) => l.msg === 'connected to the upstream relay')
+    // Its log comes through a pipe and can trail the events it forwarded: wait for the line, with a deadline.
+    const connectLines = () => child.lines.filter((l) => l.msg === 'connected to the upstream relay')
+    await waitUntil(() => connectLines().length >= 2, 'the splitter logging its reconnect', 30_000)
+    const connects = connectLines()
     expect(connects.length).toBeGreaterThanOrEqual(2)
     for (const l of connects) expect(typeof l.cursor, JSON.stringify(l)).toBe('number')
     const rows = await relay.storage.db.selectFrom('event').select('seq').orderBy('seq').execute()
