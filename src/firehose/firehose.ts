@@ -357,6 +357,11 @@ export class Firehose {
   }
 
   /** Closes once-live consumers that are beyond the lag and have read below the floor rate for the window. */
+  /** Slow-reader sweeps so far (SlowReaderPolicy.sweeps). */
+  get slowReaderSweeps(): number {
+    return this.slowReaders.sweeps
+  }
+
   private cutOffSlow(): void {
     this.slowReaders.sweep(this.connected.values(), (c) => c.lastSent, this.source.currentSeq(), Date.now(), (c, verdict) => this.cutOff(c, verdict))
   }

@@ -50,6 +50,7 @@ export class SlowReaderPolicy {
   readonly maxLag: number
   readonly minRate: number
   readonly windowMs: number
+  private sweepCount = 0
 
   constructor(limits: SlowReaderLimits) {
     if (!Number.isSafeInteger(limits.maxLag) || limits.maxLag < 1) throw new RangeError(`maxLag must be a positive integer, got ${limits.maxLag}`)
@@ -58,6 +59,11 @@ export class SlowReaderPolicy {
     this.maxLag = limits.maxLag
     this.minRate = limits.minRate
     this.windowMs = limits.windowMs
+  }
+
+  /** Sweeps so far: a reader paced on the relay's judging (tests) waits for the next one. */
+  get sweeps(): number {
+    return this.sweepCount
   }
 
   /** How often readers should be judged: often enough that a window is not overrun by much. */
@@ -70,6 +76,7 @@ export class SlowReaderPolicy {
    * having been live is judged at `position(reader)`; `onSlow` gets each found slow.
    */
   sweep<R extends JudgedReader>(readers: Iterable<R>, position: (r: R) => number, head: number, now: number, onSlow: (r: R, verdict: SlowVerdict & { slow: true }) => void): void {
+    this.sweepCount++
     for (const r of readers) {
       if (r.state === 'live') r.progress.reset()
       else if (r.state === 'catchup' && r.reachedLive) {

@@ -294,6 +294,11 @@ export class JetstreamServer {
   }
 
   /** Closes once-live subscribers beyond the lag that have read below the floor rate for the window. */
+  /** Slow-reader sweeps so far (SlowReaderPolicy.sweeps). */
+  get slowReaderSweeps(): number {
+    return this.slowReaders.sweeps
+  }
+
   private cutOffSlow(): void {
     this.slowReaders.sweep(this.subscribers.values(), (s) => s.lastSeq, this.source.currentSeq(), Date.now(), (s, verdict) => {
       this.logger.warn({ subscriber: s.id, remoteAddress: s.remoteAddress, lag: verdict.lag, rate: Math.round(verdict.rate), seconds: verdict.seconds, seq: s.lastSeq }, 'jetstream subscriber too slow; closing')

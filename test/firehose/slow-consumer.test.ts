@@ -5,11 +5,10 @@
  * client (pausing and resuming its socket), with a floor far below it, so nothing here depends
  * on the machine's speed; every wait has a deadline.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { createTestDatabase, type TestDatabase } from '../helpers/db.js'
+import { describe, expect, it } from 'vitest'
 import { FirehoseClient } from '../helpers/firehose-client.js'
 import { waitUntil } from '../helpers/wait.js'
-import { range, startFirehoseServer, type FirehoseServer } from './harness.js'
+import { firehoseServerPerSuite, range, type FirehoseServer } from './harness.js'
 
 const MAX_LAG = 100
 const MIN_RATE = 5 // events/s; the paced client reads ~10 events per ~100 ms
@@ -26,21 +25,18 @@ function resume(c: FirehoseClient): void {
 }
 
 describe('firehose slow consumers (postgres)', () => {
-  let t: TestDatabase
   let relay: FirehoseServer
 
-  beforeAll(async () => {
-    t = await createTestDatabase('postgres')
-    relay = await startFirehoseServer(t, {
+  firehoseServerPerSuite(
+    {
       sequencer: { initialSeq: 1, maxBatchEvents: 100 },
       // A small ring and high-water mark: a consumer behind reads from the log, paced on its socket.
       firehose: { ringSize: 64, replayPageSize: 50, maxConsumerLag: MAX_LAG, minConsumerRate: MIN_RATE, slowWindowMs: WINDOW_MS, highWaterBytes: 64 * 1024, closeGraceMs: 60_000 },
-    })
-  })
-  afterAll(async () => {
-    await relay?.close()
-    await t?.cleanup()
-  })
+    },
+    async (_db, r) => {
+      relay = r
+    },
+  )
 
   const tooSlowCount = async (): Promise<number> => {
     const cut = await relay.registry.getSingleMetric('relay_firehose_consumers_cut_off_total')?.get()
@@ -78,8 +74,9 @@ describe('firehose slow consumers (postgres)', () => {
     const { client, id, start, produced } = await liveThenStalledBeyond(10 * MAX_LAG)
     const head = relay.sequencer.currentSeq()
     expect(produced.at(-1)).toBe(head)
-    // Read 10 events, pause ~100 ms, again: far above the floor, and at most ~130/s (2.6 MB/s), so
-    // over a window's worth of reading beyond the lag.
+    // Read 100 events per sweep of the relay's slow-reader check (one a second): ~100/s, far above
+    // the floor, and slow enough to stay beyond the lag for over a window. Paced on the relay's own
+    // judging, not on a timer of the test's.
     let budget = 0
     const paced = () => {
       if (--budget <= 0) pause(client)
@@ -96,10 +93,11 @@ describe('firehose slow consumers (postgres)', () => {
         beyondLagSince ??= Date.now()
         longestBeyondLagMs = Math.max(longestBeyondLagMs, Date.now() - beyondLagSince)
       } else beyondLagSince = undefined
-      budget = 10
+      budget = 100
+      const sweep = relay.firehose.slowReaderSweeps
       resume(client)
       await waitUntil(() => client.ws.isPaused || (client.seqs().at(-1) ?? 0) >= head, 'the next few events', 20_000)
-      await new Promise((r) => setTimeout(r, 100)) // pacing the reader, not waiting for a condition
+      await waitUntil(() => relay.firehose.slowReaderSweeps > sweep, 'the next slow-reader sweep', 20_000)
     }
     client.ws.off('message', paced)
     resume(client)

@@ -198,8 +198,9 @@ describe('Jetstream slow readers (postgres)', () => {
       expect(info()?.state).toBe('catchup')
       expect(info()?.lag).toBeGreaterThan(1_000)
       const head = sequencer.currentSeq()
-      // Read 10 messages, pause ~100 ms, again: at most ~140/s (ws may deliver the rest of a 64 KiB read, ~4 more),
-      // so over a window's worth of reading beyond the lag, and far above the floor.
+      // Read 100 messages per sweep of the relay's slow-reader check (one a second): ~100/s (ws may deliver
+      // the rest of a 64 KiB read, ~4 more), far above the floor and slow enough to stay beyond the lag
+      // for over a window. Paced on the relay's own judging, not on a timer of the test's.
       let budget = 0
       client.ws.on('message', () => {
         if (--budget <= 0) client.ws.pause()
@@ -215,10 +216,11 @@ describe('Jetstream slow readers (postgres)', () => {
           beyondSince ??= Date.now()
           longestBeyondMs = Math.max(longestBeyondMs, Date.now() - beyondSince)
         } else beyondSince = undefined
-        budget = 10
+        budget = 100
+        const sweep = paced.slowReaderSweeps
         client.ws.resume()
         await waitUntil(() => client.ws.isPaused || client.rkeys.length >= head - start, 'the next few messages', 20_000)
-        await new Promise((r) => setTimeout(r, 100)) // pacing the reader, not waiting for a condition
+        await waitUntil(() => paced.slowReaderSweeps > sweep, 'the next slow-reader sweep', 20_000)
       }
       client.ws.resume()
       // Judged beyond the lag for more than a window (the old rule closed it at once), and kept.
