@@ -8,7 +8,8 @@ import type { AddressInfo } from 'node:net'
 import { Registry } from 'prom-client'
 import { Firehose, type FirehoseOptions } from '../../src/firehose/firehose.js'
 import { Sequencer, type SequencerOptions } from '../../src/sequencer/sequencer.js'
-import type { TestDatabase } from '../helpers/db.js'
+import { afterAll, beforeAll } from 'vitest'
+import { createTestDatabase, type TestDatabase } from '../helpers/db.js'
 import { commitEvent, createAccounts, createHost, rev, silentLogger } from '../sequencer/helpers.js'
 
 export interface FirehoseServer {
@@ -84,4 +85,25 @@ export async function startFirehoseServer(
 
 export function range(from: number, to: number): number[] {
   return Array.from({ length: to - from + 1 }, (_, i) => from + i)
+}
+
+/**
+ * One Postgres database and firehose server for the enclosing describe block: started before
+ * its tests (then `ready` gets them, e.g. to keep them or produce events) and closed after.
+ */
+export function firehoseServerPerSuite(
+  opts: Parameters<typeof startFirehoseServer>[1],
+  ready: (t: TestDatabase, relay: FirehoseServer) => void | Promise<void>,
+): void {
+  let t: TestDatabase | undefined
+  let relay: FirehoseServer | undefined
+  beforeAll(async () => {
+    t = await createTestDatabase('postgres')
+    relay = await startFirehoseServer(t, opts)
+    await ready(t, relay)
+  })
+  afterAll(async () => {
+    await relay?.close()
+    await t?.cleanup()
+  })
 }

@@ -1,10 +1,9 @@
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { createTestDatabase, type TestDatabase } from '../helpers/db.js'
+import { describe, expect, it } from 'vitest'
 import { waitUntil } from '../helpers/wait.js'
 import { FirehoseClient } from '../helpers/firehose-client.js'
-import { range, startFirehoseServer, type FirehoseServer } from './harness.js'
+import { firehoseServerPerSuite, range, type FirehoseServer } from './harness.js'
 
 // A real collector for memory measurements (garbage would otherwise dominate heapUsed).
 setFlagsFromString('--expose-gc')
@@ -16,23 +15,20 @@ function contiguous(seqs: number[]): boolean {
 }
 
 describe('firehose under load (postgres)', () => {
-  let t: TestDatabase
   let relay: FirehoseServer
 
-  beforeAll(async () => {
-    t = await createTestDatabase('postgres')
-    relay = await startFirehoseServer(t, {
+  firehoseServerPerSuite(
+    {
       sequencer: { initialSeq: 1, maxBatchEvents: 100 },
       // A small ring and small replay pages force the log → ring → live path.
       // A stalled consumer is closed a window (1 s here) after it is beyond the lag (slow-consumer.test.ts has the policy).
       firehose: { ringSize: 64, replayPageSize: 50, maxConsumerLag: 500, slowWindowMs: 1_000, highWaterBytes: 64 * 1024, closeGraceMs: 20_000 },
-    })
-    await relay.produce(1000, 200)
-  })
-  afterAll(async () => {
-    await relay?.close()
-    await t?.cleanup()
-  })
+    },
+    async (_db, r) => {
+      relay = r
+      await relay.produce(1000, 200)
+    },
+  )
 
   it('a consumer catching up from an old cursor while a producer keeps committing sees a contiguous, duplicate-free stream', async () => {
     let producing = true

@@ -5,11 +5,11 @@
  * takedown is no such notice. The reader is stalled by the test client (pausing its socket)
  * and the relay's position is read back, so nothing depends on the machine's speed.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { createTestDatabase, type TestDatabase } from '../helpers/db.js'
+import { describe, expect, it } from 'vitest'
+import type { TestDatabase } from '../helpers/db.js'
 import { FirehoseClient } from '../helpers/firehose-client.js'
 import { waitUntil } from '../helpers/wait.js'
-import { range, startFirehoseServer, type FirehoseServer } from './harness.js'
+import { firehoseServerPerSuite, range, type FirehoseServer } from './harness.js'
 
 const PARTITION = 10
 const FRAME_PADDING = 100_000 // 200 frames of ~100 KB: far more than the loopback buffers hold
@@ -19,18 +19,17 @@ describe('retention while a consumer reads the log (postgres)', () => {
   let t: TestDatabase
   let relay: FirehoseServer
 
-  beforeAll(async () => {
-    t = await createTestDatabase('postgres')
-    relay = await startFirehoseServer(t, {
+  firehoseServerPerSuite(
+    {
       sequencer: { initialSeq: 1, partitionSize: PARTITION, replayWindowMs: 60_000 },
       // A tiny ring: a consumer behind reads the log, a page at a time, paced on its socket.
       firehose: { ringSize: 4, replayPageSize: 5, highWaterBytes: 64 * 1024, maxConsumerLag: 1_000_000 },
-    })
-  })
-  afterAll(async () => {
-    await relay?.close()
-    await t?.cleanup()
-  })
+    },
+    async (db, r) => {
+      t = db
+      relay = r
+    },
+  )
 
   it('tells a reader that fell out of the window, then continues from the oldest retained event', async () => {
     const produced = await relay.produce(EVENTS, FRAME_PADDING)
