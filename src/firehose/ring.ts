@@ -2,30 +2,7 @@
  * The in-memory ring of recently published events, already framed for the
  * WebSocket wire, so lagging consumers catch up without touching the database.
  */
-import * as wsModule from 'ws'
-
-interface WsFrameOptions {
-  fin: boolean
-  rsv1: boolean
-  opcode: number
-  mask: boolean
-  readOnly: boolean
-}
-interface SenderStatic {
-  frame(data: Buffer, options: WsFrameOptions): Buffer[]
-}
-/**
- * `ws`'s frame builder: a public export at runtime (named export of the ESM
- * wrapper, `WebSocket.Sender` under CommonJS) that @types/ws does not declare.
- */
-const Sender = resolveSender()
-
-function resolveSender(): SenderStatic {
-  const mod = wsModule as unknown as { Sender?: SenderStatic; default?: { Sender?: SenderStatic } }
-  const sender = mod.Sender ?? mod.default?.Sender
-  if (sender === undefined || typeof sender.frame !== 'function') throw new Error('ws Sender.frame is not available')
-  return sender
-}
+export { wsFrame, wsFrameParts } from '../http/ws-frame-header.js'
 
 export interface RingEntry {
   seq: number
@@ -34,24 +11,6 @@ export interface RingEntry {
   wire: Buffer
   /** Set when the account was taken down: no longer sent to catching-up consumers. */
   removed: boolean
-}
-
-const FRAME_OPTIONS = { fin: true, rsv1: false, opcode: 2, mask: false, readOnly: false } as const
-const TEXT_FRAME_OPTIONS = { ...FRAME_OPTIONS, opcode: 1 } as const
-
-/** The WebSocket header and payload for one message (binary, or text for UTF-8 `payload`), without copying the payload. */
-export function wsFrameParts(payload: Uint8Array, kind: 'binary' | 'text' = 'binary'): Buffer[] {
-  return Sender.frame(toBuffer(payload), kind === 'text' ? TEXT_FRAME_OPTIONS : FRAME_OPTIONS)
-}
-
-/** One Buffer holding a whole WebSocket message: built once, written to every socket. */
-export function wsFrame(payload: Uint8Array, kind: 'binary' | 'text' = 'binary'): Buffer {
-  const parts = wsFrameParts(payload, kind)
-  return parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts)
-}
-
-function toBuffer(bytes: Uint8Array): Buffer {
-  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
 }
 
 /** Default byte bound of the ring's frames: with large events, 10,000 of them could hold hundreds of MB. */

@@ -1,9 +1,10 @@
 /**
- * The header of an unmasked, unfragmented WebSocket message (RFC 6455 §5.2),
- * what a server sends: FIN + opcode, then the payload length in 7 bits, or 126
- * and 16 bits, or 127 and 64 bits. Written in front of a payload that was built
- * with room for it (the sequencer's frames), so the message a consumer gets is
- * built once without copying the payload again.
+ * Unmasked, unfragmented WebSocket messages (RFC 6455 §5.2), what a server
+ * sends: FIN + opcode, then the payload length in 7 bits, or 126 and 16 bits,
+ * or 127 and 64 bits. The one place the relay frames messages for the wire:
+ * written in front of a payload built with room for it (the sequencer's
+ * frames, so a consumer's message is built once without copying the payload
+ * again), or around any other payload (`wsFrame`, `wsFrameParts`).
  */
 
 /** Room to leave in front of a payload for any header. */
@@ -39,4 +40,21 @@ export function writeWsHeader(buf: Uint8Array, payloadStart: number, payloadLeng
     }
   }
   return start
+}
+
+/** The header and the payload of one message, without copying the payload. */
+export function wsFrameParts(payload: Uint8Array, kind: 'binary' | 'text' = 'binary'): Buffer[] {
+  const length = wsHeaderLength(payload.length)
+  const header = Buffer.allocUnsafe(length)
+  writeWsHeader(header, length, payload.length, kind)
+  return [header, Buffer.isBuffer(payload) ? payload : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength)]
+}
+
+/** One Buffer holding a whole message: built once, written to every socket. */
+export function wsFrame(payload: Uint8Array, kind: 'binary' | 'text' = 'binary'): Buffer {
+  const length = wsHeaderLength(payload.length)
+  const out = Buffer.allocUnsafe(length + payload.length)
+  writeWsHeader(out, length, payload.length, kind)
+  out.set(payload, length)
+  return out
 }

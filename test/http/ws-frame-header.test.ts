@@ -6,12 +6,16 @@
 import { describe, expect, it } from 'vitest'
 import { encode, toBytes } from '@atcute/cbor'
 import { frameWithSeq, frameWithSeqAfter } from '../../src/atproto/frame.js'
-import { wsFrameParts } from '../../src/firehose/ring.js'
-import { MAX_WS_HEADER_BYTES, wsHeaderLength, writeWsHeader } from '../../src/http/ws-frame-header.js'
+import * as wsModule from 'ws'
+import { MAX_WS_HEADER_BYTES, wsFrame, wsFrameParts, wsHeaderLength, writeWsHeader } from '../../src/http/ws-frame-header.js'
 
-/** What ws itself frames (Sender.frame, through the firehose ring's wrapper). */
+/** ws's own frame builder (a runtime export @types/ws does not declare): the independent reference. */
+const Sender = ((wsModule as unknown as { Sender?: unknown; default?: { Sender?: unknown } }).Sender ??
+  (wsModule as unknown as { default?: { Sender?: unknown } }).default?.Sender) as { frame(data: Buffer, o: object): Buffer[] }
+
+/** What ws itself frames. */
 function wsFramed(payload: Buffer, opcode: 1 | 2): Buffer {
-  return Buffer.concat(wsFrameParts(payload, opcode === 1 ? 'text' : 'binary'))
+  return Buffer.concat(Sender.frame(payload, { fin: true, rsv1: false, opcode, mask: false, readOnly: true }))
 }
 
 describe('writeWsHeader', () => {
@@ -23,6 +27,8 @@ describe('writeWsHeader', () => {
       const start = writeWsHeader(buf, MAX_WS_HEADER_BYTES, n, kind)
       expect(MAX_WS_HEADER_BYTES - start).toBe(wsHeaderLength(n))
       expect(buf.subarray(start).equals(wsFramed(payload, opcode))).toBe(true)
+      expect(wsFrame(payload, kind).equals(wsFramed(payload, opcode))).toBe(true)
+      expect(Buffer.concat(wsFrameParts(payload, kind)).equals(wsFramed(payload, opcode))).toBe(true)
     }
   })
 
