@@ -32,6 +32,7 @@ export interface Config {
   dataDir: string
   dbPoolSize: number
   dbSocket: 'auto' | 'off'
+  dbWriter: 'thread' | 'inline'
   dbQueryPoolSize: number
   dbQueryQueue: number
   dbQueryWaitMs: number
@@ -204,6 +205,7 @@ export const SETTINGS = [
   s({ env: 'DATABASE_READ_URL', key: 'databaseReadUrl', default: undefined, doc: 'PostgreSQL URL for public API queries, e.g. a read replica. Unset: DATABASE_URL (still a separate pool).', parse: (raw, env) => (raw ? url(['postgres:', 'postgresql:'])(raw, env) : undefined) }),
   s({ env: 'RELAY_DB_POOL_SIZE', key: 'dbPoolSize', default: '20', doc: 'PostgreSQL pool for ingest, the sequencer, requestCrawl and admin (never used by public queries).', parse: int(1, 1000) }),
   s({ env: 'RELAY_DB_SOCKET', key: 'dbSocket', default: 'auto', doc: 'auto: a DATABASE_URL (or DATABASE_READ_URL) on a loopback address uses the same server\'s Unix socket (in a directory the server reports) when it answers as the same server and database (cheaper per event than loopback TCP); off: always the URL as given.', parse: oneOf(['auto', 'off'] as const) }),
+  s({ env: 'RELAY_DB_WRITER', key: 'dbWriter', default: 'thread', doc: 'thread: the batch commit (and the identity rows\' and splitter log\'s group writes) run on a database writer thread with 2 connections of its own, off the main thread; inline: on the main thread through the ingest pool. PGlite always runs them inline.', parse: oneOf(['thread', 'inline'] as const) }),
   s({ env: 'RELAY_DB_QUERY_POOL_SIZE', key: 'dbQueryPoolSize', default: '10', doc: 'PostgreSQL pool for public API queries, and how many run at once (on PGlite: how many may queue on its one connection).', parse: int(1, 1000) }),
   s({ env: 'RELAY_DB_QUERY_QUEUE', key: 'dbQueryQueue', default: '200', doc: 'Public queries (and requestCrawls) that may wait for a free slot; beyond it they get 503.', parse: int(0, 1_000_000) }),
   s({ env: 'RELAY_DB_QUERY_WAIT', key: 'dbQueryWaitMs', default: '2s', doc: 'How long a public query (or requestCrawl) waits for a free slot before 503.', parse: parseDuration }),

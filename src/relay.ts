@@ -107,6 +107,7 @@ export async function startRelay(config: Config, logger: Logger, overrides: Rela
     poolSize: config.dbPoolSize,
     onPoolError: (err) => logger.warn({ err }, 'idle database connection failed'),
     logger,
+    writer: config.dbWriter,
   })
   const cleanup: (() => Promise<void>)[] = [() => storage.close()]
   const unwind = async () => {

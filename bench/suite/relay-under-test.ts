@@ -55,6 +55,8 @@ export async function startBenchRelay(opts: BenchRelayOptions): Promise<Relay> {
     ...(opts.plcLimit === 'lifted' ? { RELAY_PLC_RATE_LIMIT: '1000000' } : {}),
     // Lets a run compare inline verification with a worker pool: RELAY_VERIFY_WORKERS=1 npm run bench
     ...(process.env.RELAY_VERIFY_WORKERS ? { RELAY_VERIFY_WORKERS: process.env.RELAY_VERIFY_WORKERS } : {}),
+    // And the batch commit on the main thread against the writer thread: RELAY_DB_WRITER=inline npm run bench
+    ...(process.env.RELAY_DB_WRITER ? { RELAY_DB_WRITER: process.env.RELAY_DB_WRITER } : {}),
     ...opts.env,
   })
   const logger = pino({ level: config.logLevel, base: { service: 'atrelay-bench' } }, pino.destination(2))

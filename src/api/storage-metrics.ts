@@ -4,11 +4,13 @@
  * and PGlite alike) and the free and total bytes of the filesystem holding
  * RELAY_DATA_DIR (the embedded database; with PostgreSQL, only the admin
  * password lives there). Both are read at scrape time, at most once a minute.
+ * With the database writer thread, how many statements had to run on the main
+ * thread while it was not up.
  */
 import { statfs } from 'node:fs/promises'
 import { sql } from 'kysely'
 import type { Logger } from 'pino'
-import { Gauge, type Registry } from 'prom-client'
+import { Counter, Gauge, type Registry } from 'prom-client'
 import type { Storage } from '../storage/db.js'
 
 const MIN_INTERVAL_MS = 60_000
@@ -32,6 +34,17 @@ export function registerStorageMetrics(opts: { registry: Registry; storage: Stor
         }
       }
       if (size !== undefined && Number.isFinite(size)) this.set(size)
+    },
+  })
+
+  const writer = opts.storage.writer
+  new Counter({
+    name: 'relay_db_writer_fallbacks_total',
+    help: 'Repeated group writes (batch commits, identity rows, splitter log) run on the main thread because the database writer thread was not up (0 without one)',
+    registers,
+    collect() {
+      this.reset()
+      this.inc(writer?.counts.inline ?? 0)
     },
   })
 

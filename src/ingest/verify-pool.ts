@@ -7,12 +7,11 @@
  * structured clone, an ArrayBuffer and a message-port wake-up per event
  * (docs/benchmarks.md, profile).
  */
-import { createRequire } from 'node:module'
-import { pathToFileURL } from 'node:url'
-import { Worker } from 'node:worker_threads'
+import type { Worker } from 'node:worker_threads'
 import type { Logger } from 'pino'
 import type { VerifyOptions } from '../atproto/verify.js'
 import { backoffCeiling, type BackoffOptions } from '../backoff.js'
+import { startWorkerScript } from '../worker-script.js'
 import { verifyBody } from './verify-body.js'
 import type { Verifier, VerifyKind, VerifyOutcome, VerifyRequest } from './verify-runner.js'
 
@@ -60,22 +59,6 @@ interface Slot {
   batchBytes: number
 }
 
-/**
- * Starts the worker script next to this module: the compiled `.js` directly;
- * under a TypeScript runner (vitest, tsx) the `.ts` source, through a small
- * bootstrap that first registers tsx's loader in the worker thread (loader
- * hooks of the parent thread do not carry over to workers on Node 20).
- */
-function startWorker(): Worker {
-  const self = import.meta.url
-  if (!self.endsWith('.ts')) return new Worker(new URL('./verify-worker.js', self))
-  // tsx's ESM API (`tsx/esm/api`, import condition); require.resolve finds its CommonJS twin beside it.
-  const tsxApi = pathToFileURL(createRequire(self).resolve('tsx/esm/api').replace(/\.cjs$/, '.mjs')).href
-  const entry = new URL('./verify-worker.ts', self).href
-  const bootstrap = `import(${JSON.stringify(tsxApi)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(entry)}) })`
-  return new Worker(bootstrap, { eval: true })
-}
-
 export class WorkerPoolVerifier implements Verifier {
   readonly mode = 'workers' as const
   private readonly slots: Slot[] = []
@@ -114,7 +97,7 @@ export class WorkerPoolVerifier implements Verifier {
   }
 
   private spawn(): Slot {
-    const worker = startWorker()
+    const worker = startWorkerScript(import.meta.url, 'verify-worker')
     let loaded!: () => void
     let failedToLoad!: (err: Error) => void
     const slot: Slot = {

@@ -68,6 +68,7 @@ export async function startSplitter(config: Config, logger: Logger, overrides: S
     poolSize: config.dbPoolSize,
     onPoolError: (err) => logger.warn({ err }, 'idle database connection failed'),
     logger,
+    writer: config.dbWriter,
   })
   const cleanup: (() => Promise<void>)[] = [() => storage.close()]
   try {

@@ -3,12 +3,13 @@
  * otherwise embedded PGlite in a data directory. Both speak the same SQL.
  */
 import { mkdirSync } from 'node:fs'
-import { createHash } from 'node:crypto'
 import { Kysely, PostgresDialect, sql, type CompiledQuery } from 'kysely'
 import type { Logger } from 'pino'
 import pg from 'pg'
 import { configDefault } from '../config.js'
 import { PGliteDialect } from './pglite-dialect.js'
+import { PREPARED_OFF_MESSAGE, preparedRunner } from './prepared-runner.js'
+import { StatementWriter } from './statement-writer.js'
 import type { Database } from './types.js'
 
 export type StorageKind = 'postgres' | 'pglite'
@@ -22,6 +23,8 @@ export interface Storage {
    * server neither parses nor plans it again. PGlite runs it as is.
    */
   executeRepeated(query: CompiledQuery): Promise<void>
+  /** The writer thread running `executeRepeated`, when there is one (RELAY_DB_WRITER=thread on Postgres). */
+  readonly writer?: StatementWriter | undefined
   /** Throws when the database cannot answer a trivial query. */
   ping(): Promise<void>
   /** Connection pool usage (PGlite is a single connection). */
@@ -43,9 +46,18 @@ export interface StorageOptions {
   pgliteImage?: Blob
   /** Told about errors on idle pooled connections (the next query also fails). */
   onPoolError?: (err: Error) => void
-  /** Told once when prepared statements turn out not to work (a pooler in front of Postgres). */
+  /** Told once when prepared statements turn out not to work (a pooler in front of Postgres), and about the writer thread. */
   logger?: Logger
+  /**
+   * Postgres only: where `executeRepeated` runs. `thread` (RELAY_DB_WRITER's default, config.ts):
+   * on the writer thread with its own connections (statement-writer.ts); `inline` (the default
+   * here, for one-off callers such as `migrate`): on this thread through the pool.
+   */
+  writer?: 'thread' | 'inline'
 }
+
+/** Connections of the writer thread's own pool: the batch commit runs one batch at a time; the identity rows and the splitter's log may overlap it. */
+const WRITER_POOL_SIZE = 2
 
 const INT8_OID = 20
 
@@ -68,11 +80,13 @@ export async function openStorage(options: StorageOptions): Promise<Storage> {
     // An idle client losing its server must not crash the process; the next query reports it.
     pool.on('error', (err) => options.onPoolError?.(err))
     const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) })
-    return wrap(db, 'postgres', preparedRunner(pool, db, options.logger), () => ({
-      total: pool.totalCount,
-      idle: pool.idleCount,
-      waiting: pool.waitingCount,
-    }))
+    const inline = preparedRunner(pool, (err, code) => options.logger?.warn({ err, code }, PREPARED_OFF_MESSAGE))
+    const poolStats = () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount })
+    if (options.writer !== 'thread') return wrap(db, 'postgres', (query) => inline(query.sql, query.parameters), poolStats)
+    const writer = new StatementWriter({ url: options.databaseUrl, poolSize: WRITER_POOL_SIZE, inline, logger: options.logger })
+    // A thread that cannot load leaves the statements on this thread (logged): the relay still starts.
+    await writer.ready().catch(() => undefined)
+    return wrap(db, 'postgres', (query) => writer.run(query), poolStats, writer)
   }
   const { PGlite } = await import('@electric-sql/pglite')
   const inMemory = options.dataDir.startsWith('memory://')
@@ -81,52 +95,6 @@ export async function openStorage(options: StorageOptions): Promise<Storage> {
   await lite.waitReady
   const db = new Kysely<Database>({ dialect: new PGliteDialect(lite) })
   return wrap(db, 'pglite', async (query) => void (await db.executeQuery(query)), () => ({ total: 1, idle: 0, waiting: 0 }))
-}
-
-/** Distinct statement texts given a name; past it, further texts run unprepared (the texts are a handful in practice). */
-const MAX_PREPARED_TEXTS = 256
-/** The server no longer knows a statement the client prepared (26000), or already has the name (42P05): a pooler in between. */
-const PREPARED_STATEMENT_LOST = new Set(['26000', '42P05'])
-
-/**
- * Named statements through the pool: pg prepares a name on each connection the
- * first time it runs there. Measured on the batch commit (70 events of 1.6 KB
- * per batch, bench/notes.md): the Postgres backend's CPU per event 42 → 26 µs,
- * the relay's 29 → 23 µs. A transaction pooler (pgbouncer) can break named
- * statements; the first such error switches them off for good and is thrown:
- * the batch commit and the splitter's log retry it as any failed batch, the
- * identity group commit fails that save (the row is written at the next resolution).
- */
-function preparedRunner(pool: pg.Pool, db: Kysely<Database>, logger: Logger | undefined): (query: CompiledQuery) => Promise<void> {
-  const names = new Map<string, string>()
-  let enabled = true
-  return async (query) => {
-    const name = enabled ? statementName(names, query.sql) : undefined
-    if (name === undefined) {
-      await db.executeQuery(query)
-      return
-    }
-    try {
-      await pool.query({ name, text: query.sql, values: query.parameters as unknown[] })
-    } catch (err) {
-      const code = (err as { code?: unknown }).code
-      if (typeof code === 'string' && PREPARED_STATEMENT_LOST.has(code)) {
-        enabled = false
-        logger?.warn({ err, code }, 'prepared statements do not survive on this database connection (a pooler?); running repeated statements unprepared')
-      }
-      throw err
-    }
-  }
-}
-
-function statementName(names: Map<string, string>, text: string): string | undefined {
-  let name = names.get(text)
-  if (name === undefined) {
-    if (names.size >= MAX_PREPARED_TEXTS) return undefined
-    name = 'atrelay_' + createHash('sha256').update(text).digest('hex').slice(0, 16)
-    names.set(text, name)
-  }
-  return name
 }
 
 /**
@@ -141,19 +109,21 @@ export async function openQueryStorage(primary: Storage, options: Omit<StorageOp
   return openStorage({ ...options, dataDir: '' })
 }
 
-function wrap(db: Kysely<Database>, kind: StorageKind, executeRepeated: Storage['executeRepeated'], poolStats: Storage['poolStats']): Storage {
+function wrap(db: Kysely<Database>, kind: StorageKind, executeRepeated: Storage['executeRepeated'], poolStats: Storage['poolStats'], writer?: StatementWriter): Storage {
   let closed = false
   return {
     db,
     kind,
     executeRepeated,
     poolStats,
+    writer,
     async ping() {
       await sql`select 1`.execute(db)
     },
     async close() {
       if (closed) return
       closed = true
+      await writer?.close()
       await db.destroy()
     },
   }
