@@ -2,7 +2,8 @@
  * Commits one batch of sequenced events: the event rows, account heads, host cursors, collection
  * counts and the seq high-water mark as one statement (batch-statement.ts). A failed commit is
  * retried with backoff, unchanged, until it succeeds or the sequencer abandons its queue, so
- * seqs are never reused or reordered. Seq/time assignment and publishing are the Sequencer's.
+ * seqs are never reused or reordered. A retry first asks whether the failed attempt had committed
+ * after all (the failure came after the statement was sent), and then does not run it again. Seq/time assignment and publishing are the Sequencer's.
  */
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Logger } from 'pino'
@@ -10,7 +11,7 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
 import { backoffCeiling, type BackoffOptions } from '../backoff.js'
 import type { Storage } from '../storage/db.js'
 import type { AccountHead, EventKindCode } from '../storage/types.js'
-import { batchCommitStatement } from './batch-statement.js'
+import { batchCommitStatement, committedThrough } from './batch-statement.js'
 import { reduceCollectionDeltas } from './collection-writes.js'
 import type { EventLog, EventRow } from './event-log.js'
 import type { HostCursorTracker } from './host-cursors.js'
@@ -93,7 +94,10 @@ export class BatchCommitter {
     for (let attempt = 0; ; attempt++) {
       if (this.abandoned()) return false
       try {
-        await this.commitBatch(batch)
+        if (attempt > 0 && (await this.committedAlready(batch))) {
+          // Running it again would fail on the event rows' keys, for good.
+          this.logger.warn({ firstSeq: batch[0]?.seq, lastSeq: batch[batch.length - 1]?.seq, attempts: attempt }, 'sequencer commit had succeeded although it reported a failure; not run again')
+        } else await this.commitBatch(batch)
         if (this.consecutiveFailures > 0) {
           this.logger.info({ attempts: attempt + 1, seq: batch[batch.length - 1]?.seq }, 'sequencer commit recovered')
         }
@@ -116,6 +120,12 @@ export class BatchCommitter {
         await sleep(backoffCeiling(attempt + 1, COMMIT_RETRY_BACKOFF), undefined, { ref: false })
       }
     }
+  }
+
+  /** Whether an attempt that reported a failure had committed all the same (the high-water mark is written with the events). */
+  private async committedAlready(batch: PendingEvent[]): Promise<boolean> {
+    const last = batch[batch.length - 1]
+    return last !== undefined && (await committedThrough(this.storage.db, SEQ_STATE_KEY)) >= last.seq
   }
 
   private async commitBatch(batch: PendingEvent[]): Promise<void> {

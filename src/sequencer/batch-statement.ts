@@ -10,8 +10,8 @@
  * batch of hundreds of events the template's node tree (built, frozen and
  * compiled per value) cost more main-thread time than the database call.
  */
-import { CompiledQuery } from 'kysely'
-import type { AccountHead } from '../storage/types.js'
+import { CompiledQuery, type Kysely } from 'kysely'
+import type { AccountHead, Database } from '../storage/types.js'
 import { byteaArray, int2Array, int8Array, textArray } from '../storage/binary-array.js'
 import { isEmptyCollectionWrites, type CollectionWrites } from './collection-writes.js'
 import type { EventRow } from './event-log.js'
@@ -121,6 +121,18 @@ export function batchCommitStatement(w: BatchWrites): CompiledQuery | undefined 
   if (w.collections !== undefined && !isEmptyCollectionWrites(w.collections)) parts.push(...collectionParts(w.collections, p))
   if (parts.length === 0) return undefined
   return CompiledQuery.raw(`with ${parts.join(', ')} select 1`, params)
+}
+
+/**
+ * The seq a high-water key was last set to (0 when never). The batch statement sets it in the
+ * same transaction as the batch's events, and batches commit one at a time in seq order, so
+ * `committedThrough(key) >= last seq of a batch` says that batch is durable: what a retry asks
+ * after a failure that may have come after the commit (a connection or the writer thread lost
+ * between sending the statement and reading its answer).
+ */
+export async function committedThrough(db: Kysely<Database>, key: string): Promise<number> {
+  const row = await db.selectFrom('relay_state').select('value').where('key', '=', key).executeTakeFirst()
+  return typeof row?.value === 'number' ? row.value : Number(row?.value ?? 0)
 }
 
 /** The seq high-water mark's CTE (`p` binds a parameter and returns its placeholder). */

@@ -20,7 +20,7 @@ import { MAX_WS_HEADER_BYTES, writeWsHeader } from '../http/ws-frame-header.js'
 import type { Storage } from '../storage/db.js'
 import { EventKind, type EventKindCode } from '../storage/types.js'
 import { BatchCommitter, SEQ_STATE_KEY, type PendingEvent } from './batch-commit.js'
-import { batchLength, MAX_BATCH_BYTES, MAX_BATCH_EVENTS } from './batch-statement.js'
+import { batchLength, committedThrough, MAX_BATCH_BYTES, MAX_BATCH_EVENTS } from './batch-statement.js'
 import { EventClock } from './event-clock.js'
 import { EventLog } from './event-log.js'
 import { HostCursorTracker, type TicketMisuse, type UpstreamTicket } from './host-cursors.js'
@@ -165,12 +165,7 @@ export class Sequencer implements CommittedEventSource {
   /** Reads the last committed seq and continues above it. */
   async start(): Promise<void> {
     if (this.started) return
-    const hw = await this.storage.db
-      .selectFrom('relay_state')
-      .select('value')
-      .where('key', '=', SEQ_STATE_KEY)
-      .executeTakeFirst()
-    const stored = typeof hw?.value === 'number' ? hw.value : Number(hw?.value ?? 0)
+    const stored = await committedThrough(this.storage.db, SEQ_STATE_KEY)
     const newest = (await this.eventLog.newestSeq()) ?? 0
     this.committed = Math.max(this.initialSeq - 1, stored, newest, 0)
     this.assigned = this.committed

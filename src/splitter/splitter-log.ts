@@ -26,7 +26,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { Logger } from 'pino'
 import { Counter, Gauge, type Registry } from 'prom-client'
 import { backoffCeiling, type BackoffOptions } from '../backoff.js'
-import { batchCommitStatement, batchLength, MAX_BATCH_BYTES, MAX_BATCH_EVENTS } from '../sequencer/batch-statement.js'
+import { batchCommitStatement, batchLength, committedThrough, MAX_BATCH_BYTES, MAX_BATCH_EVENTS } from '../sequencer/batch-statement.js'
 import { EventClock } from '../sequencer/event-clock.js'
 import { EventLog, type EventRow } from '../sequencer/event-log.js'
 import type { CommittedEvent, CommittedEventSource } from '../sequencer/types.js'
@@ -293,7 +293,7 @@ export class SplitterLog implements CommittedEventSource {
       while (events < this.items.length && events < this.maxBatch && (this.items[events] as Item).kind === 'event') events++
       const n = batchLength(this.items.slice(0, events), events, MAX_BATCH_BYTES, (item) => (item as { event: UpstreamEvent }).event.frame.length)
       const batch = this.items.slice(0, n).map((item) => (item as { event: UpstreamEvent }).event)
-      const ok = await this.withRetry(() => this.commit(batch), { firstSeq: batch[0]?.seq, lastSeq: batch[n - 1]?.seq })
+      const ok = await this.withRetry((attempt) => this.commit(batch, attempt > 1), { firstSeq: batch[0]?.seq, lastSeq: batch[n - 1]?.seq })
       if (ok === undefined) return
       this.items.splice(0, n)
       this.afterCommit(batch)
@@ -301,11 +301,11 @@ export class SplitterLog implements CommittedEventSource {
   }
 
   /** Runs `fn` until it succeeds (undefined only when stop gave up on a failing database). */
-  private async withRetry<T>(fn: () => Promise<T>, fields: Record<string, unknown>): Promise<T | undefined> {
+  private async withRetry<T>(fn: (attempt: number) => Promise<T>, fields: Record<string, unknown>): Promise<T | undefined> {
     for (let attempt = 1; ; attempt++) {
       if (this.abandon) return undefined
       try {
-        return await fn()
+        return await fn(attempt)
       } catch (err) {
         this.mFailures.inc()
         const level = attempt >= 5 ? 'error' : 'warn'
@@ -315,10 +315,15 @@ export class SplitterLog implements CommittedEventSource {
     }
   }
 
-  private async commit(batch: UpstreamEvent[]): Promise<boolean> {
+  /** `retry`: an earlier attempt failed, perhaps after it had committed (then it is not run again: its rows exist). */
+  private async commit(batch: UpstreamEvent[], retry: boolean): Promise<boolean> {
     const first = batch[0]
     const last = batch[batch.length - 1]
     if (first === undefined || last === undefined) return true
+    if (retry && (await committedThrough(this.storage.db, SPLITTER_SEQ_KEY)) >= last.seq) {
+      this.logger.warn({ firstSeq: first.seq, lastSeq: last.seq }, 'splitter log write had succeeded although it reported a failure; not run again')
+      return true
+    }
     await ensurePartitionsFor(this.eventLog, batch.map((e) => e.seq))
     for (const e of batch) e.timeUs ??= this.clock.next()
     const rows: EventRow[] = batch.map((e) => ({
