@@ -3,7 +3,8 @@
  * counts and the seq high-water mark as one statement (batch-statement.ts). A failed commit is
  * retried with backoff, unchanged, until it succeeds or the sequencer abandons its queue, so
  * seqs are never reused or reordered. A retry first asks whether the failed attempt had committed
- * after all (the failure came after the statement was sent), and then does not run it again. Seq/time assignment and publishing are the Sequencer's.
+ * after all (the failure came after the statement was sent), and then does not run it again.
+ * Seq/time assignment and publishing are the Sequencer's.
  */
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Logger } from 'pino'

@@ -108,6 +108,7 @@ export class StatementWriter {
   }
 
   private start(): void {
+    if (this.closed) return
     let loaded!: () => void
     let failed!: (err: Error) => void
     this.loaded = new Promise<void>((resolve, reject) => {
@@ -115,6 +116,7 @@ export class StatementWriter {
       failed = reject
     })
     this.loaded.catch(() => undefined) // reported through ready() and the log
+    this.startedAt = Date.now()
     let worker: Worker
     try {
       const init: WriterInit = { url: this.opts.url, poolSize: this.opts.poolSize }
@@ -125,7 +127,6 @@ export class StatementWriter {
       this.scheduleRestart(err as Error)
       return
     }
-    this.startedAt = Date.now()
     worker.on('message', (msg: WriterReply) => {
       if ('ready' in msg) {
         this.up = true
