@@ -11,26 +11,22 @@
  *
  *   npx tsx bench/batch-statement.bench.ts [--batches N] [--events N] [--frame BYTES]
  */
-import { randomBytes } from 'node:crypto'
 import { existsSync, readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { Kysely, PostgresDialect, type CompiledQuery } from 'kysely'
 import pino from 'pino'
 import { Registry } from 'prom-client'
 import { batchCommitStatement, type BatchWrites } from '../src/sequencer/batch-statement.js'
-import { EventLog, type EventRow } from '../src/sequencer/event-log.js'
-import { openStorage, type Storage } from '../src/storage/db.js'
-import { migrate } from '../src/storage/migrate.js'
-import type { AccountHead } from '../src/storage/types.js'
+import { EventLog } from '../src/sequencer/event-log.js'
+import { openStorage } from '../src/storage/db.js'
 import { createPostgresDatabase } from '../test/helpers/db.js'
+import { seedSyntheticAccounts, syntheticBatch } from './synthetic-batch.js'
 import { valuesBatchCommitStatement } from './baseline/values-batch-statement.js'
 
 const { values: args } = parseArgs({ options: { batches: { type: 'string' }, events: { type: 'string' }, frame: { type: 'string' } } })
 const BATCHES = Number(args.batches ?? 150)
 const EVENTS = Number(args.events ?? 200)
 const FRAME = Number(args.frame ?? 1_630)
-const ACCOUNTS = 2_000
-const HOSTS = 20
 
 const TICK_S = 0.01 // USER_HZ is 100 on Linux
 
@@ -49,33 +45,9 @@ const FORMS: Form[] = [
   { name: 'binary arrays (1 param per column)', build: batchCommitStatement },
 ]
 
-function batch(seq: number, accountIds: number[]): BatchWrites {
-  const events: EventRow[] = []
-  const heads = new Map<number, AccountHead>()
-  for (let i = 0; i < EVENTS; i++) {
-    const accountId = accountIds[(seq + i) % accountIds.length]!
-    events.push({ seq: seq + i, accountId, kind: 1, frame: randomBytes(FRAME), commitCid: randomBytes(36), timeUs: 1_700_000_000_000_000 + seq + i })
-    heads.set(accountId, { rev: '3l' + String(seq + i).padStart(11, '2'), commitCid: randomBytes(36), dataCid: randomBytes(36) })
-  }
-  const cursors = new Map<number, number>()
-  for (let h = 1; h <= HOSTS; h++) cursors.set(h, seq + h)
-  return { events, heads, cursors, highWater: { key: 'seq', seq: seq + EVENTS - 1 } }
-}
-
-async function seed(storage: Storage): Promise<number[]> {
-  await migrate(storage)
-  for (let h = 1; h <= HOSTS; h++) await storage.db.insertInto('host').values({ hostname: `h${h}.test`, account_limit: 1e9 }).execute()
-  const rows = await storage.db
-    .insertInto('account')
-    .values(Array.from({ length: ACCOUNTS }, (_, i) => ({ did: `did:plc:bench${i}`, host_id: 1 + (i % HOSTS) })))
-    .returning('id')
-    .execute()
-  return rows.map((r) => r.id)
-}
-
 async function measure(url: string, label: string): Promise<void> {
   const storage = await openStorage({ dataDir: '', databaseUrl: url, poolSize: 1 })
-  const accountIds = await seed(storage)
+  const accountIds = await seedSyntheticAccounts(storage)
   const log = new EventLog({ storage, currentSeq: () => 0, logger: pino({ level: 'silent' }), registry: new Registry(), retentionIntervalMs: 0 })
   await log.ensurePartitions(1, (BATCHES * 2 + 10) * EVENTS)
   // One connection (pool of 1), so pg_backend_pid() names the backend that runs every batch.
@@ -88,7 +60,7 @@ async function measure(url: string, label: string): Promise<void> {
     for (let f = 0; f < FORMS.length; f++) {
       // Alternate which form goes first, so drift affects both alike.
       const form = round % 2 === 0 ? f : FORMS.length - 1 - f
-      const w = batch(seq, accountIds)
+      const w = syntheticBatch(seq, accountIds, EVENTS, FRAME)
       seq += EVENTS
       const c0 = process.cpuUsage()
       const b0 = backendCpuSeconds(backend)

@@ -11,52 +11,24 @@
  *
  *   npx tsx bench/db-writer.bench.ts [--batches N] [--events N] [--frame BYTES]
  */
-import { randomBytes } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import pino from 'pino'
 import { Registry } from 'prom-client'
-import { batchCommitStatement, type BatchWrites } from '../src/sequencer/batch-statement.js'
-import { EventLog, type EventRow } from '../src/sequencer/event-log.js'
-import { openStorage, type Storage } from '../src/storage/db.js'
-import { migrate } from '../src/storage/migrate.js'
-import type { AccountHead } from '../src/storage/types.js'
+import { batchCommitStatement } from '../src/sequencer/batch-statement.js'
+import { EventLog } from '../src/sequencer/event-log.js'
+import { openStorage } from '../src/storage/db.js'
 import { createPostgresDatabase } from '../test/helpers/db.js'
+import { seedSyntheticAccounts, syntheticBatch } from './synthetic-batch.js'
 import { mainThreadCpu } from './suite/machine.js'
 
 const { values: args } = parseArgs({ options: { batches: { type: 'string' }, events: { type: 'string' }, frame: { type: 'string' } } })
 const BATCHES = Number(args.batches ?? 400)
 const EVENTS = Number(args.events ?? 70)
 const FRAME = Number(args.frame ?? 1_630)
-const ACCOUNTS = 2_000
-const HOSTS = 20
 /** Batches per measured block, and blocks left out at the start. */
 const BLOCK = 20
 const WARM_UP = 2
-
-function batch(seq: number, accountIds: number[]): BatchWrites {
-  const events: EventRow[] = []
-  const heads = new Map<number, AccountHead>()
-  for (let i = 0; i < EVENTS; i++) {
-    const accountId = accountIds[(seq + i) % accountIds.length]!
-    events.push({ seq: seq + i, accountId, kind: 1, frame: randomBytes(FRAME), commitCid: randomBytes(36), timeUs: 1_700_000_000_000_000 + seq + i })
-    heads.set(accountId, { rev: '3l' + String(seq + i).padStart(11, '2'), commitCid: randomBytes(36), dataCid: randomBytes(36) })
-  }
-  const cursors = new Map<number, number>()
-  for (let h = 1; h <= HOSTS; h++) cursors.set(h, seq + h)
-  return { events, heads, cursors, highWater: { key: 'seq', seq: seq + EVENTS - 1 } }
-}
-
-async function seed(storage: Storage): Promise<number[]> {
-  await migrate(storage)
-  for (let h = 1; h <= HOSTS; h++) await storage.db.insertInto('host').values({ hostname: `h${h}.test`, account_limit: 1e9 }).execute()
-  const rows = await storage.db
-    .insertInto('account')
-    .values(Array.from({ length: ACCOUNTS }, (_, i) => ({ did: `did:plc:bench${i}`, host_id: 1 + (i % HOSTS) })))
-    .returning('id')
-    .execute()
-  return rows.map((r) => r.id)
-}
 
 const { url: tcpUrl, drop } = await createPostgresDatabase()
 const SOCKET_DIR = '/var/run/postgresql'
@@ -65,7 +37,7 @@ const url = existsSync(`${SOCKET_DIR}/.s.PGSQL.${u.port || 5432}`) ? `postgres:/
 try {
   const modes = ['inline', 'thread'] as const
   const storages = await Promise.all(modes.map((writer) => openStorage({ dataDir: '', databaseUrl: url, poolSize: 2, writer })))
-  const accountIds = await seed(storages[0]!)
+  const accountIds = await seedSyntheticAccounts(storages[0]!)
   const log = new EventLog({ storage: storages[0]!, currentSeq: () => 0, logger: pino({ level: 'silent' }), registry: new Registry(), retentionIntervalMs: 0 })
   await log.ensurePartitions(1, (BATCHES * 2 + 10) * EVENTS)
   const totals = modes.map(() => ({ main: 0, process: 0, wall: 0 }))
@@ -76,7 +48,7 @@ try {
     for (let k = 0; k < modes.length; k++) {
       const m = block % 2 === 0 ? k : modes.length - 1 - k
       const writes = Array.from({ length: BLOCK }, () => {
-        const w = batch(seq, accountIds)
+        const w = syntheticBatch(seq, accountIds, EVENTS, FRAME)
         seq += EVENTS
         return w
       })
