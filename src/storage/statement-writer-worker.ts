@@ -19,7 +19,10 @@ const run = preparedRunner(pool, (err) => post({ preparedOff: toWriterError(err)
 
 port.on('message', (msg: WriterRequest | 'close') => {
   if (msg === 'close') {
-    void pool.end().finally(() => port.close())
+    void pool
+      .end()
+      .catch((err: unknown) => post({ poolError: toWriterError(err) }))
+      .finally(() => port.close())
     return
   }
   const values = msg.values

@@ -7,8 +7,10 @@
  */
 import { CompiledQuery, sql } from 'kysely'
 import pino from 'pino'
+import { Registry } from 'prom-client'
 import { afterEach, describe, expect, it } from 'vitest'
 import { openStorage, type Storage } from '../../src/storage/db.js'
+import { registerStorageMetrics } from '../../src/api/storage-metrics.js'
 import { byteaArray, int8Array, textArray } from '../../src/storage/binary-array.js'
 import { createPostgresDatabase, createTestDatabase } from '../helpers/db.js'
 import { waitUntil } from '../helpers/wait.js'
@@ -161,6 +163,10 @@ describe('executeRepeated on the writer thread (RELAY_DB_WRITER=thread)', () => 
     const lines: { msg: string }[] = []
     const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line)) })
     const storage = await postgresWithWriter(logger)
+    const registry = new Registry()
+    registerStorageMetrics({ registry, storage, dataDir: '', logger })
+    const fallbacks = async () => (await registry.getSingleMetric('relay_db_writer_fallbacks_total')!.get()).values[0]?.value
+    expect(await fallbacks()).toBe(0)
     const thread = storage.writer?.thread
     expect(thread).toBeDefined()
     const held = storage.executeRepeated(CompiledQuery.raw('select pg_sleep(30)', []))
@@ -170,6 +176,7 @@ describe('executeRepeated on the writer thread (RELAY_DB_WRITER=thread)', () => 
     // Meanwhile: the main thread's pool, nothing waits.
     await storage.executeRepeated(insert(1))
     expect(storage.writer?.counts.inline).toBe(1)
+    expect(await fallbacks()).toBe(1) // what the RelayDatabaseWriterThreadDown alert watches
     // Back after its restart wait (1 s).
     await waitUntil(() => storage.writer?.thread !== undefined, 'the writer thread to be back', 15_000)
     await storage.executeRepeated(insert(2))
