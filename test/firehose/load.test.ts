@@ -1,13 +1,8 @@
-import { setFlagsFromString } from 'node:v8'
-import { runInNewContext } from 'node:vm'
 import { describe, expect, it } from 'vitest'
+import { settledGrowth, settledMemory, type SettledMemory } from '../helpers/settled-memory.js'
 import { waitUntil } from '../helpers/wait.js'
 import { FirehoseClient } from '../helpers/firehose-client.js'
 import { firehoseServerPerSuite, range, type FirehoseServer } from './harness.js'
-
-// A real collector for memory measurements (garbage would otherwise dominate heapUsed).
-setFlagsFromString('--expose-gc')
-const gc = runInNewContext('gc') as () => void
 
 function contiguous(seqs: number[]): boolean {
   for (let i = 1; i < seqs.length; i++) if (seqs[i] !== (seqs[i - 1] as number) + 1) return false
@@ -71,13 +66,7 @@ describe('firehose under load (postgres)', () => {
     // Stop reading on the slow client: its kernel buffers fill, then the relay's.
     const slowSocket = (slow.ws as unknown as { _socket: import('node:net').Socket })._socket
     slowSocket.pause()
-    const liveMemory = () => {
-      gc()
-      const m = process.memoryUsage()
-      return { heap: m.heapUsed, total: m.heapUsed + m.arrayBuffers }
-    }
-    let before = { heap: 0, total: 0 }
-    const samples: { heap: number; total: number }[] = []
+    const samples: SettledMemory[] = []
     let maxBuffered = 0
     const sampler = setInterval(() => {
       for (const info of relay.firehose.consumers()) maxBuffered = Math.max(maxBuffered, info.bufferedBytes)
@@ -90,13 +79,12 @@ describe('firehose under load (postgres)', () => {
       // Measure settled memory (not frames in flight to the fast client); the stalled one's backlog would stay.
       await waitUntil(() => fast.seqs().length >= seqs.length, 'fast consumer keeping up', 10_000)
       // The first rounds grow one-time things (driver buffers, code): measure from there.
-      if (i === 2) before = liveMemory()
-      else if (i > 2) samples.push(liveMemory())
+      if (i >= 2) samples.push(await settledMemory())
     }
     clearInterval(sampler)
-    const heapGrowth = Math.max(...samples.map((m) => m.heap)) - before.heap
+    const heapGrowth = Math.max(...samples.map((m) => m.heap)) - samples[0]!.heap
     // Buffers spike while the database driver holds a batch; a backlog kept for the stalled consumer would not go away.
-    const settledGrowth = Math.min(...samples.slice(-3).map((m) => m.total)) - before.total
+    const bufferGrowth = settledGrowth(samples.map((m) => m.total))
     expect(seqs).toEqual(range(start + 1, start + 6000))
 
     await waitUntil(() => fast.seqs().length >= 6000, 'fast consumer', 20_000)
@@ -108,7 +96,7 @@ describe('firehose under load (postgres)', () => {
     expect(maxBuffered).toBeLessThan(64 * 1024 + 51 * 4700)
     // 27 MB went through; a relay buffering for the stalled consumer would have kept most of it (~23 MB measured).
     expect(heapGrowth).toBeLessThan(8 * 1024 * 1024)
-    expect(settledGrowth).toBeLessThan(8 * 1024 * 1024)
+    expect(bufferGrowth).toBeLessThan(8 * 1024 * 1024)
 
     // The stalled client, once it reads again, finds the error frame and a 1008 close.
     slowSocket.resume()

@@ -7,8 +7,6 @@
  */
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
-import { setFlagsFromString } from 'node:v8'
-import { runInNewContext } from 'node:vm'
 import { CidLinkWrapper, encode, toBytes } from '@atcute/cbor'
 import { Registry } from 'prom-client'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -18,11 +16,9 @@ import { JetstreamServer } from '../../src/jetstream/server.js'
 import { Sequencer } from '../../src/sequencer/sequencer.js'
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js'
 import { createAccounts, createHost, fakeCid, rev, silentLogger } from '../sequencer/helpers.js'
+import { settledGrowth, settledMemory } from '../helpers/settled-memory.js'
 import { waitUntil } from '../helpers/wait.js'
 import WebSocket from 'ws'
-
-setFlagsFromString('--expose-gc')
-const gc = runInNewContext('gc') as () => void
 
 function varint(n: number): Buffer {
   const out: number[] = []
@@ -141,15 +137,6 @@ describe('Jetstream slow readers (postgres)', () => {
     const sampler = setInterval(() => {
       for (const s of jetstream.subscriberInfo()) maxBuffered = Math.max(maxBuffered, s.bufferedBytes)
     }, 5)
-    // V8 frees the backing stores of collected Buffers after the collection, concurrently: a second
-    // collection after a pause measures what is still held, not what is waiting to be freed.
-    const live = async () => {
-      gc()
-      await new Promise((resolve) => setTimeout(resolve, 20))
-      gc()
-      const m = process.memoryUsage()
-      return m.heapUsed + m.arrayBuffers
-    }
     const samples: number[] = []
     let produced = 300
     // 6,000 messages of ~4.3 KB: ~26 MB, far more than the socket buffers and the relay's limits.
@@ -157,7 +144,7 @@ describe('Jetstream slow readers (postgres)', () => {
       await produce(250)
       produced += 250
       await waitUntil(() => fast.rkeys.length >= produced, `fast subscriber keeping up (round ${round})`, 20_000)
-      if (round >= 2) samples.push(await live())
+      if (round >= 2) samples.push((await settledMemory()).total)
     }
     clearInterval(sampler)
     expect(fast.rkeys).toEqual(Array.from({ length: produced }, (_, i) => rev(i + 1)))
@@ -167,9 +154,8 @@ describe('Jetstream slow readers (postgres)', () => {
     // Per socket: the high-water mark plus one page (50 messages of ~4.4 KB).
     expect(maxBuffered).toBeLessThan(64 * 1024 + 51 * 4500)
     // ~26 MB went through, ~1 MB a round; a relay queueing for the stalled subscriber would have kept
-    // most of it (~18 MB between the first and the last four rounds). Pooled buffers make a sawtooth of
-    // a few MB over four rounds, so each end is the lowest of four samples.
-    expect(Math.min(...samples.slice(-4)) - Math.min(...samples.slice(0, 4))).toBeLessThan(8 * 1024 * 1024)
+    // most of it (17.6 MB measured between the first and the last four rounds; ~0 MB without a backlog).
+    expect(settledGrowth(samples)).toBeLessThan(8 * 1024 * 1024)
     ;(slow.ws as unknown as { _socket: Socket })._socket.resume()
     await waitUntil(() => slow.closeCode !== undefined, 'the slow subscriber closed', 20_000)
     expect(slow.closeCode).toBe(1008)
