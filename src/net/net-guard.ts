@@ -11,7 +11,8 @@
 import dns from 'node:dns'
 import { isIP, isIPv4, isIPv6, type LookupFunction } from 'node:net'
 import { createSecureContext, type SecureContext } from 'node:tls'
-import { Agent, buildConnector, type Dispatcher } from 'undici'
+import { buildConnector, type Dispatcher } from 'undici'
+import { OriginPools } from './origin-pools.js'
 
 export type NetGuardReason =
   | 'forbidden_address' // private, loopback, link-local, multicast, reserved …
@@ -270,6 +271,12 @@ export interface GuardedDispatcherOptions extends HostPolicy {
   responseTimeoutMs?: number
 }
 
+/**
+ * Origins a guarded dispatcher keeps a pool for at once (each ~22 KB of heap; one with no
+ * connection left is dropped anyway): enough for every name being resolved at one time.
+ */
+const MAX_GUARDED_ORIGINS = 1_024
+
 let secureContext: SecureContext | undefined
 
 /**
@@ -303,13 +310,16 @@ export function createGuardedDispatcher(opts: GuardedDispatcherOptions): Dispatc
     base(options, callback)
   }
   const responseTimeout = opts.responseTimeoutMs ?? 10_000
-  return new Agent({
-    connect,
-    headersTimeout: responseTimeout,
-    bodyTimeout: responseTimeout,
-    // Strangers' hosts: keep few idle sockets for a short time.
-    keepAliveTimeout: 4_000,
-    connections: 4,
+  return new OriginPools({
+    pool: {
+      connect,
+      headersTimeout: responseTimeout,
+      bodyTimeout: responseTimeout,
+      // Strangers' hosts: keep few idle sockets for a short time.
+      keepAliveTimeout: 4_000,
+      connections: 4,
+    },
+    maxOrigins: MAX_GUARDED_ORIGINS,
   })
 }
 

@@ -14,6 +14,8 @@ import {
   type AddressLookup,
 } from '../../src/net/net-guard.js'
 import { fetchBounded, FetchError } from '../../src/net/http-fetch.js'
+import { OriginPools } from '../../src/net/origin-pools.js'
+import { waitUntil } from '../helpers/wait.js'
 
 function reasonOf(fn: () => void): string | undefined {
   try {
@@ -231,6 +233,30 @@ describe('guarded dispatcher (real loopback server)', () => {
       )
       expect(findNetGuardError(portErr)?.reason).toBe('forbidden_port')
       expect(hits).toBe(before)
+    } finally {
+      await dispatcher.close()
+    }
+  })
+
+  it('keeps no pool for an origin it is done with: names that do not resolve, then a served one once idle', async () => {
+    const dispatcher = createGuardedDispatcher({ allowLoopback: true, lookup })
+    try {
+      expect(dispatcher).toBeInstanceOf(OriginPools)
+      const pools = dispatcher as OriginPools
+      // A host announcing identities under ever new subdomains: each a new origin, none resolves.
+      for (let i = 0; i < 20; i++) {
+        const err = await request(`https://h${i}.nowhere.example.com/.well-known/atproto-did`, { dispatcher }).then(
+          () => null,
+          (e: unknown) => e,
+        )
+        expect(String((err as Error | null)?.message)).toMatch(/ENOTFOUND/)
+      }
+      await waitUntil(() => pools.origins === 0, 'the unresolved origins’ pools dropped')
+      const res = await request(`http://localhost:${port}/`, { dispatcher })
+      expect(await res.body.text()).toBe('hello')
+      expect(pools.origins).toBe(1)
+      // Its idle connection closes after the keep-alive timeout (4 s), and the pool goes with it.
+      await waitUntil(() => pools.origins === 0, 'the idle pool dropped', 15_000)
     } finally {
       await dispatcher.close()
     }
