@@ -78,7 +78,11 @@ export async function openStorage(options: StorageOptions): Promise<Storage> {
       connectionTimeoutMillis: 5_000,
     })
     // An idle client losing its server must not crash the process; the next query reports it.
-    pool.on('error', (err) => options.onPoolError?.(err))
+    pool.on('error', (err) => {
+      // pg-pool hangs the whole client on the error: in a log line it is kilobytes of driver state.
+      delete (err as { client?: unknown }).client
+      options.onPoolError?.(err)
+    })
     const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) })
     const inline = preparedRunner(pool, (err, code) => options.logger?.warn({ err, code }, PREPARED_OFF_MESSAGE))
     const poolStats = () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount })
