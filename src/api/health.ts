@@ -11,14 +11,17 @@ export interface HealthOptions {
 }
 
 export function registerHealthRoutes(http: HttpServer, storage: Storage, opts: HealthOptions = {}): void {
+  // The writer thread (RELAY_DB_WRITER=thread): not up means the batch commits run on the main
+  // thread. Still healthy, but an operator looking at a slow relay wants to see it.
+  const writer = () => (storage.writer === undefined ? {} : { dbWriter: { state: storage.writer.state, statements: storage.writer.counts } })
   const health = async () => {
     try {
       await withTimeout(storage.ping(), PING_TIMEOUT_MS)
-      return { json: { status: 'ok', version: VERSION, ...opts.extra?.() } }
+      return { json: { status: 'ok', version: VERSION, ...writer(), ...opts.extra?.() } }
     } catch (err) {
       return {
         status: 503,
-        json: { status: 'error', version: VERSION, error: 'DatabaseUnavailable', message: `database unreachable: ${errorMessage(err)}`, ...opts.extra?.() },
+        json: { status: 'error', version: VERSION, error: 'DatabaseUnavailable', message: `database unreachable: ${errorMessage(err)}`, ...writer(), ...opts.extra?.() },
       }
     }
   }

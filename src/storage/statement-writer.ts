@@ -55,6 +55,7 @@ export class StatementWriter {
   private loaded!: Promise<void>
   private threadRuns = 0
   private inlineRuns = 0
+  private gaveUp = false
 
   constructor(private readonly opts: StatementWriterOptions) {
     this.start()
@@ -63,6 +64,16 @@ export class StatementWriter {
   /** Statements run on the thread / on the main thread so far. */
   get counts(): { thread: number; inline: number } {
     return { thread: this.threadRuns, inline: this.inlineRuns }
+  }
+
+  /**
+   * `up`; `starting` (the first thread is loading); `restarting` (one died, statements run on the
+   * main thread until the next is up); `unavailable` (the first never loaded: main thread for good).
+   */
+  get state(): 'starting' | 'up' | 'restarting' | 'unavailable' {
+    if (this.up) return 'up'
+    if (this.gaveUp) return 'unavailable'
+    return this.everLoaded ? 'restarting' : 'starting'
   }
 
   /** The thread, while it is up (the bench reads its CPU). */
@@ -158,6 +169,7 @@ export class StatementWriter {
       if (this.closed) return
       if (!this.everLoaded) {
         // It would fail the same way again: statements go on on the main thread, for good.
+        this.gaveUp = true
         this.opts.logger?.error({ err }, 'database writer thread failed to start; repeated statements run on the main thread')
         return
       }

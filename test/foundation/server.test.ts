@@ -32,7 +32,8 @@ describe('relay server on Postgres', () => {
     expect(health.status).toBe(200)
     expect(health.headers.get('server')).toContain('atproto-relay')
     expect(health.headers.get('access-control-allow-origin')).toBe('*')
-    expect(await health.json()).toMatchObject({ status: 'ok', version: expect.any(String) })
+    // The batch commits' writer thread (RELAY_DB_WRITER=thread, the default) is up.
+    expect(await health.json()).toMatchObject({ status: 'ok', version: expect.any(String), dbWriter: { state: 'up', statements: { thread: expect.any(Number), inline: expect.any(Number) } } })
 
     const root = await fetch(`${base(relay)}/`)
     expect(await root.text()).toContain('atrelay')
@@ -74,7 +75,9 @@ describe('atrelay serve as a process (embedded PGlite)', { timeout: 120_000 }, (
       const port = (listening.api as { port: number }).port
       const health = await fetch(`http://127.0.0.1:${port}/xrpc/_health`)
       expect(health.status).toBe(200)
-      expect(await health.json()).toMatchObject({ status: 'ok' })
+      const body = (await health.json()) as Record<string, unknown>
+      expect(body).toMatchObject({ status: 'ok' })
+      expect(body.dbWriter).toBeUndefined() // PGlite: one in-process connection, no writer thread
       child.proc.kill('SIGTERM')
       expect(await child.exited).toEqual({ code: 0, signal: null })
       expect(child.lines.some((l) => l.msg === 'relay stopped')).toBe(true)

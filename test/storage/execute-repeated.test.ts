@@ -167,6 +167,7 @@ describe('executeRepeated on the writer thread (RELAY_DB_WRITER=thread)', () => 
     registerStorageMetrics({ registry, storage, dataDir: '', logger })
     const fallbacks = async () => (await registry.getSingleMetric('relay_db_writer_fallbacks_total')!.get()).values[0]?.value
     expect(await fallbacks()).toBe(0)
+    expect(storage.writer?.state).toBe('up')
     const thread = storage.writer?.thread
     expect(thread).toBeDefined()
     const held = storage.executeRepeated(CompiledQuery.raw('select pg_sleep(30)', []))
@@ -177,8 +178,10 @@ describe('executeRepeated on the writer thread (RELAY_DB_WRITER=thread)', () => 
     await storage.executeRepeated(insert(1))
     expect(storage.writer?.counts.inline).toBe(1)
     expect(await fallbacks()).toBe(1) // what the RelayDatabaseWriterThreadDown alert watches
+    expect(storage.writer?.state).toBe('restarting') // what _health shows
     // Back after its restart wait (1 s).
     await waitUntil(() => storage.writer?.thread !== undefined, 'the writer thread to be back', 15_000)
+    expect(storage.writer?.state).toBe('up')
     await storage.executeRepeated(insert(2))
     expect(storage.writer?.counts).toMatchObject({ inline: 1, thread: 2 })
     expect(await stored(storage)).toEqual([1, 2, 1001, 1002])
