@@ -57,6 +57,8 @@ export async function startBenchRelay(opts: BenchRelayOptions): Promise<Relay> {
     ...(process.env.RELAY_VERIFY_WORKERS ? { RELAY_VERIFY_WORKERS: process.env.RELAY_VERIFY_WORKERS } : {}),
     // And the batch commit on the main thread against the writer thread: RELAY_DB_WRITER=inline npm run bench
     ...(process.env.RELAY_DB_WRITER ? { RELAY_DB_WRITER: process.env.RELAY_DB_WRITER } : {}),
+    // And the ingest pool's size: RELAY_DB_POOL_SIZE=40 npm run bench
+    ...(process.env.RELAY_DB_POOL_SIZE ? { RELAY_DB_POOL_SIZE: process.env.RELAY_DB_POOL_SIZE } : {}),
     ...opts.env,
   })
   const logger = pino({ level: config.logLevel, base: { service: 'atrelay-bench' } }, pino.destination(2))
