@@ -54,7 +54,8 @@ export class HandleResolver {
     this.ownsDispatcher = !opts.dispatcher
     this.dispatcher =
       opts.dispatcher ??
-      createGuardedDispatcher({ allowLoopback: this.policy.allowLoopback, responseTimeoutMs: this.timeoutMs, ...(opts.lookup ? { lookup: opts.lookup } : {}) })
+      // One request per handle: a single connection per origin.
+      createGuardedDispatcher({ allowLoopback: this.policy.allowLoopback, responseTimeoutMs: this.timeoutMs, connectionsPerOrigin: 1, ...(opts.lookup ? { lookup: opts.lookup } : {}) })
   }
 
   /** Why `handle` cannot be resolved at all, or null when it may be tried. */

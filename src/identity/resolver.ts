@@ -88,6 +88,8 @@ export class DidResolver implements DidResolverLike {
       allowLoopback: this.policy.allowLoopback,
       connectTimeoutMs,
       responseTimeoutMs: this.timeoutMs,
+      // did:web: one document per domain.
+      connectionsPerOrigin: 1,
       ...(opts.lookup ? { lookup: opts.lookup } : {}),
     })
   }

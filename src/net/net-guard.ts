@@ -269,6 +269,8 @@ export interface GuardedDispatcherOptions extends HostPolicy {
   connectTimeoutMs?: number
   /** Time to wait for response headers, and between body chunks. */
   responseTimeoutMs?: number
+  /** Connections per origin (default 4); 1 for callers that send one request per name (handles, did:web). */
+  connectionsPerOrigin?: number
 }
 
 /**
@@ -317,7 +319,7 @@ export function createGuardedDispatcher(opts: GuardedDispatcherOptions): Dispatc
       bodyTimeout: responseTimeout,
       // Strangers' hosts: keep few idle sockets for a short time.
       keepAliveTimeout: 4_000,
-      connections: 4,
+      connections: opts.connectionsPerOrigin ?? 4,
     },
     maxOrigins: MAX_GUARDED_ORIGINS,
   })

@@ -29,8 +29,8 @@ async function startServer(handler: (req: IncomingMessage, res: ServerResponse) 
   return s
 }
 
-function pools(maxOrigins: number, keepAliveTimeout = 60_000): OriginPools {
-  const d = new OriginPools({ pool: { connections: 2, keepAliveTimeout, keepAliveTimeoutThreshold: 0 }, maxOrigins })
+function pools(connections: number, maxOrigins: number, keepAliveTimeout = 60_000): OriginPools {
+  const d = new OriginPools({ pool: { connections, keepAliveTimeout, keepAliveTimeoutThreshold: 0 }, maxOrigins })
   dispatchers.push(d)
   return d
 }
@@ -45,10 +45,11 @@ afterEach(async () => {
   await Promise.all(servers.splice(0).map((s) => new Promise<void>((resolve) => s.server.close(() => resolve()))))
 })
 
-describe('OriginPools', () => {
+// 1: a single Client per origin (handles, did:web); 2: a Pool.
+describe.each([1, 2])('OriginPools, %i connection(s) per origin', (connections) => {
   it('keeps at most maxOrigins pools over many origins, and every request is answered', async () => {
     const many = await Promise.all(Array.from({ length: 12 }, () => startServer()))
-    const d = pools(4)
+    const d = pools(connections, 4)
     for (const s of many) {
       expect(await get(d, s.origin)).toBe('200 ok')
       expect(d.origins).toBeLessThanOrEqual(4)
@@ -59,7 +60,7 @@ describe('OriginPools', () => {
   it('drops a pool once its connections have gone idle and closed', async () => {
     const a = await startServer()
     const b = await startServer()
-    const d = pools(100, 200)
+    const d = pools(connections, 100, 200)
     expect(await get(d, a.origin)).toBe('200 ok')
     expect(await get(d, b.origin)).toBe('200 ok')
     expect(d.origins).toBe(2)
@@ -73,7 +74,7 @@ describe('OriginPools', () => {
     const gone = await startServer()
     await new Promise<void>((resolve) => gone.server.close(() => resolve()))
     servers.splice(servers.indexOf(gone), 1)
-    const d = pools(100)
+    const d = pools(connections, 100)
     await expect(get(d, gone.origin)).rejects.toThrow(/ECONNREFUSED/)
     await waitUntil(() => d.origins === 0, 'the refused origin’s pool dropped')
   })
@@ -83,7 +84,7 @@ describe('OriginPools', () => {
     const released = new Promise<void>((resolve) => (release = resolve))
     const slow = await startServer((_req, res) => void released.then(() => res.end('late')))
     const other = await startServer()
-    const d = pools(1)
+    const d = pools(connections, 1)
     const inFlight = get(d, slow.origin)
     await waitUntil(() => slow.connections === 1, 'the slow request connected')
     expect(await get(d, other.origin)).toBe('200 ok')
@@ -94,17 +95,17 @@ describe('OriginPools', () => {
 
   it('reuses one origin’s connection across requests', async () => {
     const s = await startServer()
-    const d = pools(4)
+    const d = pools(connections, 4)
     for (let i = 0; i < 10; i++) expect(await get(d, s.origin)).toBe('200 ok')
-    // Ten requests over at most the pool's two connections (the second when the next request
-    // comes before the first connection is marked free).
-    expect(s.connections).toBeLessThanOrEqual(2)
+    // Ten requests over at most the pool's connections (a second when the next request comes
+    // before the first connection is marked free).
+    expect(s.connections).toBeLessThanOrEqual(connections)
     expect(d.origins).toBe(1)
   })
 
   it('refuses requests after close', async () => {
     const s = await startServer()
-    const d = pools(4)
+    const d = pools(connections, 4)
     expect(await get(d, s.origin)).toBe('200 ok')
     await d.close()
     expect(d.origins).toBe(0)
