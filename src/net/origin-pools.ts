@@ -70,6 +70,7 @@ export class OriginPools extends Dispatcher {
   /** Out of the map at once; close() lets the requests it already holds finish. */
   private retire(key: string, pool: Pool | Client): void {
     this.pools.delete(key)
+    // Nothing to report: a close that fails has no request left to fail with it.
     if (!pool.closed && !pool.destroyed) void pool.close().catch(() => undefined)
   }
 
