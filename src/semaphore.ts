@@ -14,6 +14,16 @@ export class Semaphore {
     return { active: this.active, waiting: this.waiters.length, limit: this.limit }
   }
 
+  /** Runs `fn` in a slot, waiting for one first; the slot is given back however `fn` ends. */
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    const release = await this.acquire()
+    try {
+      return await fn()
+    } finally {
+      release()
+    }
+  }
+
   async acquire(): Promise<() => void> {
     if (this.active >= this.limit) await new Promise<void>((resolve) => this.waiters.push(resolve))
     else this.active++

@@ -7,6 +7,7 @@
 import type { Logger } from 'pino'
 import type { Counter } from 'prom-client'
 import { encodeInfoFrame } from '../atproto/frame.js'
+import { socketDrained } from '../http/socket-drain.js'
 import type { LoggedEvent } from '../sequencer/event-log.js'
 import type { CommittedEventSource } from '../sequencer/types.js'
 import { Semaphore } from '../semaphore.js'
@@ -71,7 +72,7 @@ export class CatchUp {
     c.state = 'catchup'
     c.pumping = true
     try {
-      const oldest = await this.withLogRead(() => this.log.oldestSeq())
+      const oldest = await this.logReads.run(() => this.log.oldestSeq())
       // Events after the cursor were dropped by retention (cursor 0 asks for the whole window: no notice).
       const outdated = cursor > 0 && (oldest !== undefined ? cursor < oldest - 1 : cursor < headAtConnect)
       if (outdated && c.state === 'catchup') {
@@ -96,7 +97,7 @@ export class CatchUp {
     try {
       while (c.state === 'catchup' && c.open) {
         if (c.buffered() > this.highWater) {
-          await this.waitDrain(c)
+          await socketDrained(c.socket)
           continue
         }
         if (c.lastSent >= this.source.currentSeq()) {
@@ -178,26 +179,17 @@ export class CatchUp {
 
   /** Whether retention dropped events after `afterSeq` (a gap can also be a takedown's removed events). */
   private async passedByRetention(c: Consumer, afterSeq: number): Promise<boolean> {
-    const oldest = await this.withLogRead(() => this.log.oldestSeq())
+    const oldest = await this.logReads.run(() => this.log.oldestSeq())
     return c.state === 'catchup' && oldest !== undefined && oldest > afterSeq + 1
   }
 
   private readPage(afterSeq: number): Promise<LogPage> {
-    return this.withLogRead(async () => {
+    return this.logReads.run(async () => {
       // Every event up to here is committed, so the read below sees it (if it is still retained).
       const headBefore = this.source.currentSeq()
       const rows = await this.log.readRange(afterSeq, this.pageSize)
       return { afterSeq, rows, headBefore }
     })
-  }
-
-  private async withLogRead<T>(fn: () => Promise<T>): Promise<T> {
-    const release = await this.logReads.acquire()
-    try {
-      return await fn()
-    } finally {
-      release()
-    }
   }
 
   private count(c: Consumer, events: number, bytes: number): void {
@@ -206,19 +198,5 @@ export class CatchUp {
     c.lastWriteAt = Date.now()
     this.mEvents.inc(events)
     this.mBytes.inc(bytes)
-  }
-
-  private waitDrain(c: Consumer): Promise<void> {
-    // 'drain' only fires after a write was refused; below the socket's own high-water mark, poll instead.
-    if (!c.socket.writableNeedDrain) return new Promise((resolve) => setTimeout(resolve, 5))
-    return new Promise((resolve) => {
-      const done = () => {
-        c.socket.off('drain', done)
-        c.socket.off('close', done)
-        resolve()
-      }
-      c.socket.on('drain', done)
-      c.socket.on('close', done)
-    })
   }
 }

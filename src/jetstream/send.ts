@@ -1,8 +1,8 @@
 /**
  * Writing events to one Jetstream subscriber: the filters, the shared wire
- * frames (raw TCP writes, corked) or `ws` for permessage-deflate, and the
- * wait for a full socket to drain. No state of its own: the server's pump
- * owns the subscriber's position.
+ * frames (raw TCP writes, corked) or `ws` for permessage-deflate (the wait
+ * for a full socket is http/socket-drain.ts). No state of its own: the
+ * server's pump owns the subscriber's position.
  */
 import { decodeFrame } from '../atproto/frame.js'
 import type { JetBuildContext, JetEncoding, JetEvent } from './jet-event.js'
@@ -53,20 +53,6 @@ export function writeEvents(s: Subscriber, ctx: WriteContext, events: readonly J
     ctx.metrics.bytes.inc({ encoding: s.encoding }, bytes)
   }
   return i < events.length ? events.slice(i) : []
-}
-
-export function waitDrain(s: Subscriber): Promise<void> {
-  // 'drain' only fires after a refused write; below the socket's own mark (or with ws's deflate queue), poll.
-  if (!s.socket.writableNeedDrain) return new Promise((resolve) => setTimeout(resolve, 5))
-  return new Promise((resolve) => {
-    const done = () => {
-      s.socket.off('drain', done)
-      s.socket.off('close', done)
-      resolve()
-    }
-    s.socket.on('drain', done)
-    s.socket.on('close', done)
-  })
 }
 
 /** An `#account` event saying the account is taken down (account events are rare: decoding one is cheap). */

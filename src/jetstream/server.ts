@@ -29,6 +29,7 @@ import { configDefault } from '../config.js'
 import { CONSUMER_PING_INTERVAL_MS } from '../firehose/firehose.js'
 import { SlowReaderPolicy } from '../firehose/slow-reader.js'
 import { answerRaw } from '../http/raw-response.js'
+import { socketDrained } from '../http/socket-drain.js'
 import { closeReason } from '../http/ws-close.js'
 import { Semaphore } from '../semaphore.js'
 import type { CommittedEvent, CommittedEventSource } from '../sequencer/types.js'
@@ -43,7 +44,7 @@ import { parseUpgrade, type UpgradeRequest } from './v1-params.js'
 import type { JetstreamOptions } from './options.js'
 import { onClientMessage } from './client-messages.js'
 import { JetRing } from './ring.js'
-import { isTakedown, waitDrain, writeEvents, type WriteContext } from './send.js'
+import { isTakedown, writeEvents, type WriteContext } from './send.js'
 import { cursorTooOld, parseV2Upgrade, SUBSCRIBE_EVENTS_NSID, unknownDictionary, V2_SUBPROTOCOL } from './v2-params.js'
 import { LEGACY_DICTIONARY_FILE, V2_DICTIONARY_FILE, ZstdCodec } from './zstd.js'
 
@@ -184,7 +185,7 @@ export class JetstreamServer {
         if (v2.zstdDictionary !== null && v2.zstdDictionary !== this.codec('v2').id) throw unknownDictionary(v2.zstdDictionary, this.codec('v2').id)
         if (v2.cursor?.type === 'seq') {
           const cursor = v2.cursor.seq
-          const oldest = await this.withLogRead(() => this.log.oldestSeq())
+          const oldest = await this.logReads.run(() => this.log.oldestSeq())
           if (oldest !== undefined && cursor < oldest) throw cursorTooOld(cursor, oldest)
         }
         request = { wire: 'v2', filter: new JetFilter(v2.filter), cursor: v2.cursor, encoding: v2.zstdDictionary !== null ? 'zstd' : 'text', requireHello: false }
@@ -264,7 +265,7 @@ export class JetstreamServer {
       s.lastSeq = cursor.seq - 1
     } else if (cursor?.type === 'time') {
       try {
-        const at = await this.withLogRead(() => this.log.afterSeqForTime(cursor.timeUs))
+        const at = await this.logReads.run(() => this.log.afterSeqForTime(cursor.timeUs))
         // A cursor newer than every event is a live tail.
         if (at !== undefined) s.lastSeq = Math.min(at.afterSeq, head)
         if (at?.clamped && s.wire === 'v2') {
@@ -315,7 +316,7 @@ export class JetstreamServer {
           continue
         }
         if (s.ws.bufferedAmount > this.writeContext.highWater) {
-          await waitDrain(s)
+          await socketDrained(s.socket)
           continue
         }
         if (s.pending.length > 0) {
@@ -340,7 +341,7 @@ export class JetstreamServer {
           // would never yield to let it arrive, so read the log, which has every committed event.
         }
         const headBefore = this.source.currentSeq()
-        const rows = await this.withLogRead(() => this.log.readPage(s.lastSeq, this.pageSize))
+        const rows = await this.logReads.run(() => this.log.readPage(s.lastSeq, this.pageSize))
         if (!s.open) break
         if (rows.length === 0) {
           // Nothing retained up to the head as it was: move past the gap.
@@ -355,15 +356,6 @@ export class JetstreamServer {
       }
     } catch (err) {
       this.fail(s, err)
-    }
-  }
-
-  private async withLogRead<T>(fn: () => Promise<T>): Promise<T> {
-    const release = await this.logReads.acquire()
-    try {
-      return await fn()
-    } finally {
-      release()
     }
   }
 

@@ -56,6 +56,27 @@ describe('Semaphore.tryAcquire', () => {
   })
 })
 
+describe('Semaphore.run', () => {
+  it('runs at most the limit at once and gives the slot back when the work throws', async () => {
+    const s = new Semaphore(2)
+    let running = 0
+    let most = 0
+    const work = async (fail: boolean) => {
+      running++
+      most = Math.max(most, running)
+      await new Promise((resolve) => setImmediate(resolve))
+      running--
+      if (fail) throw new Error('boom')
+      return 'done'
+    }
+    const results = await Promise.allSettled(Array.from({ length: 6 }, (_, i) => s.run(() => work(i % 2 === 0))))
+    expect(most).toBe(2)
+    expect(results.filter((r) => r.status === 'rejected')).toHaveLength(3)
+    expect(results.filter((r) => r.status === 'fulfilled').map((r) => (r as PromiseFulfilledResult<string>).value)).toEqual(['done', 'done', 'done'])
+    expect(s.stats).toEqual({ active: 0, waiting: 0, limit: 2 })
+  })
+})
+
 describe('client addresses', () => {
   const req = (remoteAddress: string, headers: Record<string, string> = {}) => ({ socket: { remoteAddress }, headers }) as unknown as IncomingMessage
 
