@@ -25,6 +25,7 @@ import { registerHealthRoutes } from './api/health.js'
 import { registerHostLimitMetrics } from './api/host-limit-metrics.js'
 import { registerHostLagMetrics } from './api/relay-metrics.js'
 import { registerStorageMetrics } from './api/storage-metrics.js'
+import { registerThreadCpuMetrics } from './api/thread-metrics.js'
 import { HttpServer } from './api/http-server.js'
 import { MetricsServer } from './api/metrics-server.js'
 import { QueryGate } from './api/query-gate.js'
@@ -229,6 +230,7 @@ export async function startRelay(config: Config, logger: Logger, overrides: Rela
     })
     cleanup.push(() => crawler.stop())
     registerHostLagMetrics({ crawler, stats, registry })
+    registerThreadCpuMetrics({ registry, verifyThreadIds: () => ingest.verifyThreadIds, writerThreadId: () => storage.writer?.threadId })
 
     const activity = new ActivityHistory(stats, overrides.activityIntervalMs ? { intervalMs: overrides.activityIntervalMs } : {})
     activity.start()

@@ -133,6 +133,11 @@ export class IngestPipeline implements IngestSink {
     await this.verifier.ready()
   }
 
+  /** Kernel thread ids of the verify workers (relay_thread_cpu_seconds_total). */
+  get verifyThreadIds(): readonly number[] {
+    return this.verifier.threadIds
+  }
+
   /** 'inline' or 'workers'. */
   get verifyMode(): 'inline' | 'workers' {
     return this.verifier.mode

@@ -52,6 +52,8 @@ interface Slot {
   up: boolean
   /** Failed or exited: takes no more work. */
   dead: boolean
+  /** Its kernel thread id, once loaded (Linux), for its CPU time. */
+  tid: number | undefined
   outstanding: Map<number, Pending>
   /** Requests not sent yet. */
   batch: VerifyRequest[]
@@ -76,6 +78,13 @@ export class WorkerPoolVerifier implements Verifier {
   /** Messages sent to workers so far (each a batch of requests). */
   get batchesSent(): number {
     return this.batches
+  }
+
+  /** Kernel thread ids of the live workers (Linux), for their CPU time. */
+  get threadIds(): number[] {
+    const ids: number[] = []
+    for (const s of this.slots) if (!s.dead && s.tid !== undefined) ids.push(s.tid)
+    return ids
   }
 
   /** The live worker threads (for their own event-loop utilisation, e.g. in the bench). */
@@ -108,15 +117,17 @@ export class WorkerPoolVerifier implements Verifier {
       batchBytes: 0,
       up: false,
       dead: false,
+      tid: undefined,
       loaded: new Promise<void>((resolve, reject) => {
         loaded = resolve
         failedToLoad = reject
       }),
     }
     slot.loaded.catch(() => undefined) // reported through ready() or the error log
-    worker.on('message', (msg: WorkerAnswers | { ready: true }) => {
+    worker.on('message', (msg: WorkerAnswers | { ready: true; tid: number | undefined }) => {
       if ('ready' in msg) {
         slot.up = true
+        slot.tid = msg.tid
         loaded()
         return
       }

@@ -51,6 +51,8 @@ export interface Verifier {
   /** Resolves when it can verify (workers loaded); rejects if it never will. */
   ready(): Promise<void>
   close(): Promise<void>
+  /** Kernel thread ids of its worker threads (none inline, or off Linux), for their CPU time. */
+  readonly threadIds: readonly number[]
 }
 
 export class InlineVerifier implements Verifier {
@@ -60,6 +62,7 @@ export class InlineVerifier implements Verifier {
   }
   async ready(): Promise<void> {}
   async close(): Promise<void> {}
+  readonly threadIds: readonly number[] = []
 }
 
 export function createVerifier(workers: number, logger: Logger): Verifier {

@@ -4,6 +4,7 @@
  * and posts back the trimmed outcomes, a few ms of work at a time.
  */
 import { parentPort, type MessagePort } from 'node:worker_threads'
+import { currentThreadId } from '../thread-cpu.js'
 import { parseDidKey, type PublicKey } from '../atproto/keys.js'
 import type { VerifyOptions } from '../atproto/verify.js'
 import type { WorkerAnswers, WorkerBatch } from './verify-pool.js'
@@ -83,4 +84,5 @@ port.on('message', (batch: WorkerBatch) => {
   if (answers.ids.length > 0) post(answers)
 })
 
-port.postMessage({ ready: true })
+// Its kernel thread id: the main thread reads this thread's CPU (relay_thread_cpu_seconds_total).
+port.postMessage({ ready: true, tid: currentThreadId() })

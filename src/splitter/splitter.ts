@@ -19,6 +19,7 @@ import { HttpServer } from '../api/http-server.js'
 import { MetricsServer } from '../api/metrics-server.js'
 import { RefusalMetrics } from '../api/refusals.js'
 import { registerStorageMetrics } from '../api/storage-metrics.js'
+import { registerThreadCpuMetrics } from '../api/thread-metrics.js'
 import type { BackoffOptions } from '../backoff.js'
 import { ConfigError, type Config } from '../config.js'
 import { Firehose, SUBSCRIBE_REPOS_PATH } from '../firehose/index.js'
@@ -77,6 +78,7 @@ export async function startSplitter(config: Config, logger: Logger, overrides: S
     const registry = new Registry()
     collectDefaultMetrics({ register: registry })
     registerStorageMetrics({ registry, storage, dataDir: config.dataDir, logger })
+    registerThreadCpuMetrics({ registry, verifyThreadIds: () => [], writerThreadId: () => storage.writer?.threadId })
 
     const log = new SplitterLog({
       storage,

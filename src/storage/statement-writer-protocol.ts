@@ -27,7 +27,7 @@ export interface WriterError {
 }
 
 export type WriterReply =
-  | { ready: true }
+  | { ready: true; tid: number | undefined }
   | { id: number; error?: WriterError }
   /** Told once: prepared statements were switched off (a pooler), with the error that showed it. */
   | { preparedOff: WriterError }

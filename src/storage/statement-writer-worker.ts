@@ -5,6 +5,7 @@
  */
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads'
 import pg from 'pg'
+import { currentThreadId } from '../thread-cpu.js'
 import { preparedRunner } from './prepared-runner.js'
 import { toWriterError, type WriterInit, type WriterReply, type WriterRequest } from './statement-writer-protocol.js'
 
@@ -33,4 +34,5 @@ port.on('message', (msg: WriterRequest | 'close') => {
   )
 })
 
-post({ ready: true })
+// Its kernel thread id: the main thread reads this thread's CPU (relay_thread_cpu_seconds_total).
+post({ ready: true, tid: currentThreadId() })

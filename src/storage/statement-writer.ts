@@ -56,6 +56,7 @@ export class StatementWriter {
   private threadRuns = 0
   private inlineRuns = 0
   private gaveUp = false
+  private tid: number | undefined
 
   constructor(private readonly opts: StatementWriterOptions) {
     this.start()
@@ -74,6 +75,11 @@ export class StatementWriter {
     if (this.up) return 'up'
     if (this.gaveUp) return 'unavailable'
     return this.everLoaded ? 'restarting' : 'starting'
+  }
+
+  /** The thread's kernel id while it is up (Linux), for its CPU time. */
+  get threadId(): number | undefined {
+    return this.up ? this.tid : undefined
   }
 
   /** The thread, while it is up (the bench reads its CPU). */
@@ -140,6 +146,7 @@ export class StatementWriter {
     }
     worker.on('message', (msg: WriterReply) => {
       if ('ready' in msg) {
+        this.tid = msg.tid
         this.up = true
         this.everLoaded = true
         loaded()

@@ -10,6 +10,9 @@ import { decodeFrame, type MessageFrame } from '../../src/atproto/frame.js'
 import { parseDidKey } from '../../src/atproto/keys.js'
 import { InlineVerifier, type VerifyOutcome, type VerifyRequest } from '../../src/ingest/verify-runner.js'
 import { WorkerPoolVerifier } from '../../src/ingest/verify-pool.js'
+import { Registry } from 'prom-client'
+import { registerThreadCpuMetrics } from '../../src/api/thread-metrics.js'
+import { threadCpuSeconds } from '../../src/thread-cpu.js'
 import { encodeEventFrame } from '../helpers/frames.js'
 import { generateKeypair, TestAccount } from '../helpers/repo-builder.js'
 
@@ -71,5 +74,29 @@ describe('WorkerPoolVerifier', () => {
     // The replacement worker takes new work.
     const after = await pool.verify(reqs[45]!)
     expect(after.ok).toBe(true)
+  }, 120_000)
+
+  it('tells the main thread its workers’ thread ids, whose CPU relay_thread_cpu_seconds_total reports', async () => {
+    pool = new WorkerPoolVerifier(1, silent)
+    await pool.ready()
+    const [tid] = pool.threadIds
+    expect(pool.threadIds).toHaveLength(1)
+    expect(tid).not.toBe(process.pid)
+    const registry = new Registry()
+    registerThreadCpuMetrics({ registry, verifyThreadIds: () => pool!.threadIds, writerThreadId: () => undefined })
+    const cpu = async () => Object.fromEntries((await registry.getSingleMetric('relay_thread_cpu_seconds_total')!.get()).values.map((v) => [v.labels.thread, v.value]))
+    const before = threadCpuSeconds(tid!)!
+    const first = await cpu()
+    // The verifying happens on the worker: its thread's CPU is what grows.
+    const reqs = await requests()
+    await Promise.all(reqs.map((r) => pool!.verify(r)))
+    const after = threadCpuSeconds(tid!)!
+    expect(after).toBeGreaterThan(before)
+    const second = await cpu()
+    expect(second.verify).toBeGreaterThanOrEqual(after)
+    expect(second.verify).toBeGreaterThan(first.verify!)
+    expect(second.main).toBeGreaterThan(0)
+    expect(second['db-writer']).toBe(0)
+    expect(second.other).toBeGreaterThanOrEqual(first.other!)
   }, 120_000)
 })

@@ -168,6 +168,9 @@ describe('executeRepeated on the writer thread (RELAY_DB_WRITER=thread)', () => 
     const fallbacks = async () => (await registry.getSingleMetric('relay_db_writer_fallbacks_total')!.get()).values[0]?.value
     expect(await fallbacks()).toBe(0)
     expect(storage.writer?.state).toBe('up')
+    const firstTid = storage.writer?.threadId // read for relay_thread_cpu_seconds_total{thread="db-writer"}
+    expect(firstTid).toBeGreaterThan(0)
+    expect(firstTid).not.toBe(process.pid)
     const thread = storage.writer?.thread
     expect(thread).toBeDefined()
     const held = storage.executeRepeated(CompiledQuery.raw('select pg_sleep(30)', []))
@@ -182,6 +185,7 @@ describe('executeRepeated on the writer thread (RELAY_DB_WRITER=thread)', () => 
     // Back after its restart wait (1 s).
     await waitUntil(() => storage.writer?.thread !== undefined, 'the writer thread to be back', 15_000)
     expect(storage.writer?.state).toBe('up')
+    expect(storage.writer?.threadId).not.toBe(firstTid)
     await storage.executeRepeated(insert(2))
     expect(storage.writer?.counts).toMatchObject({ inline: 1, thread: 2 })
     expect(await stored(storage)).toEqual([1, 2, 1001, 1002])
