@@ -3,6 +3,7 @@ import { execFileSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { cpus, loadavg, totalmem, release } from 'node:os'
 import pg from 'pg'
+import { threadCpuSeconds } from '../../src/thread-cpu.js'
 
 export interface MachineInfo {
   cpuModel: string
@@ -77,25 +78,9 @@ export const CLK_TCK = (() => {
   }
 })()
 
-/**
- * CPU seconds of this process's main thread (the event loop; its tid is the pid) alone:
- * /proc/self/task/<pid>/schedstat (ns on CPU), else utime + stime of its stat (clock ticks); NaN off Linux.
- */
+/** CPU seconds of this process's main thread (the event loop; its tid is the pid) alone, from /proc; NaN off Linux. */
 export function mainThreadCpu(): number {
-  const task = `/proc/self/task/${process.pid}`
-  try {
-    const ns = Number(readFileSync(`${task}/schedstat`, 'utf8').split(' ')[0])
-    if (Number.isFinite(ns)) return ns / 1e9
-  } catch {
-    // no schedstat (kernel without CONFIG_SCHED_INFO): ticks below
-  }
-  try {
-    const stat = readFileSync(`${task}/stat`, 'utf8')
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    return (Number(f[11]) + Number(f[12])) / CLK_TCK
-  } catch {
-    return NaN
-  }
+  return threadCpuSeconds(process.pid) ?? NaN
 }
 
 /** Milliseconds the event loop has been active (not waiting in the poll phase) since the process started. */
