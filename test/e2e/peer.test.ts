@@ -14,6 +14,9 @@ type ConsumerModule = typeof import('../peer/consumer.mjs')
 type DriverModule = typeof import('../peer/driver.mjs')
 type CheckModule = typeof import('../peer/check.mjs')
 
+// Deadlines, not sleeps: the scenario takes ~1-2 s; a loaded CI machine has needed more than 20 s.
+const WAIT_MS = 60_000
+
 let peerProc: PeerProcess | undefined
 let peer: PeerInfo
 let consumerMod: ConsumerModule
@@ -49,7 +52,7 @@ beforeAll(async () => {
   // Before the migration changes bob's signing key, let the consumers verify everything the
   // old PDS has emitted with the old key (a consumer replaying later cannot, see below).
   const settle = async () => {
-    for (const c of live) await c.waitUntil(() => c.caughtUp(), 20_000, 'consumer to catch up before migration')
+    for (const c of live) await c.waitUntil(() => c.caughtUp(), WAIT_MS, 'consumer to catch up before migration')
   }
   const t1 = Date.now()
   scenario = await driver.runScenario(peer, { settle })
@@ -58,12 +61,12 @@ beforeAll(async () => {
   // Wait until each firehose delivered (and the Firehose verified) every expected frame.
   for (const [i, c] of live.entries()) {
     const want = scenario.expect.events.filter((e) => e.pds === i).length
-    await c.waitUntil((s) => s.frames.length >= want && c.caughtUp(), 20_000, `PDS ${i}: ${want} frames`)
+    await c.waitUntil((s) => s.frames.length >= want && c.caughtUp(), WAIT_MS, `PDS ${i}: ${want} frames`)
   }
   liveStates = []
   for (const c of live) liveStates.push(await c.stop())
   live = []
-}, 120_000)
+}, 240_000)
 
 afterAll(async () => {
   for (const c of live) await c.stop()
@@ -132,7 +135,7 @@ describe('e2e tooling against the PDSes themselves', () => {
     // PDS 1 (carol deleted there; bob arrived there): full verification.
     const c1 = consumerMod.startConsumer({ service: peer.pds[1]!.url, plcUrl: peer.plcUrl, startCursor: 0 })
     const lastLive = liveStates[1]!.lastRawSeq
-    await c1.waitUntil((s) => s.lastRawSeq >= lastLive && c1.caughtUp(), 20_000, 'PDS 1 replay')
+    await c1.waitUntil((s) => s.lastRawSeq >= lastLive && c1.caughtUp(), WAIT_MS, 'PDS 1 replay')
     const s1 = await c1.stop()
     expect(check.checkConsumerState(s1, { syncRevMismatchAllowed: [bob] })).toEqual([])
     // The PDS deletes a deleted account's earlier events: only the #account 'deleted' remains.
@@ -143,7 +146,7 @@ describe('e2e tooling against the PDSes themselves', () => {
     // PDS 0: raw reader only. The old PDS's commits by bob are signed with his old key, which
     // the PLC no longer lists, so a verifying consumer replaying them now must reject them.
     const c0 = consumerMod.startConsumer({ service: peer.pds[0]!.url, plcUrl: peer.plcUrl, startCursor: 0, firehose: false })
-    await c0.waitUntil((s) => s.lastRawSeq >= liveStates[0]!.lastRawSeq, 20_000, 'PDS 0 replay')
+    await c0.waitUntil((s) => s.lastRawSeq >= liveStates[0]!.lastRawSeq, WAIT_MS, 'PDS 0 replay')
     const s0 = await c0.stop()
     expect(check.checkConsumerState(s0, { firehose: false })).toEqual([])
     expect(s0.frames.map((f) => f.seq)).toEqual(liveStates[0]!.frames.map((f) => f.seq))

@@ -87,6 +87,19 @@ export function startConsumer(opts) {
     })
   }
 
+  // What a timed-out wait reports, so a failure says which reader stopped and why.
+  const describeProgress = () =>
+    JSON.stringify({
+      rawFrames: state.frames.length,
+      rawTypes: state.frames.reduce((n, f) => ({ ...n, [f.type]: (n[f.type] ?? 0) + 1 }), {}),
+      lastRawSeq: state.lastRawSeq,
+      firehoseCursor: runner?.getCursor() ?? null,
+      firehoseEvents: state.events.length,
+      firehoseEnded,
+      rawErrors: state.rawErrors.slice(-3),
+      firehoseErrors: state.errors.slice(-3),
+    })
+
   return {
     state,
     /** The Firehose's subscription ended by itself (the server closed the socket cleanly). */
@@ -99,7 +112,9 @@ export function startConsumer(opts) {
     async waitUntil(predicate, timeoutMs = 15_000, label = 'condition') {
       const deadline = Date.now() + timeoutMs
       while (!predicate(state)) {
-        if (Date.now() > deadline) throw new Error(`consumer: timed out after ${timeoutMs} ms waiting for ${label}`)
+        if (Date.now() > deadline) {
+          throw new Error(`consumer: timed out after ${timeoutMs} ms waiting for ${label}; ${describeProgress()}`)
+        }
         await new Promise((r) => setTimeout(r, 25))
       }
     },
