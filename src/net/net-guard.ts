@@ -236,29 +236,40 @@ export function assertAllowedAddresses(hostname: string, addresses: ResolvedAddr
   }
 }
 
+/** Every address of `hostname` the policy allows; rejects with a `NetGuardError` otherwise. */
+export async function resolveAllowedAddresses(hostname: string, policy: HostPolicy, lookup: AddressLookup = systemAddressLookup): Promise<ResolvedAddress[]> {
+  let all: ResolvedAddress[]
+  try {
+    all = await lookup(hostname)
+  } catch (err) {
+    const code = (err as { code?: string }).code
+    throw Object.assign(new NetGuardError('dns_failed', `DNS lookup of ${hostname} failed: ${code ?? String(err)}`), { code })
+  }
+  assertAllowedAddresses(hostname, all, policy)
+  return all
+}
+
+/** A `net.connect` lookup callback answered from addresses already resolved and checked. */
+function answerLookup(hostname: string, all: ResolvedAddress[], options: dns.LookupOptions, callback: (...args: unknown[]) => void): void {
+  const family = options.family === 4 || options.family === 6 ? options.family : 0
+  const addresses = family ? all.filter((a) => a.family === family) : all
+  if (addresses.length === 0) {
+    callback(new NetGuardError('dns_failed', `${hostname} has no IPv${family} addresses`))
+    return
+  }
+  if (options.all) callback(null, addresses)
+  else callback(null, addresses[0]!.address, addresses[0]!.family)
+}
+
 /**
  * A `net.connect` lookup function that refuses forbidden addresses after DNS
  * resolution, before any packet goes to them.
  */
 export function createGuardedLookup(policy: HostPolicy, lookup: AddressLookup = systemAddressLookup): LookupFunction {
   return ((hostname: string, options: dns.LookupOptions, callback: (...args: unknown[]) => void) => {
-    lookup(hostname).then(
-      (all) => {
-        const family = options.family === 4 || options.family === 6 ? options.family : 0
-        const addresses = family ? all.filter((a) => a.family === family) : all
-        try {
-          assertAllowedAddresses(hostname, addresses, policy)
-        } catch (err) {
-          callback(err)
-          return
-        }
-        if (options.all) callback(null, addresses)
-        else callback(null, addresses[0]!.address, addresses[0]!.family)
-      },
-      (err: unknown) => {
-        const code = (err as { code?: string }).code
-        callback(Object.assign(new NetGuardError('dns_failed', `DNS lookup of ${hostname} failed: ${code ?? String(err)}`), { code }))
-      },
+    resolveAllowedAddresses(hostname, policy, lookup).then(
+      (all) => answerLookup(hostname, all, options, callback),
+      (err: unknown) => callback(err),
     )
   }) as LookupFunction
 }
@@ -297,9 +308,21 @@ function sharedSecureContext(): SecureContext {
  */
 export function createGuardedDispatcher(opts: GuardedDispatcherOptions): Dispatcher {
   const policy: HostPolicy = { allowLoopback: opts.allowLoopback }
+  const lookup = opts.lookup ?? systemAddressLookup
+  const connectTimeoutMs = opts.connectTimeoutMs ?? 5_000
+  // Addresses resolved and checked before the socket is made, for the connector's own lookup:
+  // a name that does not resolve (or resolves to a forbidden address) then costs no TLS socket,
+  // which is most of a failed handle check (~190 µs of CPU each, docs/benchmarks.md).
+  const checked = new Map<string, ResolvedAddress[]>()
+  const guardedLookup = createGuardedLookup(policy, lookup)
   const base = buildConnector({
-    timeout: opts.connectTimeoutMs ?? 5_000,
-    lookup: createGuardedLookup(policy, opts.lookup),
+    timeout: connectTimeoutMs,
+    lookup: ((hostname: string, options: dns.LookupOptions, callback: (...args: unknown[]) => void) => {
+      const all = checked.get(hostname)
+      if (all === undefined) return guardedLookup(hostname, options, callback as never)
+      checked.delete(hostname)
+      answerLookup(hostname, all, options, callback)
+    }) as LookupFunction,
     secureContext: sharedSecureContext(),
   } as buildConnector.BuildOptions)
   const connect: buildConnector.connector = (options, callback) => {
@@ -309,7 +332,23 @@ export function createGuardedDispatcher(opts: GuardedDispatcherOptions): Dispatc
       callback(err as Error, null)
       return
     }
-    base(options, callback)
+    // An IP literal is not looked up (assertPublicHost has judged it).
+    if (isIP(stripBrackets(options.hostname))) {
+      base(options, callback)
+      return
+    }
+    withTimeout(resolveAllowedAddresses(options.hostname, policy, lookup), connectTimeoutMs, options.hostname).then(
+      (all) => {
+        checked.set(options.hostname, all)
+        base(options, (err, socket) => {
+          // Not consumed when the connector failed before its lookup.
+          if (checked.get(options.hostname) === all) checked.delete(options.hostname)
+          if (err !== null) callback(err, null)
+          else callback(null, socket)
+        })
+      },
+      (err: Error) => callback(err, null),
+    )
   }
   const responseTimeout = opts.responseTimeoutMs ?? 10_000
   return new OriginPools({
@@ -323,6 +362,16 @@ export function createGuardedDispatcher(opts: GuardedDispatcherOptions): Dispatc
     },
     maxOrigins: MAX_GUARDED_ORIGINS,
   })
+}
+
+/** `promise`, or a `dns_failed` NetGuardError once `ms` have passed. */
+function withTimeout<T>(promise: Promise<T>, ms: number, hostname: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new NetGuardError('dns_failed', `DNS lookup of ${hostname} timed out after ${ms} ms`)), ms)
+    timer.unref()
+  })
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
 }
 
 /** The first error in `err`'s `cause` chain (at most 5 deep) that `match` accepts: undici and ws wrap the real cause. */

@@ -1,3 +1,4 @@
+import diagnosticsChannel from 'node:diagnostics_channel'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -234,6 +235,31 @@ describe('guarded dispatcher (real loopback server)', () => {
       expect(findNetGuardError(portErr)?.reason).toBe('forbidden_port')
       expect(hits).toBe(before)
     } finally {
+      await dispatcher.close()
+    }
+  })
+
+  it('resolves a name once per connection, and makes no socket for one that does not resolve', async () => {
+    const dispatcher = createGuardedDispatcher({ allowLoopback: true, lookup })
+    let sockets = 0
+    const onSocket = () => sockets++
+    diagnosticsChannel.subscribe('net.client.socket', onSocket)
+    try {
+      lookups.length = 0
+      const res = await request(`http://localhost:${port}/`, { dispatcher })
+      expect(await res.body.text()).toBe('hello')
+      // Checked before the socket was made, and those addresses used by it: one lookup, one socket.
+      expect(lookups).toEqual(['localhost'])
+      expect(sockets).toBe(1)
+      const err = await request('http://gone.nowhere.example.com/', { dispatcher }).then(
+        () => null,
+        (e: unknown) => e,
+      )
+      expect(findNetGuardError(err)?.reason).toBe('dns_failed')
+      expect(lookups).toEqual(['localhost', 'gone.nowhere.example.com'])
+      expect(sockets).toBe(1)
+    } finally {
+      diagnosticsChannel.unsubscribe('net.client.socket', onSocket)
       await dispatcher.close()
     }
   })
