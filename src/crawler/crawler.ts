@@ -341,8 +341,11 @@ export class Crawler implements HostLifecycle {
     this.log.warn({ host: host.hostname, cursor }, `${detail}; cursor reset, reconnecting live`)
     this.opts.sequencer.resetHost(host.id)
     conn.resetCursor()
-    void this.write(host.id, { resetCursor: true, lastError: `${detail}; cursor reset to 0, reconnected live` })
-    if (!this.stopping) conn.retryNow()
+    // Reconnect once the reset is stored: the new sequence's first batch writes the host cursor
+    // too, and a reset landing after it would leave the stored cursor at 0.
+    void this.write(host.id, { resetCursor: true, lastError: `${detail}; cursor reset to 0, reconnected live` }).then(() => {
+      if (!this.stopping) conn.retryNow()
+    })
   }
 
   private onRelayLoop(conn: HostConnection, server: string): void {

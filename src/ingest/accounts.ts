@@ -4,8 +4,11 @@
  * Every change that touches a host's `account_count` runs in one transaction
  * with it: creating an account, moving it to another host, and an upstream
  * deletion (or un-deletion). Deleted accounts do not count toward the limit.
- * Heads are written by the sequencer in its batch transaction; ingest only
- * mirrors them here once its own submits have committed.
+ * Heads are written by the sequencer in its batch transaction; ingest mirrors
+ * them here as soon as the sequencer has taken the event (it commits in that
+ * order or not at all), and the account stays the one answer for its DID
+ * until those events have committed (`holdUncommitted`), since the database
+ * still has the older head.
  */
 import { sql, type Kysely, type Transaction } from 'kysely'
 import { LRUCache } from 'lru-cache'
@@ -41,6 +44,8 @@ type Trx = Transaction<Database>
 export class AccountStore {
   private readonly storage: Storage
   private readonly cache: LRUCache<string, AccountState>
+  /** Accounts with events taken by the sequencer and not committed yet, and how many. */
+  private readonly uncommitted = new Map<string, { acct: AccountState; events: number }>()
 
   constructor(opts: AccountStoreOptions) {
     this.storage = opts.storage
@@ -53,12 +58,12 @@ export class AccountStore {
 
   /** The cached account for `did`, without a database read (undefined: not in memory). Counts as a use for the LRU, as `get` does. */
   inMemory(did: string): AccountState | undefined {
-    return this.cache.get(did)
+    return this.uncommitted.get(did)?.acct ?? this.cache.get(did)
   }
 
   /** The account for `did`, or undefined if the relay has never accepted it. */
   async get(did: string): Promise<AccountState | undefined> {
-    const hit = this.cache.get(did)
+    const hit = this.inMemory(did)
     if (hit !== undefined) return hit
     const row = await this.storage.db
       .selectFrom('account as a')
@@ -184,9 +189,32 @@ export class AccountStore {
     acct.localStatus = status
   }
 
-  /** Mirrors a head the sequencer has committed. */
+  /** Mirrors a head the sequencer has taken (with `holdUncommitted` until it has committed). */
   setHead(acct: AccountState, head: AccountHead): void {
     acct.head = packHead(head.rev, head.commitCid, head.dataCid)
+  }
+
+  /**
+   * The sequencer has taken an event of `acct` that the database does not have yet: `acct`
+   * answers for its DID (cache eviction or a retry's `forget` cannot bring back the
+   * database's older head, which would let a retransmitted event through as new) until
+   * `releaseUncommitted` has been called once for each hold.
+   */
+  holdUncommitted(acct: AccountState): void {
+    const entry = this.uncommitted.get(acct.did)
+    if (entry !== undefined && entry.acct === acct) entry.events++
+    else this.uncommitted.set(acct.did, { acct, events: 1 })
+  }
+
+  /** One held event has committed, or never will. */
+  releaseUncommitted(acct: AccountState): void {
+    const entry = this.uncommitted.get(acct.did)
+    if (entry !== undefined && entry.acct === acct && --entry.events === 0) this.uncommitted.delete(acct.did)
+  }
+
+  /** Accounts with events not committed yet (for tests and metrics). */
+  get uncommittedCount(): number {
+    return this.uncommitted.size
   }
 
   /**

@@ -24,6 +24,8 @@ export interface IngestIdentity {
 
 export interface IngestSequencer {
   submit(evt: AcceptedEvent): Promise<number>
+  /** `submit` that throws at once when the event is not taken; once it returns, the event commits in order or not at all. */
+  take(evt: AcceptedEvent): Promise<number>
   /** Where ingest ends with a ticket: one still open is a bug, reported and dropped under `reason`. */
   settleTicket(ticket: UpstreamTicket, reason: DropReason): boolean
   /** A takedown removes the account's events from the replay log: required, so no sequencer can skip it. */

@@ -176,7 +176,7 @@ export class IngestPipeline implements IngestSink {
       this.drop(host, ticket, 'bad-syntax', `${t} with invalid DID ${JSON.stringify(did.slice(0, 80))}`, undefined)
       return undefined
     }
-    return this.scheduler.enqueue(host.id, did, () => this.run(kind, host, frame, ticket, did))
+    return this.scheduler.enqueue(host.id, did, (release) => this.run(kind, host, frame, ticket, did, release))
   }
 
   /**
@@ -184,15 +184,31 @@ export class IngestPipeline implements IngestSink {
    * are retried a few times with backoff. Where ingest ends, the ticket must be
    * resolved (a bug otherwise: reported and dropped). One async function per
    * event, not a wrapper around another: each level costs promises per event.
+   *
+   * `release` lets the DID's next event start: the handler calls it once the
+   * sequencer has taken the event (its head set in memory), before the commit.
+   * From then on the event is never retried: the sequencer has it.
    */
-  private async run(kind: EventKind, host: UpstreamHost, frame: MessageFrame, ticket: UpstreamTicket | null, did: string): Promise<void> {
+  private async run(
+    kind: EventKind,
+    host: UpstreamHost,
+    frame: MessageFrame,
+    ticket: UpstreamTicket | null,
+    did: string,
+    release: () => void,
+  ): Promise<void> {
+    let released = false
+    const taken = () => {
+      released = true
+      release()
+    }
     try {
       for (let attempt = 1; ; attempt++) {
         try {
-          await this.handle(kind, host, frame, ticket, did)
+          await this.handle(kind, host, frame, ticket, did, taken)
           return
         } catch (err) {
-          const delayMs = this.afterFailure(err, attempt, host, ticket, did)
+          const delayMs = this.afterFailure(err, attempt, host, ticket, did, released)
           if (delayMs === null) return
           await sleep(delayMs, undefined, { ref: false })
         }
@@ -205,26 +221,28 @@ export class IngestPipeline implements IngestSink {
     }
   }
 
-  private handle(kind: EventKind, host: UpstreamHost, frame: MessageFrame, seq: UpstreamTicket | null, did: string): Promise<void> {
+  private handle(kind: EventKind, host: UpstreamHost, frame: MessageFrame, seq: UpstreamTicket | null, did: string, taken: () => void): Promise<void> {
     switch (kind) {
       case 'commit':
       case 'sync':
-        return handleRepoEvent(this.ctx, kind, host, frame, seq, did)
+        return handleRepoEvent(this.ctx, kind, host, frame, seq, did, taken)
       case 'identity':
-        return handleIdentityEvent(this.ctx, host, frame, seq, did)
+        return handleIdentityEvent(this.ctx, host, frame, seq, did, taken)
       case 'account':
-        return handleAccountEvent(this.ctx, host, frame, seq, did)
+        return handleAccountEvent(this.ctx, host, frame, seq, did, taken)
       default:
         throw new IngestDrop('unknown-type', `message type ${frame.t}`)
     }
   }
 
   /** After a failed attempt: drops or defers the event (null), or the wait before the next attempt. */
-  private afterFailure(err: unknown, attempt: number, host: UpstreamHost, ticket: UpstreamTicket | null, did: string): number | null {
+  private afterFailure(err: unknown, attempt: number, host: UpstreamHost, ticket: UpstreamTicket | null, did: string, taken: boolean): number | null {
     const seq = ticket?.seq ?? null
-    if (ticket !== null && !ticket.open) {
+    if (taken || (ticket !== null && !ticket.open)) {
       // The sequencer already has it (committed, or deferred when it stopped): nothing to retry or drop.
-      this.ctx.logger.error({ err, host: host.hostname, did, seq, state: ticket.state }, 'event failed after the sequencer took it')
+      const fields = { err, host: host.hostname, did, seq, state: ticket?.state }
+      if (err instanceof SequencerError && err.reason === 'stopped') this.ctx.logger.warn(fields, 'event not committed: the sequencer stopped')
+      else this.ctx.logger.error(fields, 'event failed after the sequencer took it')
       return null
     }
     if (err instanceof IngestDrop) {

@@ -40,6 +40,8 @@ export async function handleRepoEvent(
   frame: MessageFrame,
   ticket: UpstreamTicket | null,
   did: string,
+  /** Called once the sequencer has the event: the DID's next event may start. */
+  taken: () => void,
 ): Promise<void> {
   const upstreamSeq = ticket?.seq ?? null
   const rev = precheckRepoEvent(kind, frame)
@@ -76,7 +78,7 @@ export async function handleRepoEvent(
 
   const head: AccountHead = { rev: outcome.rev, commitCid: outcome.commitCid, dataCid: outcome.dataCid }
   const collections = collectionDelta(kind, outcome, ctx.metrics.collectionsUndecided, discontinuous)
-  await ctx.sequencer.submit({
+  const committed = ctx.sequencer.take({
     accountId: acct.id,
     did,
     kind,
@@ -86,7 +88,15 @@ export async function handleRepoEvent(
     ...(collections !== undefined ? { collections } : {}),
     ...(ticket !== null ? { ticket } : {}),
   })
+  // Taken: it commits in order or not at all, so the account's next event is checked against it now.
   ctx.accounts.setHead(acct, head)
+  ctx.accounts.holdUncommitted(acct)
+  taken()
+  try {
+    await committed
+  } finally {
+    ctx.accounts.releaseUncommitted(acct)
+  }
   ctx.stats.accepted(host.hostname, kind)
 }
 

@@ -1,8 +1,16 @@
 /**
  * Per-key (per-DID) ordering with bounded concurrency and bounded queues.
  *
- * - One job per key runs at a time, in arrival order: events of one account
- *   are processed in upstream order.
+ * - One job per key holds the key at a time, in arrival order: events of one
+ *   account are processed in upstream order. A job may let go of its key
+ *   before it ends (`release`, passed to it): ingest does once the sequencer
+ *   has the event, so an account's next event is checked against the head it
+ *   set while the first one's commit is still on its way. Without that, one
+ *   busy account ran at one event per commit round trip and filled its host's
+ *   queue (docs/benchmarks-network.md). A released job still counts against
+ *   every bound until it ends, so uncommitted events stay bounded.
+ * - Admin jobs (`exclusive`) wait until every earlier job of the key has
+ *   ended, released or not: a takedown sees the account's events committed.
  * - Jobs of different keys run concurrently, at most `hostConcurrency` per
  *   host and `maxInFlight` overall; hosts with ready work are served round
  *   robin so one busy host cannot starve the others.
@@ -50,15 +58,23 @@ export class Fifo<T> {
   }
 }
 
+/** A job's work; `release` lets the key's next event job start before this one ends. */
+export type JobRun = (release: () => void) => Promise<void>
+
 interface Job {
   lane: Lane
-  run: () => Promise<void>
+  run: JobRun
 }
 
 interface KeyQueue {
   key: string
   jobs: Fifo<Job>
-  running: boolean
+  /** The started job that holds the key (has not released it), if any. */
+  holder: Job | null
+  /** Started jobs that have not ended (released ones included). */
+  active: number
+  /** Waiting in its head job's lane to be started. */
+  offered: boolean
 }
 
 /** Per-host state: keys whose next job belongs to this host and may start now. */
@@ -83,6 +99,7 @@ export class KeyedScheduler {
   private inFlight = 0
   private pendingTotal = 0
   private idleWaiters: (() => void)[] = []
+  private pumping = false
 
   constructor(private readonly opts: SchedulerOptions) {
     if (!(opts.hostConcurrency >= 1 && opts.maxInFlight >= 1 && opts.hostQueueLimit >= 1 && opts.maxQueued >= 1)) {
@@ -109,7 +126,7 @@ export class KeyedScheduler {
    * Queues `run` behind earlier jobs of `key`. Returns undefined while there
    * is room, or a promise resolving once the host (and the pipeline) has room again.
    */
-  enqueue(hostId: number, key: string, run: () => Promise<void>): Promise<void> | undefined {
+  enqueue(hostId: number, key: string, run: JobRun): Promise<void> | undefined {
     const lane = this.lane(hostId, true)
     this.add(lane, key, run)
     if (lane.pending < this.opts.hostQueueLimit && this.pendingTotal < this.opts.maxQueued) return undefined
@@ -119,7 +136,7 @@ export class KeyedScheduler {
     })
   }
 
-  /** Runs `fn` in `key`'s order (after its queued events), outside every limit; resolves with its result. */
+  /** Runs `fn` in `key`'s order (after its queued events have ended), outside every limit; resolves with its result. */
   exclusive<T>(key: string, fn: () => Promise<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       this.add(this.lane(ADMIN_LANE, false), key, () => fn().then(resolve, reject))
@@ -141,23 +158,27 @@ export class KeyedScheduler {
     return lane
   }
 
-  private add(lane: Lane, key: string, run: () => Promise<void>): void {
+  private add(lane: Lane, key: string, run: JobRun): void {
     let q = this.keys.get(key)
     if (q === undefined) {
-      q = { key, jobs: new Fifo(), running: false }
+      q = { key, jobs: new Fifo(), holder: null, active: 0, offered: false }
       this.keys.set(key, q)
     }
     q.jobs.push({ lane, run })
     lane.pending++
     this.pendingTotal++
-    if (!q.running && q.jobs.length === 1) this.makeReady(q)
+    if (q.jobs.length === 1) this.makeReady(q)
     this.pump()
   }
 
-  /** `q` has a head job and nothing running: offer it on its head job's lane. */
+  /** Offers `q`'s head job on its lane when the key is free for it. */
   private makeReady(q: KeyQueue): void {
+    if (q.holder !== null || q.offered) return
     const job = q.jobs.peek()
     if (job === undefined) return
+    // An admin job waits for every earlier job to end, not just to let go of the key.
+    if (!job.lane.limited && q.active > 0) return
+    q.offered = true
     job.lane.ready.push(q)
     this.offer(job.lane)
   }
@@ -174,6 +195,18 @@ export class KeyedScheduler {
   }
 
   private pump(): void {
+    // A job that releases its key from inside a start (synchronously) must not start another here:
+    // the loop below picks the key up.
+    if (this.pumping) return
+    this.pumping = true
+    try {
+      this.pumpLoop()
+    } finally {
+      this.pumping = false
+    }
+  }
+
+  private pumpLoop(): void {
     while (this.runnable.length > 0) {
       const lane = this.runnable.peek() as Lane
       // Admin jobs bypass the global bound; events wait for a free slot.
@@ -185,8 +218,10 @@ export class KeyedScheduler {
       lane.inRunnable = false
       const q = lane.ready.shift()
       if (q === undefined) continue
+      q.offered = false
       const job = q.jobs.shift() as Job
-      q.running = true
+      q.holder = job
+      q.active++
       lane.running++
       this.inFlight++
       this.start(q, job)
@@ -211,7 +246,7 @@ export class KeyedScheduler {
   private start(q: KeyQueue, job: Job): void {
     let promise: Promise<void>
     try {
-      promise = job.run()
+      promise = job.run(() => this.release(q, job))
     } catch (err) {
       promise = Promise.reject(err)
     }
@@ -228,15 +263,24 @@ export class KeyedScheduler {
     )
   }
 
+  /** `job` lets go of its key: the key's next job may start (it still counts against the bounds until it ends). */
+  private release(q: KeyQueue, job: Job): void {
+    if (q.holder !== job) return
+    q.holder = null
+    this.makeReady(q)
+    this.pump()
+  }
+
   private finish(q: KeyQueue, job: Job): void {
     const lane = job.lane
-    q.running = false
+    if (q.holder === job) q.holder = null
+    q.active--
     lane.running--
     lane.pending--
     this.inFlight--
     this.pendingTotal--
     if (q.jobs.length > 0) this.makeReady(q)
-    else this.keys.delete(q.key)
+    else if (q.active === 0 && q.holder === null) this.keys.delete(q.key)
     this.offer(lane)
     this.releaseWaiters()
     this.pump()

@@ -38,6 +38,8 @@ export async function handleIdentityEvent(
   frame: MessageFrame,
   ticket: UpstreamTicket | null,
   did: string,
+  /** Called once the sequencer has the event: the DID's next event may start. */
+  taken: () => void,
 ): Promise<void> {
   const upstreamSeq = ticket?.seq ?? null
   requireTime(frame.body)
@@ -65,7 +67,9 @@ export async function handleIdentityEvent(
       body = encode(rest)
     }
   }
-  await ctx.sequencer.submit({ accountId: acct.id, did, kind: 'identity', t: '#identity', body, ...upstream(ticket) })
+  const committed = ctx.sequencer.take({ accountId: acct.id, did, kind: 'identity', t: '#identity', body, ...upstream(ticket) })
+  taken()
+  await committed
   ctx.stats.accepted(host.hostname, 'identity')
 }
 
@@ -75,6 +79,8 @@ export async function handleAccountEvent(
   frame: MessageFrame,
   ticket: UpstreamTicket | null,
   did: string,
+  /** Called once the sequencer has the event: the DID's next event may start. */
+  taken: () => void,
 ): Promise<void> {
   const upstreamSeq = ticket?.seq ?? null
   const time = requireTime(frame.body)
@@ -102,7 +108,7 @@ export async function handleAccountEvent(
   if (before !== reported) ctx.logger.info({ host: host.hostname, did, seq: upstreamSeq, before, status: reported }, 'upstream account status')
 
   const seq = typeof frame.body.seq === 'number' ? frame.body.seq : 0
-  await ctx.sequencer.submit({
+  const committed = ctx.sequencer.take({
     accountId: acct.id,
     did,
     kind: 'account',
@@ -112,6 +118,8 @@ export async function handleAccountEvent(
     ...(reported === 'deleted' ? { collections: { removeAll: true } } : {}),
     ...upstream(ticket),
   })
+  taken()
+  await committed
   ctx.stats.accepted(host.hostname, 'account')
 }
 

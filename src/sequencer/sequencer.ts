@@ -180,23 +180,29 @@ export class Sequencer implements CommittedEventSource {
 
   /** Resolves with the event's seq once it is durably committed. */
   submit(evt: AcceptedEvent): Promise<number> {
-    if (!this.started) return Promise.reject(new SequencerError('not-started', 'sequencer not started'))
-    if (this.stopping) return Promise.reject(new SequencerError('stopped', 'sequencer is stopping'))
-    const kind = KIND_CODES[evt.kind]
-    if (kind === undefined) {
-      return Promise.reject(new SequencerError('invalid-event', `unknown event kind ${String(evt.kind)}`))
-    }
-    let frame: Uint8Array
-    let wire: Buffer
     try {
-      // Built once with room in front for the WebSocket header: consumers get this buffer as it is.
-      const buf = frameWithSeqAfter(MAX_WS_HEADER_BYTES, evt.t, evt.body, this.assigned + 1)
-      frame = buf.subarray(MAX_WS_HEADER_BYTES)
-      const start = writeWsHeader(buf, MAX_WS_HEADER_BYTES, frame.length)
-      wire = Buffer.from(buf.buffer, buf.byteOffset + start, buf.length - start)
+      return this.take(evt)
     } catch (err) {
       return Promise.reject(err as Error)
     }
+  }
+
+  /**
+   * `submit`, except that an event the sequencer cannot take throws here and now. Once this
+   * returns, the event has its seq and is committed in submission order, or not at all if
+   * the sequencer stops first (then the promise rejects and its ticket is deferred): so the
+   * caller may act on it at once, as ingest does with the account's head.
+   */
+  take(evt: AcceptedEvent): Promise<number> {
+    if (!this.started) throw new SequencerError('not-started', 'sequencer not started')
+    if (this.stopping) throw new SequencerError('stopped', 'sequencer is stopping')
+    const kind = KIND_CODES[evt.kind]
+    if (kind === undefined) throw new SequencerError('invalid-event', `unknown event kind ${String(evt.kind)}`)
+    // Built once with room in front for the WebSocket header: consumers get this buffer as it is.
+    const buf = frameWithSeqAfter(MAX_WS_HEADER_BYTES, evt.t, evt.body, this.assigned + 1)
+    const frame = buf.subarray(MAX_WS_HEADER_BYTES)
+    const start = writeWsHeader(buf, MAX_WS_HEADER_BYTES, frame.length)
+    const wire = Buffer.from(buf.buffer, buf.byteOffset + start, buf.length - start)
     if (evt.ticket !== undefined) this.cursors.submitted(evt.ticket)
     const seq = ++this.assigned
     // Jetstream's cursor: assigned once with the seq.

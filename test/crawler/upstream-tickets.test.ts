@@ -158,8 +158,9 @@ describe('upstream tickets', () => {
     h.pipeline.accounts.get = async (did) => (did === victims.state.did ? boom('state', did) : get(did))
     const inMemory = h.pipeline.accounts.inMemory.bind(h.pipeline.accounts)
     h.pipeline.accounts.inMemory = (did) => (did === victims.state.did ? undefined : inMemory(did))
-    const submit = h.sequencer.submit.bind(h.sequencer)
-    h.sequencer.submit = (evt: AcceptedEvent) => (evt.did === victims.submit.did ? boom('submit', evt.did) : submit(evt))
+    // Ingest hands events over with take(), which throws when the sequencer refuses one.
+    const take = h.sequencer.take.bind(h.sequencer)
+    h.sequencer.take = (evt: AcceptedEvent) => (evt.did === victims.submit.did ? boom('submit', evt.did) : take(evt))
 
     const expected: string[] = []
     const healthyCommit = async (text: string) => {

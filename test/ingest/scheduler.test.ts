@@ -142,4 +142,65 @@ describe('KeyedScheduler', () => {
     await s.idle()
     expect(errors).toHaveLength(1)
   })
+
+  it('starts a key’s next job once the running one releases the key, and counts the released one until it ends', async () => {
+    const s = new KeyedScheduler({ hostConcurrency: 2, maxInFlight: 10, hostQueueLimit: 100, maxQueued: 100, onJobError: () => {} })
+    const log: string[] = []
+    const ends = new Map<string, () => void>()
+    const releases = new Map<string, () => void>()
+    const job = (name: string) => (release: () => void) =>
+      new Promise<void>((resolve) => {
+        log.push(`start ${name}`)
+        releases.set(name, release)
+        ends.set(name, () => {
+          log.push(`end ${name}`)
+          resolve()
+        })
+      })
+    for (const name of ['a1', 'a2', 'a3', 'b1']) s.enqueue(1, name[0]!, job(name))
+    await tick()
+    expect(log).toEqual(['start a1', 'start b1'])
+    releases.get('a1')!()
+    releases.get('a1')!() // a second call changes nothing
+    await tick()
+    // a2 may start now, but the host bound (2) still counts a1 until it ends.
+    expect(log).toEqual(['start a1', 'start b1'])
+    ends.get('b1')!()
+    await tick()
+    expect(log).toEqual(['start a1', 'start b1', 'end b1', 'start a2'])
+    // a2 holds the key (has not released it): a3 waits even when a1 ends and frees a slot.
+    ends.get('a1')!()
+    await tick()
+    expect(log.at(-1)).toBe('end a1')
+    expect(s.running).toBe(1)
+    releases.get('a2')!()
+    await tick()
+    expect(log.at(-1)).toBe('start a3')
+    ends.get('a3')!()
+    ends.get('a2')!()
+    await s.idle()
+    expect(log.filter((l) => l.startsWith('start a'))).toEqual(['start a1', 'start a2', 'start a3'])
+  })
+
+  it('runs exclusive work only after every earlier job of the key has ended, released or not', async () => {
+    const s = new KeyedScheduler({ hostConcurrency: 4, maxInFlight: 4, hostQueueLimit: 10, maxQueued: 10, onJobError: () => {} })
+    const log: string[] = []
+    let end!: () => void
+    s.enqueue(1, 'x', (release) => {
+      release()
+      return new Promise<void>((r) => (end = r)).then(() => void log.push('event x committed'))
+    })
+    await tick()
+    const admin = s.exclusive('x', async () => {
+      log.push('admin x')
+    })
+    // An event queued after the admin job waits for it.
+    s.enqueue(1, 'x', async () => void log.push('event x 2'))
+    await tick()
+    expect(log).toEqual([])
+    end()
+    await admin
+    await s.idle()
+    expect(log).toEqual(['event x committed', 'admin x', 'event x 2'])
+  })
 })
