@@ -23,7 +23,8 @@ import { Admission, type AdmissionPolicy, type AdmissionResult, type HostLifecyc
 import { DEFAULT_BACKOFF, type BackoffOptions } from '../backoff.js'
 import { DialPacer } from './dial-pacing.js'
 import { HostConnection, type ConnectionFailure, type ConnectionInfo } from './host-connection.js'
-import { findHost, HostWriteError, insertHost, loadConnectableHosts, updateHost, type HostPatch } from './host-store.js'
+import { findHost, insertHost, loadConnectableHosts } from './host-store.js'
+import { HostWrites } from './host-writes.js'
 import type { ParsedHostname } from './hostname.js'
 import { CrawlerMetrics } from './metrics.js'
 import type { RateLimitedView } from './rate-limit-episode.js'
@@ -66,8 +67,7 @@ export class Crawler implements HostLifecycle {
   private readonly opts: CrawlerOptions
   private readonly log: Logger
   private readonly conns = new Map<number, HostConnection>()
-  private readonly status = new Map<number, HostStatus>()
-  private readonly writes = new Map<number, Promise<void>>()
+  private readonly hostWrites: HostWrites
   private stopping = false
   private stopped: Promise<void> | undefined
 
@@ -75,6 +75,7 @@ export class Crawler implements HostLifecycle {
     this.opts = opts
     this.log = opts.logger.child({ component: 'crawler' })
     this.metrics = new CrawlerMetrics(opts.registry)
+    this.hostWrites = new HostWrites(opts.storage, this.log)
     this.admission = new Admission({
       storage: opts.storage,
       hosts: this,
@@ -124,7 +125,7 @@ export class Crawler implements HostLifecycle {
     const wasConnected = this.conns.has(host.id)
     await this.disconnect(host.id)
     try {
-      await this.adminWrite(host, { status: 'banned', lastError: BLOCKED_MESSAGE })
+      await this.hostWrites.adminWrite(host, { status: 'banned', lastError: BLOCKED_MESSAGE })
     } catch (err) {
       // Not stored, so not blocked: the host gets its connection back, as it was.
       if (wasConnected && !this.stopping) this.connect(host)
@@ -139,7 +140,7 @@ export class Crawler implements HostLifecycle {
     const host = await this.findByName(hostname)
     if (!host) return false
     // The block message described the block, not the host: it goes with it. A real last error stays.
-    if (host.status === 'banned') await this.adminWrite(host, { status: 'active', ...(host.last_error === BLOCKED_MESSAGE ? { lastError: null } : {}) })
+    if (host.status === 'banned') await this.hostWrites.adminWrite(host, { status: 'active', ...(host.last_error === BLOCKED_MESSAGE ? { lastError: null } : {}) })
     if (!this.stopping) this.connect({ ...host, status: 'active' })
     this.log.info({ host: host.hostname }, 'host unblocked')
     return true
@@ -150,7 +151,7 @@ export class Crawler implements HostLifecycle {
     if (!Number.isSafeInteger(accountLimit) || accountLimit < 0) throw new RangeError(`invalid account limit ${accountLimit}`)
     const host = await this.findByName(hostname)
     if (!host) return false
-    await this.adminWrite(host, { accountLimit })
+    await this.hostWrites.adminWrite(host, { accountLimit })
     const conn = this.conns.get(host.id)
     if (conn) {
       conn.host.accountLimit = accountLimit
@@ -163,7 +164,7 @@ export class Crawler implements HostLifecycle {
   async setLenient(hostname: string, lenient: boolean | null): Promise<boolean> {
     const host = await this.findByName(hostname)
     if (!host) return false
-    await this.adminWrite(host, { lenient })
+    await this.hostWrites.adminWrite(host, { lenient })
     const conn = this.conns.get(host.id)
     if (conn) conn.host.lenient = lenient
     return true
@@ -176,7 +177,7 @@ export class Crawler implements HostLifecycle {
     this.opts.sequencer.resetHost(host.id)
     const conn = this.conns.get(host.id)
     conn?.resetCursor()
-    await this.adminWrite(host, { resetCursor: true, lastError: 'cursor reset by the relay operator' })
+    await this.hostWrites.adminWrite(host, { resetCursor: true, lastError: 'cursor reset by the relay operator' })
     if (conn) {
       // An open connection is on the old cursor: start over.
       await this.disconnect(host.id)
@@ -215,7 +216,7 @@ export class Crawler implements HostLifecycle {
   }
 
   private statusOf(conn: HostConnection): HostConnectionStatus {
-    return { ...conn.info(), status: this.status.get(conn.host.id) ?? 'active' }
+    return { ...conn.info(), status: this.hostWrites.statusOf(conn.host.id) }
   }
 
   /** Closes every connection cleanly and waits for in-flight pushes and status writes. */
@@ -223,7 +224,7 @@ export class Crawler implements HostLifecycle {
     this.stopped ??= (async () => {
       this.stopping = true
       await Promise.all([...this.conns.values()].map((c) => c.stop()))
-      await Promise.all(this.writes.values())
+      await this.hostWrites.settled()
       await this.admission.close()
     })()
     return this.stopped
@@ -255,7 +256,7 @@ export class Crawler implements HostLifecycle {
     const lastError = relayLoopError(server)
     const known = await findHost(this.opts.storage.db, parsed.hostname)
     if (known) {
-      await this.write(known.id, { status: 'banned', lastError })
+      await this.hostWrites.write(known.id, { status: 'banned', lastError })
       await this.disconnect(known.id)
     } else {
       await insertHost(this.opts.storage.db, { hostname: parsed.hostname, ssl: parsed.ssl, ...limits, status: 'banned', lastError })
@@ -302,7 +303,7 @@ export class Crawler implements HostLifecycle {
       rateLimitQuietMs: this.opts.rateLimitQuietMs,
     })
     this.conns.set(row.id, conn)
-    this.status.set(row.id, row.status)
+    this.hostWrites.loaded(row)
     conn.start()
     return conn
   }
@@ -318,13 +319,13 @@ export class Crawler implements HostLifecycle {
     // A connection already let go (blocked, reset) no longer speaks for the host's status, and
     // one that opens while its host is being blocked must not write the block away.
     if (this.conns.get(conn.host.id) !== conn) return
-    const status = this.status.get(conn.host.id)
-    if (status !== 'active' && status !== 'banned') void this.write(conn.host.id, { status: 'active' })
+    const status = this.hostWrites.statusOf(conn.host.id)
+    if (status !== 'active' && status !== 'banned') void this.hostWrites.write(conn.host.id, { status: 'active' })
   }
 
   private onFailure(conn: HostConnection, failure: ConnectionFailure): void {
     this.opts.stats.setLastError(conn.host.hostname, failure.message)
-    void this.write(conn.host.id, { status: 'offline', lastError: failure.message })
+    void this.hostWrites.write(conn.host.id, { status: 'offline', lastError: failure.message })
   }
 
   private onFutureCursor(conn: HostConnection, message: string, cursor: number): void {
@@ -335,7 +336,7 @@ export class Crawler implements HostLifecycle {
     this.opts.stats.setLastError(host.hostname, detail)
     if (policy === 'stop') {
       this.log.warn({ host: host.hostname, cursor }, `${detail}; host set idle (RELAY_FUTURE_CURSOR=stop)`)
-      void this.write(host.id, { status: 'idle', lastError: `${detail}; stopped` })
+      void this.hostWrites.write(host.id, { status: 'idle', lastError: `${detail}; stopped` })
       return
     }
     this.log.warn({ host: host.hostname, cursor }, `${detail}; cursor reset, reconnecting live`)
@@ -343,7 +344,7 @@ export class Crawler implements HostLifecycle {
     conn.resetCursor()
     // Reconnect once the reset is stored: the new sequence's first batch writes the host cursor
     // too, and a reset landing after it would leave the stored cursor at 0.
-    void this.write(host.id, { resetCursor: true, lastError: `${detail}; cursor reset to 0, reconnected live` }).then(() => {
+    void this.hostWrites.write(host.id, { resetCursor: true, lastError: `${detail}; cursor reset to 0, reconnected live` }).then(() => {
       if (!this.stopping) conn.retryNow()
     })
   }
@@ -352,58 +353,7 @@ export class Crawler implements HostLifecycle {
     this.log.warn({ host: conn.host.hostname, server }, 'host is a relay (loop); banned')
     this.conns.delete(conn.host.id)
     void conn.stop()
-    void this.write(conn.host.id, { status: 'banned', lastError: relayLoopError(server) })
-  }
-
-  /** A connection's own status write: a failure is logged (the next event writes again), never thrown. */
-  private write(hostId: number, patch: HostPatch): Promise<void> {
-    return this.enqueue(hostId, patch).then(
-      () => undefined,
-      () => undefined, // logged in enqueue
-    )
-  }
-
-  /**
-   * An operator's write: answers HostWriteError when the UPDATE failed or changed no row, so the admin
-   * API says so. Its status reaches memory only once stored: a failed write changes nothing.
-   */
-  private async adminWrite(host: Host, patch: HostPatch): Promise<void> {
-    let changed: number
-    try {
-      changed = await this.enqueue(host.id, patch, 'once-stored')
-    } catch (err) {
-      throw new HostWriteError('failed', host.hostname, { cause: err })
-    }
-    if (changed === 0) {
-      this.log.error({ host: host.hostname }, 'host update matched no row')
-      throw new HostWriteError('no-row', host.hostname)
-    }
-  }
-
-  /**
-   * Host-table writes, serialised per host so a late "offline" never overwrites a newer "active". Resolves to the rows changed.
-   * A connection's own status is believed at once (its next event writes again; onOpen must see it before it lands);
-   * an operator's (`once-stored`) only when the row changed.
-   */
-  private enqueue(hostId: number, patch: HostPatch, applyStatus: 'at-once' | 'once-stored' = 'at-once'): Promise<number> {
-    const status = patch.status
-    if (status !== undefined && applyStatus === 'at-once') this.status.set(hostId, status)
-    const prev = this.writes.get(hostId) ?? Promise.resolve()
-    const result = prev
-      .then(() => updateHost(this.opts.storage.db, hostId, patch))
-      .then((changed) => {
-        if (status !== undefined && applyStatus === 'once-stored' && changed > 0) this.status.set(hostId, status)
-        return changed
-      })
-    const settled = result.then(
-      () => undefined,
-      (err: unknown) => this.log.error({ err, hostId }, 'host update failed'),
-    )
-    this.writes.set(hostId, settled)
-    void settled.finally(() => {
-      if (this.writes.get(hostId) === settled) this.writes.delete(hostId)
-    })
-    return result
+    void this.hostWrites.write(conn.host.id, { status: 'banned', lastError: relayLoopError(server) })
   }
 }
 
