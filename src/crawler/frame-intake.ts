@@ -19,7 +19,9 @@ export type Intake =
   | { kind: 'refused'; reason: RefusalReason; message: string }
   /** An `op: -1` frame; `text` is clipped for logs and status. */
   | { kind: 'error-frame'; error: string; message: string; text: string }
-  /** An event (or #info) to queue, with its seq if it has a valid one. */
+  /** Not queued: counted under `reason`; the connection carries on. */
+  | { kind: 'dropped'; reason: 'bad-frame'; message: string }
+  /** An event to queue with its seq, or an #info or unknown type (seq null). */
   | { kind: 'frame'; frame: MessageFrame; seq: number | null }
 
 export function readMessage(data: Uint8Array | ArrayBuffer | readonly Uint8Array[], isBinary: boolean): { intake: Intake; size: number } {
@@ -48,8 +50,16 @@ function classify(bytes: Uint8Array): Intake {
   }
   const rawSeq = frame.body.seq
   const seq = typeof rawSeq === 'number' && Number.isSafeInteger(rawSeq) && rawSeq > 0 ? rawSeq : null
+  if (seq === null && SEQUENCED_TYPES.has(frame.t)) {
+    // Required on every type the relay forwards: without it the host cursor could never cover the event.
+    const shown = typeof rawSeq === 'number' || typeof rawSeq === 'bigint' ? String(rawSeq) : typeof rawSeq
+    return { kind: 'dropped', reason: 'bad-frame', message: `${frame.t} without a positive integer seq (${clip(shown)})` }
+  }
   return { kind: 'frame', frame, seq: frame.t === '#info' ? null : seq }
 }
+
+/** The event types that carry an upstream seq and are forwarded. */
+const SEQUENCED_TYPES = new Set(['#commit', '#sync', '#identity', '#account'])
 
 /** The fields of an #info worth logging (the body holds only its top-level scalars), clipped. */
 export function infoFields(frame: MessageFrame): { name: string; message: string } {

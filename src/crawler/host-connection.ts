@@ -334,6 +334,13 @@ export class HostConnection {
       }
       return
     }
+    if (intake.kind === 'dropped') {
+      // Per frame, so at debug: the count and the host's last error show it.
+      this.opts.stats.dropped(this.host.hostname, intake.reason)
+      this.opts.stats.setLastError(this.host.hostname, `${intake.reason}: ${intake.message}`)
+      this.log.debug({ reason: intake.reason }, `upstream frame dropped: ${intake.message}`)
+      return
+    }
     const { frame, seq } = intake
     if (seq !== null) {
       if (seq <= session.lastSeq) {

@@ -134,6 +134,29 @@ describe('host connection', () => {
     expect(f.connections).toHaveLength(1) // a bad seq drops the frame, not the connection
   })
 
+  it('drops an event without a positive integer seq as bad-frame and keeps the connection', async () => {
+    const f = await fake()
+    const body = { did: 'did:plc:abc', time: '2024-01-01T00:00:00.000Z' }
+    f.onConnection = ({ ws }) => {
+      ws.send(eventFrame(5))
+      // A fraction, none, zero, negative, a string: none can be a host cursor.
+      for (const seq of [5.5, undefined, 0, -3, '6']) ws.send(encodeMessageFrame('#identity', seq === undefined ? body : { ...body, seq }))
+      ws.send(eventFrame(7))
+    }
+    await insertHost(f.hostname)
+    const h = harness()
+    await h.crawler.start()
+    await waitUntil(() => h.sink.received.some((r) => r.seq === 7), 'the marker (seq 7)', 10_000)
+    expect(h.sink.received.map((r) => [r.t, r.seq])).toEqual([
+      ['#identity', 5],
+      ['#identity', 7],
+    ])
+    expect(h.stats.snapshot(f.hostname).dropped).toEqual({ 'bad-frame': 5 })
+    expect(h.stats.snapshot(f.hostname).lastError?.message).toMatch(/#identity without a positive integer seq/)
+    expect(f.connections).toHaveLength(1)
+    expect(h.crawler.connection(f.hostname)?.cursor).toBe(7)
+  })
+
   it('counts garbage and text frames, closes, and reconnects from the last seq', async () => {
     const f = await fake()
     f.onConnection = ({ ws }) => {
