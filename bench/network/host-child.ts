@@ -30,6 +30,8 @@ export interface HostChildArgs {
   activeOffset: number
   activeTotal: number
   zipf: number
+  /** Most events one account makes per second (a PDS's write limit); 0: no cap. */
+  accountRateCap: number
   seed: number
   registerUrl: string
   /** Frames each host keeps for cursor replay. */
@@ -119,13 +121,13 @@ async function act(i: number): Promise<number> {
  * ~5,000 points an hour, ~0.5 creates/s sustained), so even the busiest accounts of the real network post a
  * few events a second at most. A pick inside its account's interval is drawn again (a few tries).
  */
-const MAX_PER_ACCOUNT_PER_SEC = 2
+const MAX_PER_ACCOUNT_PER_SEC = args.accountRateCap
 const lastAct = new Float64Array(accounts.length)
 let repicks = 0
 function pickAccount(): number {
   const now = performance.now()
   let i = picker.pick(Math.random())
-  for (let k = 0; k < 8 && now - lastAct[i]! < 1000 / MAX_PER_ACCOUNT_PER_SEC; k++) {
+  for (let k = 0; MAX_PER_ACCOUNT_PER_SEC > 0 && k < 8 && now - lastAct[i]! < 1000 / MAX_PER_ACCOUNT_PER_SEC; k++) {
     repicks++
     i = picker.pick(Math.random())
   }

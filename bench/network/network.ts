@@ -159,6 +159,7 @@ export class Network {
           activeOffset: offset,
           activeTotal,
           zipf: params.zipf,
+          accountRateCap: params.accountRateCap,
           seed: 1,
           registerUrl: plc.ready.registerUrl as string,
           ringPerHost: hostWeights.map((hw) => Math.max(2000, Math.ceil((hw / total) * RING_RATE * (params.downS + 120)))),

@@ -13,6 +13,8 @@ export interface NetworkParams {
   /** Accounts the hosts create and keep active during the run (Zipf activity). */
   active: number
   zipf: number
+  /** Most events one account makes per second (default 2, as a PDS's write limit; 0: uncapped, Zipf alone). */
+  accountRateCap: number
   soakMin: number
   highMin: number
   /** Length of the max-rate probe. */
@@ -36,6 +38,7 @@ export const FULL: NetworkParams = {
   accounts: 10_000_000,
   active: 100_000,
   zipf: 1,
+  accountRateCap: 2,
   soakMin: 30,
   highMin: 5,
   maxRateS: 60,
@@ -78,6 +81,7 @@ export function parseNetworkArgs(argv: string[]): NetworkParams & { render?: str
       'high-min': { type: 'string' },
       'max-rate-s': { type: 'string' },
       'down-s': { type: 'string' },
+      'account-rate-cap': { type: 'string' },
       'partition-size': { type: 'string' },
       'replay-window': { type: 'string' },
       label: { type: 'string' },
@@ -93,6 +97,7 @@ export function parseNetworkArgs(argv: string[]): NetworkParams & { render?: str
   p.highMin = num(values['high-min'], p.highMin)
   p.maxRateS = num(values['max-rate-s'], p.maxRateS)
   p.downS = num(values['down-s'], p.downS)
+  p.accountRateCap = num(values['account-rate-cap'], p.accountRateCap)
   p.partitionSize = num(values['partition-size'], p.partitionSize)
   p.replayWindow = values['replay-window'] ?? p.replayWindow
   p.hostsPerChild = Math.max(10, Math.min(1000, Math.ceil(p.hosts / 3)))
