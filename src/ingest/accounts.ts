@@ -212,7 +212,7 @@ export class AccountStore {
     if (entry !== undefined && entry.acct === acct && --entry.events === 0) this.uncommitted.delete(acct.did)
   }
 
-  /** Accounts with events not committed yet (for tests and metrics). */
+  /** Accounts with events not committed yet (tests read it). */
   get uncommittedCount(): number {
     return this.uncommitted.size
   }
