@@ -335,10 +335,9 @@ export class HostConnection {
       return
     }
     if (intake.kind === 'dropped') {
-      // Per frame, so at debug: the count and the host's last error show it.
       this.opts.stats.dropped(this.host.hostname, intake.reason)
       this.opts.stats.setLastError(this.host.hostname, `${intake.reason}: ${intake.message}`)
-      this.log.debug({ reason: intake.reason }, `upstream frame dropped: ${intake.message}`)
+      this.log.debug({ reason: intake.reason }, `upstream frame dropped: ${intake.message}`) // per frame: the count and last error show it
       return
     }
     const { frame, seq } = intake
