@@ -45,10 +45,20 @@ export async function handleIdentityEvent(
   requireTime(frame.body)
   // The re-resolve bypasses caches: a DID that just moved here is authoritative at once.
   const identity = await ctx.identity.refresh(did)
+  const handle = frame.body.handle
+  let handleCheck: Promise<boolean> | undefined
   let acct: AccountState
   if (identity.status === 'ok') {
     if (!isHostOf(identity, host)) {
       throw new IngestDrop('wrong-host', `#identity for ${did}, which is hosted at ${identity.pdsHost}, not ${host.hostname}`)
+    }
+    // The handle's round trips run beside the account's read or creation (a new account's first
+    // event waits for both); only once this host is known to be the DID's, so no host can make the
+    // relay look up handles for DIDs it does not host. Awaited below; the catch only keeps a drop
+    // meanwhile from leaving it unhandled.
+    if (typeof handle === 'string') {
+      handleCheck = ctx.identity.verifyHandle(did, handle)
+      handleCheck.catch(() => undefined)
     }
     acct = await accountOnHost(ctx, host, did)
   } else {
@@ -59,9 +69,8 @@ export async function handleIdentityEvent(
   }
 
   let body = frame.bodyBytes
-  const handle = frame.body.handle
   if (handle !== undefined) {
-    const keep = typeof handle === 'string' && (await ctx.identity.verifyHandle(did, handle))
+    const keep = typeof handle === 'string' && (await (handleCheck ?? ctx.identity.verifyHandle(did, handle)))
     if (!keep) {
       const { handle: _omitted, ...rest } = frame.body
       body = encode(rest)
