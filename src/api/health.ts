@@ -2,6 +2,7 @@
 import type { Storage } from '../storage/db.js'
 import { VERSION } from '../package-root.js'
 import type { HttpServer } from './http-server.js'
+import { withTimeout } from '../with-timeout.js'
 
 const PING_TIMEOUT_MS = 3_000
 
@@ -16,7 +17,7 @@ export function registerHealthRoutes(http: HttpServer, storage: Storage, opts: H
   const writer = () => (storage.writer === undefined ? {} : { dbWriter: { state: storage.writer.state, statements: storage.writer.counts } })
   const health = async () => {
     try {
-      await withTimeout(storage.ping(), PING_TIMEOUT_MS)
+      await withTimeout(storage.ping(), PING_TIMEOUT_MS, () => new Error(`no answer within ${PING_TIMEOUT_MS} ms`))
       return { json: { status: 'ok', version: VERSION, ...writer(), ...opts.extra?.() } }
     } catch (err) {
       return {
@@ -38,14 +39,4 @@ export function registerHealthRoutes(http: HttpServer, storage: Storage, opts: H
 
 function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err)
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout
-  return Promise.race([
-    promise.finally(() => clearTimeout(timer)),
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms)
-    }),
-  ])
 }

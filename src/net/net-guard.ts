@@ -12,6 +12,7 @@ import dns from 'node:dns'
 import { isIP, isIPv4, isIPv6, type LookupFunction } from 'node:net'
 import { createSecureContext, type SecureContext } from 'node:tls'
 import { buildConnector, type Dispatcher } from 'undici'
+import { withTimeout } from '../with-timeout.js'
 import { OriginPools } from './origin-pools.js'
 
 export type NetGuardReason =
@@ -337,7 +338,8 @@ export function createGuardedDispatcher(opts: GuardedDispatcherOptions): Dispatc
       base(options, callback)
       return
     }
-    withTimeout(resolveAllowedAddresses(options.hostname, policy, lookup), connectTimeoutMs, options.hostname).then(
+    const timedOut = () => new NetGuardError('dns_failed', `DNS lookup of ${options.hostname} timed out after ${connectTimeoutMs} ms`)
+    withTimeout(resolveAllowedAddresses(options.hostname, policy, lookup), connectTimeoutMs, timedOut).then(
       (all) => {
         checked.set(options.hostname, all)
         base(options, (err, socket) => {
@@ -362,16 +364,6 @@ export function createGuardedDispatcher(opts: GuardedDispatcherOptions): Dispatc
     },
     maxOrigins: MAX_GUARDED_ORIGINS,
   })
-}
-
-/** `promise`, or a `dns_failed` NetGuardError once `ms` have passed. */
-function withTimeout<T>(promise: Promise<T>, ms: number, hostname: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new NetGuardError('dns_failed', `DNS lookup of ${hostname} timed out after ${ms} ms`)), ms)
-    timer.unref()
-  })
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
 }
 
 /** The first error in `err`'s `cause` chain (at most 5 deep) that `match` accepts: undici and ws wrap the real cause. */
