@@ -7,7 +7,7 @@
  * scans each body against its decode limits before decoding anything, so a
  * hostile frame costs a bounded scan, never a full decode.
  */
-import { binaryMessageBytes, decodeFrame, FrameError, type FrameErrorReason, type MessageFrame } from '../atproto/frame.js'
+import { binaryMessageBytes, DECODED_TYPES, decodeFrame, FrameError, type FrameErrorReason, type MessageFrame } from '../atproto/frame.js'
 import { clipUpstreamText as clip } from '../upstream-text.js'
 
 
@@ -50,16 +50,13 @@ function classify(bytes: Uint8Array): Intake {
   }
   const rawSeq = frame.body.seq
   const seq = typeof rawSeq === 'number' && Number.isSafeInteger(rawSeq) && rawSeq > 0 ? rawSeq : null
-  if (seq === null && SEQUENCED_TYPES.has(frame.t)) {
-    // Required on every type the relay forwards: without it the host cursor could never cover the event.
-    const shown = typeof rawSeq === 'number' || typeof rawSeq === 'bigint' ? String(rawSeq) : typeof rawSeq
-    return { kind: 'dropped', reason: 'bad-frame', message: `${frame.t} without a positive integer seq (${clip(shown)})` }
+  if (seq === null && DECODED_TYPES.has(frame.t)) {
+    // Required on every type the relay handles and forwards: without it the host cursor could never cover the event.
+    const shown = typeof rawSeq === 'number' ? String(rawSeq) : typeof rawSeq
+    return { kind: 'dropped', reason: 'bad-frame', message: `${frame.t} without a positive integer seq (${shown})` }
   }
   return { kind: 'frame', frame, seq: frame.t === '#info' ? null : seq }
 }
-
-/** The event types that carry an upstream seq and are forwarded. */
-const SEQUENCED_TYPES = new Set(['#commit', '#sync', '#identity', '#account'])
 
 /** The fields of an #info worth logging (the body holds only its top-level scalars), clipped. */
 export function infoFields(frame: MessageFrame): { name: string; message: string } {
