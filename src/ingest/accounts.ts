@@ -7,7 +7,7 @@
  * Heads are written by the sequencer in its batch transaction; ingest mirrors
  * them here as soon as the sequencer has taken the event (it commits in that
  * order or not at all), and the account stays the one answer for its DID
- * until those events have committed (`holdUncommitted`), since the database
+ * until those events have committed (`setUncommittedHead`), since the database
  * still has the older head.
  */
 import { sql, type Kysely, type Transaction } from 'kysely'
@@ -189,24 +189,20 @@ export class AccountStore {
     acct.localStatus = status
   }
 
-  /** Mirrors a head the sequencer has taken (with `holdUncommitted` until it has committed). */
-  setHead(acct: AccountState, head: AccountHead): void {
-    acct.head = packHead(head.rev, head.commitCid, head.dataCid)
-  }
-
   /**
-   * The sequencer has taken an event of `acct` that the database does not have yet: `acct`
-   * answers for its DID (cache eviction or a retry's `forget` cannot bring back the
-   * database's older head, which would let a retransmitted event through as new) until
-   * `releaseUncommitted` has been called once for each hold.
+   * The sequencer has taken an event of `acct` that sets `head` and that the database does not
+   * have yet: the head is mirrored here at once, and `acct` answers for its DID (cache eviction or
+   * a retry's `forget` cannot bring back the database's older head, which would let a
+   * retransmitted event through as new) until `releaseUncommitted` has been called once for each.
    */
-  holdUncommitted(acct: AccountState): void {
+  setUncommittedHead(acct: AccountState, head: AccountHead): void {
+    acct.head = packHead(head.rev, head.commitCid, head.dataCid)
     const entry = this.uncommitted.get(acct.did)
     if (entry !== undefined && entry.acct === acct) entry.events++
     else this.uncommitted.set(acct.did, { acct, events: 1 })
   }
 
-  /** One held event has committed, or never will. */
+  /** One event of `setUncommittedHead` has committed, or never will. */
   releaseUncommitted(acct: AccountState): void {
     const entry = this.uncommitted.get(acct.did)
     if (entry !== undefined && entry.acct === acct && --entry.events === 0) this.uncommitted.delete(acct.did)

@@ -89,8 +89,7 @@ export async function handleRepoEvent(
     ...(ticket !== null ? { ticket } : {}),
   })
   // Taken: it commits in order or not at all, so the account's next event is checked against it now.
-  ctx.accounts.setHead(acct, head)
-  ctx.accounts.holdUncommitted(acct)
+  ctx.accounts.setUncommittedHead(acct, head)
   taken()
   try {
     await committed
