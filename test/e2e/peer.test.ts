@@ -54,9 +54,10 @@ beforeAll(async () => {
   const settle = async () => {
     for (const c of live) await c.waitUntil(() => c.caughtUp(), WAIT_MS, 'consumer to catch up before migration')
   }
-  // Before the account deletion, let the consumers see everything so far: the PDS purges a deleted
-  // account's events, so ones its firehose had not sent yet (it polls its log, and lags on a busy
-  // machine) would never be sent live. Seen in CI: PDS 1 delivered 16 of 24 frames, carol's missing.
+  // Until each consumer has received and verified every frame expected so far. Also awaited before
+  // the account deletion: the PDS purges a deleted account's events, so ones its firehose had not
+  // sent yet (it polls its log, and lags on a busy machine) would never be sent live. Seen in CI:
+  // PDS 1 delivered 16 of 24 frames, carol's missing.
   const caughtUpWith = async (expected: ScenarioResult['expect'], label: string) => {
     for (const [i, c] of live.entries()) {
       const want = expected.events.filter((e) => e.pds === i).length
@@ -71,10 +72,7 @@ beforeAll(async () => {
   timings.scenarioMs = Date.now() - t1
 
   // Wait until each firehose delivered (and the Firehose verified) every expected frame.
-  for (const [i, c] of live.entries()) {
-    const want = scenario.expect.events.filter((e) => e.pds === i).length
-    await c.waitUntil((s) => s.frames.length >= want && c.caughtUp(), WAIT_MS, `PDS ${i}: ${want} frames`)
-  }
+  await caughtUpWith(scenario.expect, 'at the end of the scenario')
   liveStates = []
   for (const c of live) liveStates.push(await c.stop())
   live = []
