@@ -79,11 +79,20 @@ describe('an account’s events pipelined through ingest', () => {
   it('runs a takedown after the account’s held events have committed, so they leave the log with the rest', async () => {
     const { h, a, push } = await setUp()
     const held = await holdCommits(h.db.url!)
-    push(await a.createRecord('app.bsky.feed.post', post('in flight')))
+    const inFlight = await a.createRecord('app.bsky.feed.post', post('in flight'))
+    push(inFlight)
     await waitUntil(() => h.sequencer.queuedEvents() === 1, 'the commit taken and held')
+    // What the takedown finds when it starts: the account's held event already committed.
+    let committedWhenTakedownStarted: boolean | undefined
+    const setLocalStatus = h.pipeline.accounts.setLocalStatus.bind(h.pipeline.accounts)
+    h.pipeline.accounts.setLocalStatus = (acct, status) => {
+      committedWhenTakedownStarted ??= h.output().some((o) => o.body.rev === inFlight.body.rev)
+      return setLocalStatus(acct, status)
+    }
     const takedown = h.pipeline.takedown(a.did)
     await held.release()
     const down = await takedown
+    expect(committedWhenTakedownStarted).toBe(true)
     await h.pipeline.idle()
     const logged = await h.db.storage.db.selectFrom('event').select(['kind']).where('account_id', '=', down.accountId).execute()
     expect(logged.map((r) => r.kind)).toEqual([EventKind.account])
