@@ -203,4 +203,31 @@ describe('KeyedScheduler', () => {
     await s.idle()
     expect(log).toEqual(['event x committed', 'admin x', 'event x 2'])
   })
+
+  it('starts a key’s jobs one after another when each releases the key at once, without nesting a start in a start', async () => {
+    const n = 20_000
+    const s = new KeyedScheduler({ hostConcurrency: n + 1, maxInFlight: n + 1, hostQueueLimit: n + 2, maxQueued: n + 2, onJobError: () => {} })
+    const started: number[] = []
+    let end!: () => void
+    const ended = new Promise<void>((resolve) => (end = resolve))
+    let releaseFirst!: () => void
+    s.enqueue(1, 'k', (release) => {
+      releaseFirst = release
+      return ended
+    })
+    // Each job behind it lets go of the key before its first await: a start inside a start would recurse n deep.
+    for (let i = 0; i < n; i++) {
+      s.enqueue(1, 'k', (release) => {
+        started.push(i)
+        release()
+        return ended
+      })
+    }
+    expect(started).toHaveLength(0)
+    releaseFirst()
+    expect(started).toHaveLength(n)
+    expect(started.every((v, i) => v === i)).toBe(true)
+    end()
+    await s.idle()
+  })
 })
